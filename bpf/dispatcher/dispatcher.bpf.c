@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * The root program, the only one attached to the interface. It resets the per-CPU packet context and
+ * enters slot 0 of the chain (xdpp_next_slot = 0, set by the host). With an empty slot 0 the packet
+ * takes the default verdict and is counted as fallen off, in the dispatcher's own counters.
+ */
+#include <xdp_pipeline/stage.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+XDPP_STAGE(xdpp_dispatcher)(struct xdp_md *xdp, struct xdpp_packet *pkt)
+{
+	/* Only the flag word: parse fills every other field before it sets XDPP_F_PARSED. */
+	pkt->flags = 0;
+	pkt->pkt_len = xdp->data_end - xdp->data;
+	return XDPP_CONTINUE;
+}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * The one contract between the dispatcher, every stage and the host.
+ *
+ * Included by BPF C (clang -target bpf) and by the C++ host alike, so it uses only fixed-width types
+ * from <linux/types.h>. The host static_asserts the sizes and offsets below (host/contract_check.cpp);
+ * change a layout here and bump XDPP_CONTRACT_VERSION in the same commit.
+ */
+#ifndef XDP_PIPELINE_CONTRACT_H
+#define XDP_PIPELINE_CONTRACT_H
+
+#include <linux/types.h>
+
+/* Bumped whenever a struct or map below changes shape. Objects carry it in .rodata (xdpp_contract_version)
+ * and the host refuses an object built against another version. */
+#define XDPP_CONTRACT_VERSION 1
+
+/* The kernel allows 33 tail calls per packet (MAX_TAIL_CALL_CNT). The dispatcher enters slot 0 with the
+ * first one and each stage spends one more to reach the next, so a chain holds at most 33 stages. */
+#define XDPP_MAX_STAGES 33
+
+/* Value of xdpp_next_slot for the last stage: it ends the chain itself instead of tail-calling an empty
+ * slot, so a packet that leaves the last stage is a verdict, not a "fell off". */
+#define XDPP_NO_NEXT 0xffffffffu
+
+/* Names of the maps every object shares with the dispatcher (bpf_map__reuse_fd before load). */
+#define XDPP_CHAIN_MAP_NAME "xdpp_chain"
+#define XDPP_SCRATCH_MAP_NAME "xdpp_scratch"
+#define XDPP_COUNTERS_MAP_NAME "xdpp_counters"
+
+/* Flags in xdpp_packet.flags, written by the parse stage. */
+enum xdpp_packet_flags {
+	XDPP_F_PARSED = 1u << 0,      /* parse ran on this packet: every other field is valid */
+	XDPP_F_VLAN = 1u << 1,        /* at least one 802.1Q / 802.1ad tag */
+	XDPP_F_IPV4 = 1u << 2,
+	XDPP_F_IPV6 = 1u << 3,
+	XDPP_F_FRAGMENT = 1u << 4,    /* part of a fragmented datagram (first or not) */
+	XDPP_F_FIRST_FRAG = 1u << 5,  /* the fragment at offset 0: carries the L4 header */
+	XDPP_F_L4 = 1u << 6,          /* l4_off points at a complete TCP/UDP/ICMP/ICMPv6 header */
+	XDPP_F_MALFORMED = 1u << 7,   /* a header was cut short or inconsistent; nothing past it was read */
+	XDPP_F_IP_OPTIONS = 1u << 8,  /* IPv4 with IHL > 5, or IPv6 with extension headers */
+};
+
+/*
+ * What parse learnt about the packet, for every later stage. Lives in a per-CPU array (one entry) that
+ * the dispatcher resets (flags = 0) on entry: an XDP program runs to completion on one CPU, so the entry
+ * belongs to this packet until the chain ends.
+ *
+ * Offsets are from ctx->data. Addresses are in network byte order (IPv4 in the first 4 bytes of the 16);
+ * ports in host byte order, 0 where the protocol has none or the packet is a non-first fragment.
+ */
+struct xdpp_packet {
+	__u32 flags;            /* enum xdpp_packet_flags */
+	__u16 eth_proto;        /* host order, innermost after VLAN tags: 0x0800, 0x86DD, ... */
+	__u16 l3_off;
+	__u16 l4_off;
+	__u8 l4_proto;          /* IPPROTO_*, after IPv6 extension headers */
+	__u8 vlan_depth;        /* 0..2 */
+	__u16 vlan_id[2];       /* outer first, host order, 12 bits */
+	__u16 sport;
+	__u16 dport;
+	__u8 icmp_type;         /* ICMP or ICMPv6 */
+	__u8 icmp_code;
+	__u8 tcp_flags;         /* FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 URG=0x20 */
+	__u8 ttl;               /* IPv4 TTL or IPv6 hop limit */
+	__u32 pkt_len;          /* data_end - data when the dispatcher entered */
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* Verdict slots in the counters; the index is the XDP action (XDP_ABORTED=0 .. XDP_REDIRECT=4). */
+#define XDPP_VERDICTS 5
+
+/*
+ * Per-stage, per-CPU counters, kept by the framework (bpf/include/xdp_pipeline/stage.h), never by hand.
+ * Every packet is counted once in `packets` of each stage it enters and exactly once in one `verdict`
+ * somewhere in the chain (or the dispatcher's), so the verdicts of all stages add up to the packets
+ * that entered the dispatcher.
+ */
+struct xdpp_counters {
+	__u64 packets;                  /* entered this stage */
+	__u64 bytes;                    /* bytes of those packets */
+	__u64 verdict[XDPP_VERDICTS];   /* decided here, by XDP action */
+	__u64 fell_off;                 /* tail call to the next slot failed (empty slot); verdict = default */
+	__u64 events_lost;              /* events dropped because a ring buffer was full */
+};
+
+#endif /* XDP_PIPELINE_CONTRACT_H */

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/* icmp_lb: shared between icmp_lb.bpf.c and its plugin. */
+#ifndef XDPP_STAGE_ICMP_LB_H
+#define XDPP_STAGE_ICMP_LB_H
+
+#include <linux/types.h>
+
+/* The documented maximum number of backends. */
+#define ICMP_LB_MAX_BACKENDS 64
+
+struct icmp_lb_backend {
+	__be32 ip;
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+/* One complete configuration. Two live in icmp_lb_sets (BPF_MAP_TYPE_ARRAY, 2 entries); a change writes
+ * the inactive one and flips icmp_lb_active (BPF_MAP_TYPE_ARRAY, 1 entry, __u32), so no packet sees a
+ * VIP from one configuration and backends from another. */
+struct icmp_lb_set {
+	__be32 vip;
+	__u32 backend_count;          /* 0 disables balancing: every packet continues */
+	__u8 lb_mac[6];               /* source MAC of rewritten frames: the LB's own interface */
+	__u8 pad[2];
+	struct icmp_lb_backend backends[ICMP_LB_MAX_BACKENDS];
+};
+#define ICMP_LB_SETS_MAP "icmp_lb_sets"
+#define ICMP_LB_ACTIVE_MAP "icmp_lb_active"
+
+/* icmp_lb_rr: BPF_MAP_TYPE_ARRAY, 1 entry, __u64 = requests balanced so far. Shared by all CPUs and
+ * advanced atomically, so one ping stream alternates strictly and many CPUs still spread evenly.
+ * It is state: it survives a swap of the stage's program. */
+#define ICMP_LB_RR_MAP "icmp_lb_rr"
+
+#endif

@@ -1,0 +1,68 @@
+// The pipeline file: parsed and validated completely before anything is loaded.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <toml++/toml.h>
+
+#include "plugin_loader.h"
+#include <xdp_pipeline/plugin.h>
+#include <xdp_pipeline/result.h>
+
+namespace xdpp {
+
+enum class AttachMode { native, generic, offload, automatic };
+const char* to_string(AttachMode mode);
+
+/// Command-line values that override the file's.
+struct Overrides {
+  std::optional<std::string> interface;
+  std::optional<AttachMode> mode;
+  std::vector<std::filesystem::path> plugin_dirs;  // searched before the file's plugin_dir and the built-ins
+};
+
+/// One [[stage]] table, validated: its plugin is loaded and has accepted its settings.
+struct StageSpec {
+  std::string name;
+  std::string plugin_name;
+  std::filesystem::path object_path;   // the BPF object, resolved
+  std::shared_ptr<LoadedPlugin> plugin;
+  std::shared_ptr<Stage> stage;        // the plugin's validated, immutable stage
+  toml::table settings;                // the stage's table as written (for reload comparisons)
+};
+
+/// A whole pipeline file, validated.
+struct PipelineSpec {
+  std::string file;
+  std::string name;                    // [pipeline] name, default: the file's stem
+  std::string interface;
+  AttachMode mode = AttachMode::automatic;
+  std::uint32_t default_verdict = 2;   // XDP_PASS
+  std::optional<std::array<std::uint8_t, 6>> interface_mac;  // [pipeline] mac, for replay
+  std::vector<StageSpec> stages;
+};
+
+/// Where plugins and BPF objects are looked for: the built-ins (relative to the executable) last.
+struct SearchPaths {
+  std::vector<std::filesystem::path> plugin_dirs;
+  std::vector<std::filesystem::path> bpf_dirs;
+
+  /// The built-in directories next to the running executable (build tree or install tree).
+  static SearchPaths builtin();
+};
+
+/// Parses TOML text; every error is "file:line:column: ... key 'k': message".
+Result<PipelineSpec> parse_pipeline(std::string_view text, const std::string& file_name,
+                                    const Overrides& overrides, const SearchPaths& paths);
+
+/// Reads and parses a pipeline file.
+Result<PipelineSpec> load_pipeline_file(const std::filesystem::path& file, const Overrides& overrides,
+                                        const SearchPaths& paths);
+
+}  // namespace xdpp

@@ -1,0 +1,242 @@
+// The plugin interface: what a stage's host plugin implements and what the host gives it.
+//
+// A plugin is a shared library exporting two C symbols, both written by XDPP_PLUGIN(FactoryType):
+//   xdpp_plugin_abi_version   const std::uint32_t, checked by the host before anything else is touched;
+//   xdpp_plugin_factory       StageFactory* (), the plugin's one factory.
+// The host loads it only from its plugin path, only if root owns it and nobody else can write it.
+//
+// Life of a stage: factory.create(settings) validates the stage's TOML table into an immutable Stage
+// (throwing ConfigError at the offending key; no side effects) -> the host opens the BPF object ->
+// stage.before_load() sets load-time constants -> load -> stage.configure() writes the stage's maps ->
+// the stage joins the chain -> stage.on_event() for every ring-buffer record, on the host's event thread.
+#pragma once
+
+#include <bpf/bpf.h>
+
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <toml++/toml.h>
+#include <vector>
+
+#include <xdp_pipeline/result.h>
+
+extern "C" {
+#include <xdp_pipeline/contract.h>
+}
+
+namespace xdpp {
+
+/// Changes whenever anything in this header or the BPF contract changes shape.
+inline constexpr std::uint32_t kPluginAbiVersion = 1000u + XDPP_CONTRACT_VERSION;
+
+/// A setting that failed validation. Thrown only while reading configuration, never afterwards.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// One stage's table from the pipeline file. Records which keys were read, so that the host can reject
+/// the ones nobody read (misspellings) with their position.
+class Settings {
+ public:
+  Settings(const toml::table& table, std::string file, std::string stage_name)
+      : table_(table), file_(std::move(file)), stage_(std::move(stage_name)) {}
+
+  const std::string& stage_name() const { return stage_; }
+  const toml::table& table() const { return table_; }
+
+  /// The node under `key`, or nullptr; marks the key as read.
+  const toml::node* find(std::string_view key) const {
+    used_.insert(std::string(key));
+    return table_.get(key);
+  }
+
+  /// An optional setting of TOML type T (std::int64_t, double, bool, std::string). Wrong type throws.
+  template <class T>
+  std::optional<T> optional(std::string_view key) const {
+    const toml::node* node = find(key);
+    if (!node) return std::nullopt;
+    if (auto value = node->value_exact<T>()) return *value;
+    fail(*node, key, std::string("expected ") + type_name<T>() + ", found " + node_type_name(*node));
+  }
+
+  /// A required setting of TOML type T.
+  template <class T>
+  T required(std::string_view key) const {
+    if (auto value = optional<T>(key)) return *value;
+    fail(key, "missing (required)");
+  }
+
+  /// An array under `key` (empty when absent); wrong type throws.
+  const toml::array* array(std::string_view key) const {
+    const toml::node* node = find(key);
+    if (!node) return nullptr;
+    if (auto* arr = node->as_array()) return arr;
+    fail(*node, key, std::string("expected an array, found ") + node_type_name(*node));
+  }
+
+  /// Throws a ConfigError positioned at `node` ("file:line:col: stage 'x': key 'k': message").
+  [[noreturn]] void fail(const toml::node& node, std::string_view key, const std::string& message) const {
+    const auto& begin = node.source().begin;
+    throw ConfigError(file_ + ":" + std::to_string(begin.line) + ":" + std::to_string(begin.column) +
+                      ": stage '" + stage_ + "': key '" + std::string(key) + "': " + message);
+  }
+
+  /// Throws a ConfigError positioned at the stage's table (for a missing key).
+  [[noreturn]] void fail(std::string_view key, const std::string& message) const { fail(table_, key, message); }
+
+  /// Keys of the table that nobody read, in file order of appearance.
+  std::vector<std::string> unread_keys() const {
+    std::vector<std::string> keys;
+    for (const auto& [key, node] : table_)
+      if (!used_.count(std::string(key.str()))) keys.emplace_back(key.str());
+    return keys;
+  }
+
+  static const char* node_type_name(const toml::node& node) {
+    switch (node.type()) {
+      case toml::node_type::string: return "a string";
+      case toml::node_type::integer: return "an integer";
+      case toml::node_type::floating_point: return "a float";
+      case toml::node_type::boolean: return "a boolean";
+      case toml::node_type::array: return "an array";
+      case toml::node_type::table: return "a table";
+      default: return "a date/time";
+    }
+  }
+
+ private:
+  template <class T>
+  static const char* type_name() {
+    if constexpr (std::is_same_v<T, std::string>) return "a string";
+    else if constexpr (std::is_same_v<T, bool>) return "a boolean";
+    else if constexpr (std::is_same_v<T, double>) return "a float";
+    else return "an integer";
+  }
+
+  const toml::table& table_;
+  std::string file_;
+  std::string stage_;
+  mutable std::set<std::string> used_;
+};
+
+/// A loaded BPF map of the stage, by fd (not owned: the host owns the object).
+struct MapHandle {
+  int fd = -1;
+  std::string name;
+  std::uint32_t type = 0;
+  std::uint32_t key_size = 0;
+  std::uint32_t value_size = 0;
+  std::uint32_t max_entries = 0;
+
+  /// bpf_map_update_elem with a size check of both key and value against the map's.
+  template <class Key, class Value>
+  Status update(const Key& key, const Value& value, std::uint64_t flags = BPF_ANY) const {
+    if (sizeof(Key) != key_size || sizeof(Value) != value_size)
+      return fail("map '", name, "': key/value size ", std::to_string(sizeof(Key)), "/",
+                  std::to_string(sizeof(Value)), " does not match the map's ", std::to_string(key_size), "/",
+                  std::to_string(value_size));
+    if (bpf_map_update_elem(fd, &key, &value, flags) != 0)
+      return fail("map '", name, "': update: ", std::strerror(errno));
+    return {};
+  }
+
+  /// bpf_map_lookup_elem with the same size check; for per-CPU maps use lookup_percpu.
+  template <class Key, class Value>
+  Status lookup(const Key& key, Value& value) const {
+    if (sizeof(Key) != key_size || sizeof(Value) != value_size)
+      return fail("map '", name, "': key/value size mismatch");
+    if (bpf_map_lookup_elem(fd, &key, &value) != 0)
+      return fail("map '", name, "': lookup: ", std::strerror(errno));
+    return {};
+  }
+};
+
+/// The network interface a pipeline runs on (replay: the one the file names, which may not exist).
+struct InterfaceInfo {
+  std::string name;
+  int ifindex = 0;                                   // 0 in replay
+  std::optional<std::array<std::uint8_t, 6>> mac;    // the interface's own MAC, when known
+};
+
+/// What a plugin sees of its stage's BPF object; implemented by the host.
+class StageObject {
+ public:
+  virtual ~StageObject() = default;
+  virtual const std::string& stage_name() const = 0;
+  virtual const InterfaceInfo& interface() const = 0;
+  /// A map of this stage's object, by its name in the BPF source.
+  virtual Result<MapHandle> map(std::string_view name) const = 0;
+  /// Sets a `const volatile` global of the object's .rodata; only in before_load().
+  virtual Status set_constant(std::string_view name, const void* value, std::size_t size) = 0;
+  /// Sets a map's max_entries (a ring buffer's size in bytes); only in before_load().
+  virtual Status set_map_size(std::string_view name, std::uint32_t max_entries) = 0;
+
+  template <class T>
+  Status set_constant(std::string_view name, const T& value) {
+    return set_constant(name, &value, sizeof(T));
+  }
+};
+
+/// One decoded event: the line printed by `run` and the JSON object `replay` reports.
+struct EventRecord {
+  std::string text;
+  nlohmann::json json;
+};
+
+/// Where a stage's decoded events go (printed by `run`, collected per packet by `replay`).
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void emit(EventRecord record) = 0;
+};
+
+/// A live stage: its validated settings plus what it does with its maps and events.
+class Stage {
+ public:
+  virtual ~Stage() = default;
+  /// Between open and load: set load-time constants with object.set_constant().
+  virtual Status before_load(StageObject&) { return {}; }
+  /// After load, and again on a live reconfiguration: write the stage's maps from the settings.
+  virtual Status configure(StageObject& object) = 0;
+  /// One record from ring buffer `map`. Runs on the event thread; must not throw (it is contained).
+  virtual void on_event(std::string_view /*map*/, std::span<const std::byte> /*data*/, EventSink& /*sink*/) {}
+  /// One short line for the start-up summary ("vip 192.168.1.2, 2 backends").
+  virtual std::string describe() const { return {}; }
+};
+
+/// A plugin's factory: its name, its BPF object, and validation of settings into a Stage.
+class StageFactory {
+ public:
+  virtual ~StageFactory() = default;
+  /// The name used as `plugin = "..."` in the pipeline file.
+  virtual std::string_view plugin_name() const = 0;
+  /// File name of the stage's BPF object, looked up in the BPF object path.
+  virtual std::string_view object_file() const = 0;
+  /// Name of the SEC("xdp") program in that object.
+  virtual std::string_view program_name() const = 0;
+  /// Validates `settings` (throwing ConfigError at the offending key) into an immutable Stage.
+  virtual std::unique_ptr<Stage> create(const Settings& settings) const = 0;
+};
+
+}  // namespace xdpp
+
+/// Exports a plugin's factory and the ABI version it was built against. Use once per plugin.
+#define XDPP_PLUGIN(FactoryType)                                                                       \
+  extern "C" __attribute__((visibility("default"))) const std::uint32_t xdpp_plugin_abi_version =      \
+      ::xdpp::kPluginAbiVersion;                                                                       \
+  extern "C" __attribute__((visibility("default"))) ::xdpp::StageFactory* xdpp_plugin_factory() {     \
+    static FactoryType factory;                                                                        \
+    return &factory;                                                                                   \
+  }

@@ -1,0 +1,104 @@
+// A loaded pipeline: the dispatcher, its chain and the stages' objects; attached to an interface by
+// `run`, or driven packet by packet with BPF_PROG_TEST_RUN by `replay` and the tests.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include <xdp_pipeline/plugin.h>
+#include <xdp_pipeline/result.h>
+
+extern "C" {
+#include <xdp_pipeline/contract.h>
+}
+
+namespace xdpp {
+
+class LoadedObject;  // bpf_object.h
+
+/// One stage, loaded.
+struct LiveStage {
+  StageSpec spec;
+  std::unique_ptr<LoadedObject> object;
+  int slot = 0;
+  std::uint32_t prog_id = 0;
+};
+
+/// Counters summed over CPUs.
+struct CounterTotals {
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t verdict[XDPP_VERDICTS] = {};
+  std::uint64_t fell_off = 0;
+  std::uint64_t events_lost = 0;
+};
+
+/// An event with the stage that emitted it.
+struct StageEvent {
+  std::string stage;
+  EventRecord record;
+};
+
+/// What one packet did in BPF_PROG_TEST_RUN.
+struct TestRunResult {
+  std::uint32_t verdict = 0;            // XDP action
+  std::string stage;                    // the stage that decided it ("dispatcher" when it fell off slot 0)
+  bool modified = false;
+  std::vector<std::uint8_t> packet;     // the packet as it leaves
+  std::vector<StageEvent> events;       // events emitted for this packet, drained after the run
+};
+
+class Pipeline {
+ public:
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  /// Loads the dispatcher and every stage, fills the chain and configures every stage's maps.
+  /// Attaches nothing. `interface` is what plugins are told (ifindex 0 when there is none).
+  static Result<std::unique_ptr<Pipeline>> load(PipelineSpec spec, const SearchPaths& paths,
+                                                InterfaceInfo interface);
+
+  /// Attaches the dispatcher to the interface through a bpf_link; says which mode it got.
+  Result<AttachMode> attach(AttachMode mode);
+  /// Detaches (destroys the link). Also done by the destructor.
+  void detach();
+  bool attached() const { return link_fd_ >= 0; }
+  std::uint32_t link_id() const;
+
+  /// Runs one packet through the dispatcher with BPF_PROG_TEST_RUN and drains the ring buffers.
+  Result<TestRunResult> test_run(std::span<const std::uint8_t> frame);
+
+  /// Polls every ring buffer up to timeout_ms, handing each record to its stage's plugin.
+  /// Returns the number of records, or an error.
+  Result<int> poll_events(int timeout_ms, EventSink& sink);
+
+  const PipelineSpec& spec() const { return spec_; }
+  const InterfaceInfo& interface() const { return interface_; }
+  std::vector<LiveStage>& stages() { return stages_; }
+  std::uint32_t dispatcher_prog_id() const;
+  int dispatcher_fd() const;
+
+  /// Counters of stage `index`, or of the dispatcher with index -1, summed over CPUs.
+  Result<CounterTotals> counters(int index) const;
+  /// The per-CPU packet context that parse filled, as CPU `cpu` last left it.
+  Result<xdpp_packet> packet_context(int cpu) const;
+
+ private:
+  Pipeline() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  PipelineSpec spec_;
+  InterfaceInfo interface_;
+  std::unique_ptr<LoadedObject> dispatcher_;
+  std::vector<LiveStage> stages_;
+  int link_fd_ = -1;
+};
+
+const char* verdict_name(std::uint32_t action);   // "aborted", "drop", "pass", "tx", "redirect"
+
+}  // namespace xdpp

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything xdp-pipeline needs to build, test and run its demo on Debian 12, from Debian
+# packages only. Idempotent: skips apt entirely when every package is already present.
+set -euo pipefail
+
+packages=(
+  # build
+  cmake ninja-build g++ pkg-config clang llvm libbpf-dev bpftool linux-libc-dev
+  libboost-dev libboost-program-options-dev libtomlplusplus-dev
+  libgtest-dev googletest libpcap-dev nlohmann-json3-dev libfmt-dev
+  # runtime and end-to-end tests
+  iproute2 iputils-ping netcat-openbsd socat tcpdump tshark procps
+  util-linux bridge-utils curl
+)
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: must run as root (apt-get install)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # tshark asks whether non-root users may capture; the answer is no.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
