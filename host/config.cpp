@@ -1,1 +1,211 @@
-// stub
+#include "config.h"
+
+#include <linux/bpf.h>
+#include <net/if.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include <xdp_pipeline/net.h>
+
+namespace xdpp {
+
+const char* to_string(AttachMode mode) {
+  switch (mode) {
+    case AttachMode::native: return "native";
+    case AttachMode::generic: return "generic";
+    case AttachMode::offload: return "offload";
+    case AttachMode::automatic: return "auto";
+  }
+  return "?";
+}
+
+SearchPaths SearchPaths::builtin() {
+  std::error_code error;
+  auto exe_dir = std::filesystem::read_symlink("/proc/self/exe", error).parent_path();
+  auto pkglib = (exe_dir / XDPP_REL_PKGLIBDIR).lexically_normal();
+  return SearchPaths{.plugin_dirs = {pkglib / "plugins"}, .bpf_dirs = {pkglib / "bpf"}};
+}
+
+namespace {
+
+constexpr const char* kOffloadReason =
+    "offload is impossible for a pipeline: it is built on bpf_tail_call through a BPF_MAP_TYPE_PROG_ARRAY, "
+    "which no offloading driver supports (nfp, the only one in mainline, offers neither); use native, "
+    "generic or auto";
+
+bool valid_name(const std::string& name) {
+  static const std::regex pattern("[A-Za-z0-9][A-Za-z0-9_.-]{0,31}");
+  return std::regex_match(name, pattern);
+}
+
+std::optional<AttachMode> parse_mode(std::string_view text) {
+  if (text == "native") return AttachMode::native;
+  if (text == "generic") return AttachMode::generic;
+  if (text == "offload") return AttachMode::offload;
+  if (text == "auto") return AttachMode::automatic;
+  return std::nullopt;
+}
+
+// A string or array of strings, as paths relative to the pipeline file's directory.
+std::vector<std::filesystem::path> read_dirs(const Settings& settings, std::string_view key,
+                                             const std::filesystem::path& base) {
+  std::vector<std::filesystem::path> dirs;
+  const toml::node* node = settings.find(key);
+  if (!node) return dirs;
+  auto add = [&](const toml::node& item) {
+    auto text = item.value_exact<std::string>();
+    if (!text || text->empty()) settings.fail(item, key, "expected a directory (string)");
+    dirs.push_back(base / *text);
+  };
+  if (auto* array = node->as_array())
+    for (const auto& item : *array) add(item);
+  else
+    add(*node);
+  return dirs;
+}
+
+std::filesystem::path find_object(const std::string& file, const std::vector<std::filesystem::path>& dirs) {
+  for (const auto& dir : dirs)
+    if (std::filesystem::exists(dir / file)) return dir / file;
+  return {};
+}
+
+// Reads [pipeline] and every [[stage]]; throws ConfigError at the first error.
+PipelineSpec read_document(const toml::table& document, const std::string& file_name, const Overrides& overrides,
+                           const SearchPaths& builtin) {
+  PipelineSpec spec;
+  spec.file = file_name;
+  const std::filesystem::path base = std::filesystem::path(file_name).parent_path();
+  Settings root(document, file_name, "", "file");
+  static const toml::table empty;
+
+  const toml::node* pipeline_node = root.find("pipeline");
+  if (pipeline_node && !pipeline_node->is_table()) root.fail(*pipeline_node, "pipeline", "expected a table [pipeline]");
+  const toml::table& pipeline_table = pipeline_node ? *pipeline_node->as_table() : empty;
+  Settings pipeline(pipeline_table, file_name, "", "[pipeline]");
+
+  spec.name = pipeline.optional<std::string>("name").value_or(std::filesystem::path(file_name).stem().string());
+  if (!valid_name(spec.name)) {
+    if (const auto* node = pipeline.find("name"))
+      pipeline.fail(*node, "name", "'" + spec.name + "' is not a name (letters, digits, _ . -, at most 32)");
+    spec.name = "pipeline";
+  }
+
+  auto interface = pipeline.optional<std::string>("interface");
+  if (interface && (interface->empty() || interface->size() >= IF_NAMESIZE || interface->find('/') != std::string::npos))
+    pipeline.fail(*pipeline.find("interface"), "interface", "'" + *interface + "' is not an interface name");
+  spec.interface = overrides.interface.value_or(interface.value_or(""));
+
+  if (auto mode = pipeline.optional<std::string>("mode")) {
+    auto parsed = parse_mode(*mode);
+    if (!parsed) pipeline.fail(*pipeline.find("mode"), "mode", "'" + *mode + "' is not one of native, generic, offload, auto");
+    if (*parsed == AttachMode::offload && !overrides.mode) pipeline.fail(*pipeline.find("mode"), "mode", kOffloadReason);
+    spec.mode = *parsed;
+  }
+  if (overrides.mode) spec.mode = *overrides.mode;
+
+  if (auto verdict = pipeline.optional<std::string>("default_verdict")) {
+    if (*verdict == "pass") spec.default_verdict = XDP_PASS;
+    else if (*verdict == "drop") spec.default_verdict = XDP_DROP;
+    else pipeline.fail(*pipeline.find("default_verdict"), "default_verdict", "'" + *verdict + "' is not pass or drop");
+  }
+
+  if (auto mac = pipeline.optional<std::string>("mac")) {
+    spec.interface_mac = net::parse_mac(*mac);
+    if (!spec.interface_mac) pipeline.fail(*pipeline.find("mac"), "mac", "'" + *mac + "' is not a MAC address");
+  }
+
+  // Search order: the command line's, the file's, then the built-ins next to the executable.
+  SearchPaths paths;
+  paths.plugin_dirs = overrides.plugin_dirs;
+  for (auto& dir : read_dirs(pipeline, "plugin_dir", base)) paths.plugin_dirs.push_back(dir);
+  paths.bpf_dirs = paths.plugin_dirs;
+  paths.plugin_dirs.insert(paths.plugin_dirs.end(), builtin.plugin_dirs.begin(), builtin.plugin_dirs.end());
+  paths.bpf_dirs.insert(paths.bpf_dirs.end(), builtin.bpf_dirs.begin(), builtin.bpf_dirs.end());
+  pipeline.reject_unread_keys();
+
+  const toml::node* stages_node = root.find("stage");
+  if (!stages_node) root.fail("stage", "no stages: add at least one [[stage]] table");
+  const toml::array* stages = stages_node->as_array();
+  if (!stages || !stages->is_array_of_tables())
+    root.fail(*stages_node, "stage", "expected [[stage]] tables");
+  if (stages->empty()) root.fail(*stages_node, "stage", "no stages: add at least one [[stage]] table");
+  root.reject_unread_keys();
+
+  if (stages->size() > XDPP_MAX_STAGES)
+    root.fail((*stages)[XDPP_MAX_STAGES], "stage",
+              "too many stages: " + std::to_string(stages->size()) + ", the kernel's tail-call limit allows " +
+                  std::to_string(XDPP_MAX_STAGES));
+
+  for (const auto& stage_node : *stages) {
+    const toml::table& table = *stage_node.as_table();
+    Settings frame(table, file_name, "", "[[stage]] #" + std::to_string(spec.stages.size() + 1));
+    StageSpec stage;
+    stage.name = frame.required<std::string>("name");
+    if (!valid_name(stage.name))
+      frame.fail(*frame.find("name"), "name", "'" + stage.name + "' is not a name (letters, digits, _ . -, at most 32)");
+    for (const auto& other : spec.stages)
+      if (other.name == stage.name) frame.fail(*frame.find("name"), "name", "duplicate stage name '" + stage.name + "'");
+
+    Settings settings(table, file_name, stage.name);
+    stage.plugin_name = settings.required<std::string>("plugin");
+    auto plugin = find_plugin(stage.plugin_name, paths.plugin_dirs);
+    if (!plugin) settings.fail(*settings.find("plugin"), "plugin", plugin.error().message);
+    stage.plugin = *plugin;
+    const StageFactory& factory = stage.plugin->factory();
+
+    std::string object_file(factory.object_file());
+    if (auto object = settings.optional<std::string>("object")) {
+      stage.object_path = base / *object;
+      if (!std::filesystem::exists(stage.object_path))
+        settings.fail(*settings.find("object"), "object", "no file " + stage.object_path.string());
+    } else {
+      stage.object_path = find_object(object_file, paths.bpf_dirs);
+      if (stage.object_path.empty())
+        settings.fail(*settings.find("plugin"), "plugin",
+                      "plugin '" + stage.plugin_name + "' needs BPF object " + object_file + ", found in no BPF directory");
+    }
+    settings.find("name");
+    stage.stage = std::shared_ptr<Stage>(factory.create(settings));
+    settings.reject_unread_keys();
+    stage.settings = table;
+    spec.stages.push_back(std::move(stage));
+  }
+  return spec;
+}
+
+}  // namespace
+
+Result<PipelineSpec> parse_pipeline(std::string_view text, const std::string& file_name, const Overrides& overrides,
+                                    const SearchPaths& paths) {
+  toml::table document;
+  try {
+    document = toml::parse(text, file_name);
+  } catch (const toml::parse_error& error) {
+    const auto& begin = error.source().begin;
+    return fail(file_name, ":", std::to_string(begin.line), ":", std::to_string(begin.column),
+                ": syntax error: ", std::string(error.description()));
+  }
+  try {
+    return read_document(document, file_name, overrides, paths);
+  } catch (const ConfigError& error) {
+    return Error{error.what()};
+  } catch (const std::exception& error) {
+    // A plugin that throws something else while validating is contained and named.
+    return fail(file_name, ": a plugin failed while validating its settings: ", error.what());
+  }
+}
+
+Result<PipelineSpec> load_pipeline_file(const std::filesystem::path& file, const Overrides& overrides,
+                                        const SearchPaths& paths) {
+  std::ifstream in(file);
+  if (!in) return fail(file.string(), ": cannot read: ", std::strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_pipeline(text.str(), file.string(), overrides, paths);
+}
+
+}  // namespace xdpp

@@ -1,1 +1,33 @@
-// stub
+// Compile-time checks that the C++ view of the BPF contract is the BPF view: sizes and offsets as
+// clang -target bpf lays them out (natural alignment, no packing). A layout change in contract.h that
+// forgets XDPP_CONTRACT_VERSION breaks the build here rather than a packet later.
+#include <cstddef>
+
+extern "C" {
+#include <xdp_pipeline/contract.h>
+}
+
+static_assert(XDPP_CONTRACT_VERSION == 1, "contract changed: review the layouts below and bump them together");
+static_assert(XDPP_MAX_STAGES == 33, "the kernel allows 33 tail calls per packet");
+
+static_assert(sizeof(xdpp_packet) == 60);
+static_assert(offsetof(xdpp_packet, flags) == 0);
+static_assert(offsetof(xdpp_packet, eth_proto) == 4);
+static_assert(offsetof(xdpp_packet, l3_off) == 6);
+static_assert(offsetof(xdpp_packet, l4_off) == 8);
+static_assert(offsetof(xdpp_packet, l4_proto) == 10);
+static_assert(offsetof(xdpp_packet, vlan_depth) == 11);
+static_assert(offsetof(xdpp_packet, vlan_id) == 12);
+static_assert(offsetof(xdpp_packet, sport) == 16);
+static_assert(offsetof(xdpp_packet, dport) == 18);
+static_assert(offsetof(xdpp_packet, icmp_type) == 20);
+static_assert(offsetof(xdpp_packet, tcp_flags) == 22);
+static_assert(offsetof(xdpp_packet, ttl) == 23);
+static_assert(offsetof(xdpp_packet, pkt_len) == 24);
+static_assert(offsetof(xdpp_packet, saddr) == 28);
+static_assert(offsetof(xdpp_packet, daddr) == 44);
+
+static_assert(sizeof(xdpp_counters) == 9 * 8);
+static_assert(offsetof(xdpp_counters, verdict) == 16);
+static_assert(offsetof(xdpp_counters, fell_off) == 56);
+static_assert(offsetof(xdpp_counters, events_lost) == 64);

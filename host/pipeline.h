@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -43,6 +44,9 @@ struct StageEvent {
   EventRecord record;
 };
 
+/// Receives each decoded event with the name of the stage that emitted it.
+using EventHandler = std::function<void(const std::string& stage, EventRecord record)>;
+
 /// What one packet did in BPF_PROG_TEST_RUN.
 struct TestRunResult {
   std::uint32_t verdict = 0;            // XDP action
@@ -73,9 +77,9 @@ class Pipeline {
   /// Runs one packet through the dispatcher with BPF_PROG_TEST_RUN and drains the ring buffers.
   Result<TestRunResult> test_run(std::span<const std::uint8_t> frame);
 
-  /// Polls every ring buffer up to timeout_ms, handing each record to its stage's plugin.
-  /// Returns the number of records, or an error.
-  Result<int> poll_events(int timeout_ms, EventSink& sink);
+  /// Polls every ring buffer up to timeout_ms; each record goes to its stage's plugin, whose decoded
+  /// events go to `handler`. Returns the number of records, or an error.
+  Result<int> poll_events(int timeout_ms, const EventHandler& handler);
 
   const PipelineSpec& spec() const { return spec_; }
   const InterfaceInfo& interface() const { return interface_; }

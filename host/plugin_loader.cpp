@@ -1,1 +1,107 @@
-// stub
+#include "plugin_loader.h"
+
+#include <sys/stat.h>
+
+#include <boost/dll/shared_library.hpp>
+#include <cstdio>
+#include <map>
+#include <mutex>
+
+namespace xdpp {
+namespace {
+
+class DllPlugin final : public LoadedPlugin {
+ public:
+  DllPlugin(boost::dll::shared_library library, StageFactory* factory, std::filesystem::path path)
+      : library_(std::move(library)), factory_(factory), path_(std::move(path)) {}
+  const StageFactory& factory() const override { return *factory_; }
+  const std::filesystem::path& path() const override { return path_; }
+
+ private:
+  boost::dll::shared_library library_;  // keeps the code of factory_ mapped
+  StageFactory* factory_;
+  std::filesystem::path path_;
+};
+
+std::string octal_mode(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+// Root-owned and writable by nobody else; `what` is "plugin" or "its directory".
+Status check_owner_and_mode(const std::filesystem::path& path, const char* what, const std::filesystem::path& file) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0)
+    return fail("plugin ", file.string(), ": ", what, " ", path.string(), ": ", std::strerror(errno));
+  if (info.st_uid != 0)
+    return fail("plugin ", file.string(), ": refused: ", what, " ", path.string(), " is owned by uid ",
+                std::to_string(info.st_uid), ", not root");
+  if (info.st_mode & (S_IWGRP | S_IWOTH))
+    return fail("plugin ", file.string(), ": refused: ", what, " ", path.string(),
+                " is writable by group or others (mode ", octal_mode(info.st_mode), ")");
+  return {};
+}
+
+}  // namespace
+
+Status check_plugin_file_safe(const std::filesystem::path& file) {
+  std::error_code error;
+  auto real = std::filesystem::canonical(file, error);
+  if (error) return fail("plugin ", file.string(), ": ", error.message());
+  if (!std::filesystem::is_regular_file(real)) return fail("plugin ", file.string(), ": not a regular file");
+  XDPP_TRY(check_owner_and_mode(real, "file", file));
+  XDPP_TRY(check_owner_and_mode(real.parent_path(), "its directory", file));
+  return {};
+}
+
+Result<std::shared_ptr<LoadedPlugin>> load_plugin_file(const std::filesystem::path& file) {
+  XDPP_TRY(check_plugin_file_safe(file));
+  auto real = std::filesystem::canonical(file);
+  boost::dll::shared_library library;
+  std::error_code error;  // BOOST_DLL_USE_STD_FS: Boost.DLL speaks std::filesystem
+  // RTLD_LOCAL: two plugins may define the same internal names without clashing.
+  library.load(real, error, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  if (error) return fail("plugin ", file.string(), ": cannot load: ", error.message());
+  if (!library.has("xdpp_plugin_abi_version"))
+    return fail("plugin ", file.string(), ": refused: not an xdp-pipeline plugin (no xdpp_plugin_abi_version)");
+  std::uint32_t abi = library.get<const std::uint32_t>("xdpp_plugin_abi_version");
+  if (abi != kPluginAbiVersion)
+    return fail("plugin ", file.string(), ": refused: built against plugin ABI ", std::to_string(abi),
+                ", this xdp-pipeline needs ", std::to_string(kPluginAbiVersion), " (rebuild it against this SDK)");
+  if (!library.has("xdpp_plugin_factory"))
+    return fail("plugin ", file.string(), ": refused: missing symbol xdpp_plugin_factory (use XDPP_PLUGIN())");
+  auto make_factory = library.get<StageFactory*()>("xdpp_plugin_factory");
+  StageFactory* factory = make_factory();
+  if (!factory) return fail("plugin ", file.string(), ": refused: xdpp_plugin_factory returned no factory");
+  return std::shared_ptr<LoadedPlugin>(std::make_shared<DllPlugin>(std::move(library), factory, real));
+}
+
+Result<std::shared_ptr<LoadedPlugin>> find_plugin(const std::string& name,
+                                                  const std::vector<std::filesystem::path>& dirs) {
+  // A plugin name is a file name in the plugin path, never a path: plugins come from there only.
+  if (name.empty() || name.find('/') != std::string::npos || name.front() == '.')
+    return fail("'", name, "' is not a plugin name");
+  static std::mutex mutex;
+  static std::map<std::filesystem::path, std::weak_ptr<LoadedPlugin>> cache;
+  std::string looked;
+  for (const auto& dir : dirs) {
+    auto file = dir / (name + ".so");
+    if (!std::filesystem::exists(file)) {
+      looked += (looked.empty() ? "" : ", ") + dir.string();
+      continue;
+    }
+    std::lock_guard lock(mutex);
+    if (auto cached = cache[file].lock()) return cached;
+    auto plugin = load_plugin_file(file);
+    if (!plugin) return plugin.error();
+    if (plugin->get()->factory().plugin_name() != name)
+      return fail("plugin ", file.string(), ": refused: it calls itself '",
+                  std::string(plugin->get()->factory().plugin_name()), "', not '", name, "'");
+    cache[file] = *plugin;
+    return plugin;
+  }
+  return fail("unknown plugin '", name, "' (no ", name, ".so in ", looked.empty() ? "an empty plugin path" : looked, ")");
+}
+
+}  // namespace xdpp

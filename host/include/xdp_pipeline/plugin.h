@@ -50,8 +50,12 @@ class ConfigError : public std::runtime_error {
 /// the ones nobody read (misspellings) with their position.
 class Settings {
  public:
-  Settings(const toml::table& table, std::string file, std::string stage_name)
-      : table_(table), file_(std::move(file)), stage_(std::move(stage_name)) {}
+  /// `scope` names the table in messages; by default "stage '<stage_name>'".
+  Settings(const toml::table& table, std::string file, std::string stage_name, std::string scope = {})
+      : table_(table),
+        file_(std::move(file)),
+        stage_(std::move(stage_name)),
+        scope_(scope.empty() ? "stage '" + stage_ + "'" : std::move(scope)) {}
 
   const std::string& stage_name() const { return stage_; }
   const toml::table& table() const { return table_; }
@@ -88,20 +92,27 @@ class Settings {
 
   /// Throws a ConfigError positioned at `node` ("file:line:col: stage 'x': key 'k': message").
   [[noreturn]] void fail(const toml::node& node, std::string_view key, const std::string& message) const {
-    const auto& begin = node.source().begin;
-    throw ConfigError(file_ + ":" + std::to_string(begin.line) + ":" + std::to_string(begin.column) +
-                      ": stage '" + stage_ + "': key '" + std::string(key) + "': " + message);
+    fail(node.source(), key, message);
+  }
+
+  /// The same, positioned at a source region: a key's own (toml::key::source()) inside a nested table.
+  [[noreturn]] void fail(const toml::source_region& where, std::string_view key, const std::string& message) const {
+    const auto& begin = where.begin;
+    throw ConfigError(file_ + ":" + std::to_string(begin.line) + ":" + std::to_string(begin.column) + ": " +
+                      scope_ + ": key '" + std::string(key) + "': " + message);
   }
 
   /// Throws a ConfigError positioned at the stage's table (for a missing key).
   [[noreturn]] void fail(std::string_view key, const std::string& message) const { fail(table_, key, message); }
 
-  /// Keys of the table that nobody read, in file order of appearance.
-  std::vector<std::string> unread_keys() const {
-    std::vector<std::string> keys;
-    for (const auto& [key, node] : table_)
-      if (!used_.count(std::string(key.str()))) keys.emplace_back(key.str());
-    return keys;
+  /// Throws a ConfigError at the first key of the table that nobody read (a misspelling, usually).
+  void reject_unread_keys() const {
+    for (const auto& [key, node] : table_) {
+      if (used_.count(std::string(key.str()))) continue;
+      const auto& begin = key.source().begin;
+      throw ConfigError(file_ + ":" + std::to_string(begin.line) + ":" + std::to_string(begin.column) + ": " +
+                        scope_ + ": key '" + std::string(key.str()) + "': unknown key");
+    }
   }
 
   static const char* node_type_name(const toml::node& node) {
@@ -128,6 +139,7 @@ class Settings {
   const toml::table& table_;
   std::string file_;
   std::string stage_;
+  std::string scope_;
   mutable std::set<std::string> used_;
 };
 

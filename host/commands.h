@@ -1,0 +1,24 @@
+// The executable's commands, one function each.
+#pragma once
+
+#include <string>
+
+#include "config.h"
+
+namespace xdpp {
+
+inline constexpr int kExitFailure = 1;  // loading, attaching or running failed
+inline constexpr int kExitUsage = 2;    // bad command line or pipeline file; nothing was loaded
+
+struct CommandOptions {
+  std::string file;
+  Overrides overrides;
+};
+
+int command_run(const CommandOptions& options);
+int command_check(const CommandOptions& options);
+
+/// Parses the pipeline file with the built-in search paths; logs the error on failure.
+Result<PipelineSpec> read_pipeline(const CommandOptions& options);
+
+}  // namespace xdpp

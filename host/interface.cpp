@@ -1,0 +1,33 @@
+#include "interface.h"
+
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "bpf_object.h"
+
+namespace xdpp {
+
+Result<InterfaceInfo> lookup_interface(const std::string& name) {
+  if (name.empty()) return fail("no interface: set [pipeline] interface or pass --interface");
+  InterfaceInfo info;
+  info.name = name;
+  info.ifindex = static_cast<int>(if_nametoindex(name.c_str()));
+  if (info.ifindex == 0) return fail("interface '", name, "': ", std::strerror(errno));
+  UniqueFd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq request{};
+  std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  if (sock && ::ioctl(sock.get(), SIOCGIFHWADDR, &request) == 0 && request.ifr_hwaddr.sa_family == ARPHRD_ETHER) {
+    std::array<std::uint8_t, 6> mac;
+    std::memcpy(mac.data(), request.ifr_hwaddr.sa_data, 6);
+    info.mac = mac;
+  }
+  return info;
+}
+
+}  // namespace xdpp
