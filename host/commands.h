@@ -13,10 +13,16 @@ inline constexpr int kExitUsage = 2;    // bad command line or pipeline file; no
 struct CommandOptions {
   std::string file;
   Overrides overrides;
+  // replay
+  std::optional<std::string> pcap;
+  std::optional<std::string> out;
+  std::optional<std::array<std::uint8_t, 6>> mac;
+  bool json = false;
 };
 
 int command_run(const CommandOptions& options);
 int command_check(const CommandOptions& options);
+int command_replay(const CommandOptions& options);
 
 /// Parses the pipeline file with the built-in search paths; logs the error on failure.
 Result<PipelineSpec> read_pipeline(const CommandOptions& options);

@@ -1,30 +1,62 @@
 // xdp-pipeline: compose XDP pipelines from stages.
 //
-//   xdp-pipeline run FILE [--interface IF] [--mode native|generic|offload|auto] [--plugin-dir DIR]... [-v|-q]
-//   xdp-pipeline check FILE [--plugin-dir DIR]...
-//
-// Exit codes: 0 done, 1 failed while loading/attaching/running, 2 bad command line or pipeline file.
-#include <signal.h>
-#include <unistd.h>
-
+// Exit codes: 0 done, 1 failed while loading/attaching/running, 2 bad command line or input file.
 #include <boost/program_options.hpp>
-#include <cstdio>
+#include <functional>
 #include <iostream>
 
 #include "commands.h"
 #include "log.h"
+#include <xdp_pipeline/net.h>
 
 namespace po = boost::program_options;
 
 namespace {
 
+struct Command {
+  const char* name;
+  const char* synopsis;
+  const char* summary;
+  std::function<void(po::options_description&)> add_options;
+  std::function<int(const xdpp::CommandOptions&)> handler;
+};
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> list = {
+      {"run", "run FILE [--interface IF] [--mode native|generic|offload|auto]",
+       "load the pipeline, attach it, print its events until SIGINT/SIGTERM, detach",
+       [](po::options_description& options) {
+         options.add_options()("interface,i", po::value<std::string>(), "interface to attach to (overrides the file)")(
+             "mode,m", po::value<std::string>(), "native, generic, offload or auto (overrides the file)");
+       },
+       xdpp::command_run},
+      {"check", "check FILE", "validate the pipeline file and every stage's settings; load nothing",
+       [](po::options_description&) {}, xdpp::command_check},
+      {"replay", "replay FILE --pcap IN [--out OUT.pcap] [--json] [--mac MAC]",
+       "run the pipeline over a pcap file with BPF_PROG_TEST_RUN, no NIC: verdicts, rewrites, events",
+       [](po::options_description& options) {
+         options.add_options()("pcap", po::value<std::string>(), "the packets to replay (Ethernet pcap)")(
+             "out", po::value<std::string>(), "write the leaving packets (tx, pass, redirect) to this pcap")(
+             "json", "one JSON object per packet, then a {\"summary\": ...} line")(
+             "mac", po::value<std::string>(), "the interface's MAC, for stages that need it (overrides the file)");
+       },
+       xdpp::command_replay},
+  };
+  return list;
+}
+
 void print_usage(std::ostream& out) {
-  out << "usage: xdp-pipeline COMMAND [options]\n"
-         "\n"
-         "commands:\n"
-         "  run FILE      load the pipeline, attach it, print its events until SIGINT/SIGTERM, detach\n"
-         "  check FILE    validate the pipeline file and its plugins' settings; load nothing\n"
-         "  help          this text; `xdp-pipeline COMMAND --help` for a command's options\n";
+  out << "usage: xdp-pipeline COMMAND [options]\n\ncommands:\n";
+  for (const auto& command : commands()) out << "  " << command.synopsis << "\n      " << command.summary << "\n";
+  out << "\n`xdp-pipeline COMMAND --help` lists a command's options.\n";
+}
+
+std::optional<xdpp::AttachMode> parse_mode(const std::string& mode) {
+  if (mode == "native") return xdpp::AttachMode::native;
+  if (mode == "generic") return xdpp::AttachMode::generic;
+  if (mode == "auto") return xdpp::AttachMode::automatic;
+  if (mode == "offload") return xdpp::AttachMode::offload;
+  return std::nullopt;
 }
 
 }  // namespace
@@ -34,68 +66,73 @@ int main(int argc, char** argv) {
     print_usage(std::cerr);
     return xdpp::kExitUsage;
   }
-  std::string command = argv[1];
-  if (command == "help" || command == "--help" || command == "-h") {
+  const std::string name = argv[1];
+  if (name == "help" || name == "--help" || name == "-h") {
     print_usage(std::cout);
     return 0;
   }
-
-  po::options_description common("options");
-  common.add_options()("help,h", "show this command's options")(
-      "verbose,v", "debug logs, including libbpf's")("quiet,q", "warnings and errors only")(
-      "plugin-dir", po::value<std::vector<std::string>>()->composing(),
-      "also look for plugins and BPF objects in DIR (before the built-in ones); repeatable");
-  po::options_description run_options = common;
-  run_options.add_options()("interface,i", po::value<std::string>(), "interface to attach to (overrides the file)")(
-      "mode,m", po::value<std::string>(), "native, generic, offload or auto (overrides the file)");
-  po::options_description hidden;
-  hidden.add_options()("file", po::value<std::string>());
-  po::positional_options_description positional;
-  positional.add("file", 1);
-
-  xdpp::CommandOptions options;
-  po::variables_map values;
-  const bool is_run = command == "run";
-  if (!is_run && command != "check") {
-    std::cerr << "xdp-pipeline: unknown command '" << command << "'\n\n";
+  const Command* command = nullptr;
+  for (const auto& candidate : commands())
+    if (name == candidate.name) command = &candidate;
+  if (!command) {
+    std::cerr << "xdp-pipeline: unknown command '" << name << "'\n\n";
     print_usage(std::cerr);
     return xdpp::kExitUsage;
   }
-  const po::options_description& visible = is_run ? run_options : common;
+
+  po::options_description visible("options");
+  visible.add_options()("help,h", "show this command's options")("verbose,v", "debug logs, including libbpf's")(
+      "quiet,q", "warnings and errors only")("plugin-dir", po::value<std::vector<std::string>>()->composing(),
+                                             "look for plugins and BPF objects in DIR first; repeatable");
+  command->add_options(visible);
+  po::options_description all;
+  all.add(visible).add_options()("file", po::value<std::string>());
+  po::positional_options_description positional;
+  positional.add("file", 1);
+
+  po::variables_map values;
   try {
-    po::options_description all;
-    all.add(visible).add(hidden);
     po::store(po::command_line_parser(argc - 1, argv + 1).options(all).positional(positional).run(), values);
     po::notify(values);
   } catch (const po::error& error) {
-    std::cerr << "xdp-pipeline " << command << ": " << error.what() << "\n";
+    std::cerr << "xdp-pipeline " << name << ": " << error.what() << "\n";
     return xdpp::kExitUsage;
   }
   if (values.count("help")) {
-    std::cout << "usage: xdp-pipeline " << command << " FILE [options]\n" << visible;
+    std::cout << "usage: xdp-pipeline " << command->synopsis << "\n" << command->summary << "\n\n" << visible;
     return 0;
   }
   if (!values.count("file")) {
-    std::cerr << "xdp-pipeline " << command << ": missing the pipeline FILE\n";
+    std::cerr << "xdp-pipeline " << name << ": missing the pipeline FILE\n";
     return xdpp::kExitUsage;
   }
+
+  xdpp::CommandOptions options;
   options.file = values["file"].as<std::string>();
   if (values.count("verbose")) xdpp::log::set_level(xdpp::log::Level::debug);
   if (values.count("quiet")) xdpp::log::set_level(xdpp::log::Level::warn);
   if (values.count("plugin-dir"))
-    for (const auto& dir : values["plugin-dir"].as<std::vector<std::string>>()) options.overrides.plugin_dirs.push_back(dir);
+    for (const auto& dir : values["plugin-dir"].as<std::vector<std::string>>())
+      options.overrides.plugin_dirs.push_back(dir);
   if (values.count("interface")) options.overrides.interface = values["interface"].as<std::string>();
   if (values.count("mode")) {
-    const auto& mode = values["mode"].as<std::string>();
-    if (mode == "native") options.overrides.mode = xdpp::AttachMode::native;
-    else if (mode == "generic") options.overrides.mode = xdpp::AttachMode::generic;
-    else if (mode == "auto") options.overrides.mode = xdpp::AttachMode::automatic;
-    else if (mode == "offload") options.overrides.mode = xdpp::AttachMode::offload;
-    else {
-      std::cerr << "xdp-pipeline run: --mode '" << mode << "' is not one of native, generic, offload, auto\n";
+    options.overrides.mode = parse_mode(values["mode"].as<std::string>());
+    if (!options.overrides.mode) {
+      std::cerr << "xdp-pipeline " << name << ": --mode '" << values["mode"].as<std::string>()
+                << "' is not one of native, generic, offload, auto\n";
+      return xdpp::kExitUsage;
+    }
+  }
+  if (values.count("pcap")) options.pcap = values["pcap"].as<std::string>();
+  if (values.count("out")) options.out = values["out"].as<std::string>();
+  if (values.count("json")) options.json = true;
+  if (values.count("mac")) {
+    options.mac = xdpp::net::parse_mac(values["mac"].as<std::string>());
+    if (!options.mac) {
+      std::cerr << "xdp-pipeline " << name << ": --mac '" << values["mac"].as<std::string>() << "' is not a MAC address\n";
       return xdpp::kExitUsage;
     }
   }
   xdpp::log::capture_libbpf();
-  return is_run ? xdpp::command_run(options) : xdpp::command_check(options);
+  return command->handler(options);
 }

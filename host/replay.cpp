@@ -1,0 +1,193 @@
+// `replay`: a pipeline over a pcap file, packet by packet through BPF_PROG_TEST_RUN, without a NIC.
+#define PCAP_DONT_INCLUDE_PCAP_BPF_H  // libbpf and libpcap both define struct bpf_insn
+#include <pcap/dlt.h>
+#include <pcap/pcap.h>
+
+#include <linux/bpf.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "interface.h"
+#include "log.h"
+#include "pipeline.h"
+#include <xdp_pipeline/net.h>
+
+namespace xdpp {
+namespace {
+
+constexpr std::size_t kEthernetHeader = 14;
+
+struct PcapCloser {
+  void operator()(pcap_t* handle) const { pcap_close(handle); }
+};
+struct DumperCloser {
+  void operator()(pcap_dumper_t* dumper) const { pcap_dump_close(dumper); }
+};
+
+std::string hex(std::span<const std::uint8_t> bytes) {
+  static const char digits[] = "0123456789abcdef";
+  std::string text;
+  text.reserve(bytes.size() * 2);
+  for (auto byte : bytes) {
+    text.push_back(digits[byte >> 4]);
+    text.push_back(digits[byte & 15]);
+  }
+  return text;
+}
+
+// The interface the plugins are told about: ifindex 0 always (nothing is attached), and the MAC from
+// --mac, else [pipeline] mac, else the local interface of that name if there is one.
+InterfaceInfo replay_interface(const PipelineSpec& spec, const CommandOptions& options, std::string& source) {
+  InterfaceInfo info;
+  info.name = spec.interface.empty() ? "replay" : spec.interface;
+  if (options.mac) {
+    info.mac = *options.mac;
+    source = "--mac";
+  } else if (spec.interface_mac) {
+    info.mac = spec.interface_mac;
+    source = "[pipeline] mac";
+  } else if (auto local = lookup_interface(spec.interface); local && local->mac) {
+    info.mac = local->mac;
+    source = "local interface " + spec.interface;
+  }
+  return info;
+}
+
+// One line per packet for people: "#3 tx by ping-lb, rewritten, 98 bytes" plus its events.
+void print_human(std::size_t index, const TestRunResult& result) {
+  std::printf("#%zu %s by %s%s, %zu bytes\n", index, verdict_name(result.verdict), result.stage.c_str(),
+              result.modified ? ", rewritten" : "", result.packet.size());
+  if (result.modified) std::printf("    out: %s\n", hex(result.packet).c_str());
+  for (const auto& event : result.events) std::printf("    %s: %s\n", event.stage.c_str(), event.record.text.c_str());
+}
+
+}  // namespace
+
+int command_replay(const CommandOptions& options) {
+  if (!options.pcap) {
+    log::error("replay needs --pcap FILE");
+    return kExitUsage;
+  }
+  auto spec = read_pipeline(options);
+  if (!spec) return kExitUsage;
+
+  char error_text[PCAP_ERRBUF_SIZE] = {};
+  std::unique_ptr<pcap_t, PcapCloser> input(pcap_open_offline(options.pcap->c_str(), error_text));
+  if (!input) {
+    log::error("pcap " + *options.pcap + ": " + error_text);
+    return kExitUsage;
+  }
+  if (int link = pcap_datalink(input.get()); link != DLT_EN10MB) {
+    const char* name = pcap_datalink_val_to_name(link);
+    log::error("pcap " + *options.pcap + ": link type " + (name ? name : std::to_string(link)) +
+               ", replay needs Ethernet (EN10MB)");
+    return kExitUsage;
+  }
+
+  std::string mac_source;
+  InterfaceInfo interface = replay_interface(*spec, options, mac_source);
+  if (interface.mac)
+    log::info("replay: interface " + interface.name + " has MAC " + net::format_mac(*interface.mac) + " (from " +
+              mac_source + ")");
+  else
+    log::info("replay: no MAC for interface " + interface.name + " (give [pipeline] mac or --mac if a stage needs it)");
+
+  auto pipeline = Pipeline::load(std::move(*spec), SearchPaths::builtin(), interface);
+  if (!pipeline) {
+    log::error(pipeline.error().message);
+    return kExitFailure;
+  }
+
+  std::unique_ptr<pcap_t, PcapCloser> dead;
+  std::unique_ptr<pcap_dumper_t, DumperCloser> output;
+  if (options.out) {
+    dead.reset(pcap_open_dead(DLT_EN10MB, 262144));
+    output.reset(pcap_dump_open(dead.get(), options.out->c_str()));
+    if (!output) {
+      log::error("pcap " + *options.out + ": " + pcap_geterr(dead.get()));
+      return kExitFailure;
+    }
+  }
+
+  std::map<std::string, std::map<std::string, std::uint64_t>> per_stage;
+  std::map<std::string, std::uint64_t> verdicts;
+  std::uint64_t packets = 0, skipped = 0, written = 0;
+  for (std::size_t index = 0;; ++index) {
+    pcap_pkthdr* header = nullptr;
+    const u_char* data = nullptr;
+    int got = pcap_next_ex(input.get(), &header, &data);
+    if (got == PCAP_ERROR_BREAK) break;  // end of file
+    if (got != 1) {
+      log::error("pcap " + *options.pcap + ": record " + std::to_string(index) + ": " + pcap_geterr(input.get()));
+      return kExitFailure;
+    }
+    std::span<const std::uint8_t> frame(data, header->caplen);
+    if (frame.size() < kEthernetHeader) {
+      ++skipped;
+      if (options.json)
+        std::printf("%s\n", nlohmann::json{{"packet", index}, {"skipped", "shorter than an Ethernet header"},
+                                           {"length", frame.size()}}.dump().c_str());
+      else
+        std::printf("#%zu skipped: %zu bytes, shorter than an Ethernet header\n", index, frame.size());
+      continue;
+    }
+    auto result = (*pipeline)->test_run(frame);
+    if (!result) {
+      log::error("packet " + std::to_string(index) + ": " + result.error().message);
+      return kExitFailure;
+    }
+    ++packets;
+    const std::string verdict = verdict_name(result->verdict);
+    ++verdicts[verdict];
+    ++per_stage[result->stage][verdict];
+
+    if (options.json) {
+      nlohmann::json line = {{"packet", index}, {"verdict", verdict}, {"stage", result->stage},
+                             {"modified", result->modified}, {"length", result->packet.size()}};
+      if (result->modified) line["data"] = hex(result->packet);
+      nlohmann::json events = nlohmann::json::array();
+      for (auto& event : result->events) {
+        nlohmann::json item = event.record.json.is_object() ? event.record.json : nlohmann::json::object();
+        item["stage"] = event.stage;
+        // Kernel time differs per run; the capture time keeps replay deterministic.
+        if (item.contains("ts_ns"))
+          item["ts_ns"] = std::uint64_t(header->ts.tv_sec) * 1000000000ull + std::uint64_t(header->ts.tv_usec) * 1000ull;
+        events.push_back(std::move(item));
+      }
+      line["events"] = std::move(events);
+      std::printf("%s\n", line.dump().c_str());
+    } else {
+      print_human(index, *result);
+    }
+    if (output && (result->verdict == XDP_TX || result->verdict == XDP_PASS || result->verdict == XDP_REDIRECT)) {
+      pcap_pkthdr out_header = *header;
+      out_header.caplen = out_header.len = static_cast<bpf_u_int32>(result->packet.size());
+      pcap_dump(reinterpret_cast<u_char*>(output.get()), &out_header, result->packet.data());
+      ++written;
+    }
+  }
+
+  nlohmann::json summary = {{"packets", packets}, {"skipped", skipped}, {"verdicts", verdicts}, {"stages", per_stage}};
+  if (options.out) summary["written"] = written;
+  if (options.json) {
+    std::printf("%s\n", nlohmann::json{{"summary", summary}}.dump().c_str());
+  } else {
+    std::fprintf(stderr, "replay: %llu packets, %llu skipped", static_cast<unsigned long long>(packets),
+                 static_cast<unsigned long long>(skipped));
+    for (const auto& [name, count] : verdicts) std::fprintf(stderr, ", %s %llu", name.c_str(), static_cast<unsigned long long>(count));
+    std::fprintf(stderr, "\n");
+    for (const auto& [stage, counts] : per_stage) {
+      std::fprintf(stderr, "  %s:", stage.c_str());
+      for (const auto& [name, count] : counts) std::fprintf(stderr, " %s %llu", name.c_str(), static_cast<unsigned long long>(count));
+      std::fprintf(stderr, "\n");
+    }
+    if (options.out) std::fprintf(stderr, "  wrote %llu packets to %s\n", static_cast<unsigned long long>(written), options.out->c_str());
+  }
+  return 0;
+}
+
+}  // namespace xdpp
