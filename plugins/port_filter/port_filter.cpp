@@ -1,1 +1,212 @@
-// stub
+// port_filter: host plugin. Drops packets by TCP/UDP port; the stage does one array lookup per port it
+// checks, so the host expands every list and range into a 65536-entry bitmask per rule set.
+//
+// Settings:
+//   drop_tcp_dst, drop_udp_dst,    arrays of ports (integers 0..65535) and ranges ("9000-9100"; a
+//   drop_tcp_src, drop_udp_src     single port as a string, "8080", works too); default: empty
+//   fragments = "pass" | "drop"    verdict for non-first fragments, which carry no ports (default "pass")
+#include <xdp_pipeline/plugin.h>
+
+extern "C" {
+#include "port_filter.h"
+}
+
+#include <linux/bpf.h>
+
+#include <algorithm>
+#include <charconv>
+#include <utility>
+
+namespace {
+
+using namespace xdpp;
+
+struct PortRange {
+  std::uint32_t first;
+  std::uint32_t last;  // inclusive
+};
+
+struct PortList {
+  std::string_view key;         // the setting's name
+  std::string_view label;       // "tcp dst", for describe()
+  std::uint8_t bit;             // PORT_FILTER_* bit in port_rules values
+  std::vector<PortRange> ranges;  // sorted, overlapping and adjacent ranges merged
+};
+
+struct PortFilterConfig {
+  std::vector<PortList> lists;  // all four, in the order of the settings above
+  std::uint32_t nonfirst_frag_verdict = XDP_PASS;
+};
+
+// Sorts and merges ranges so that describe() shows each port once ("80, 8000-9100").
+std::vector<PortRange> normalize(std::vector<PortRange> ranges) {
+  std::sort(ranges.begin(), ranges.end(), [](const PortRange& a, const PortRange& b) { return a.first < b.first; });
+  std::vector<PortRange> merged;
+  for (const PortRange& range : ranges) {
+    if (!merged.empty() && range.first <= merged.back().last + 1)
+      merged.back().last = std::max(merged.back().last, range.last);
+    else
+      merged.push_back(range);
+  }
+  return merged;
+}
+
+// A decimal port number of the whole of `text`, or nullopt (no sign, no spaces, no hex).
+std::optional<std::int64_t> parse_number(std::string_view text) {
+  if (text.empty() || text.size() > 10) return std::nullopt;
+  std::int64_t value = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || text.front() == '+' || text.front() == '-')
+    return std::nullopt;
+  return value;
+}
+
+class PortFilterStage final : public Stage {
+ public:
+  explicit PortFilterStage(PortFilterConfig config) : config_(std::move(config)) {}
+
+  Status configure(StageObject& object) override {
+    auto rules = object.map(PORT_FILTER_RULES_MAP);
+    if (!rules) return rules.error();
+    auto config_map = object.map(PORT_FILTER_CONFIG_MAP);
+    if (!config_map) return config_map.error();
+    auto active_map = object.map(PORT_FILTER_ACTIVE_MAP);
+    if (!active_map) return active_map.error();
+
+    const std::uint32_t zero = 0;
+    std::uint32_t active = 0;
+    XDPP_TRY(active_map->lookup(zero, active));
+    // Packets keep using the active set while the inactive one is rewritten completely; the flip at the
+    // end is a single 4-byte map write, so no packet ever sees half a rule set.
+    const std::uint32_t inactive = active == 0 ? 1 : 0;
+
+    XDPP_TRY(write_rules(*rules, inactive));
+
+    struct port_filter_config set_config = {};
+    for (const PortList& list : config_.lists)
+      if (!list.ranges.empty()) set_config.lists |= list.bit;
+    set_config.nonfirst_frag_verdict = config_.nonfirst_frag_verdict;
+    XDPP_TRY(config_map->update(inactive, set_config));
+
+    return active_map->update(zero, inactive);
+  }
+
+  std::string describe() const override {
+    std::string text;
+    for (const PortList& list : config_.lists) {
+      if (list.ranges.empty()) continue;
+      text += "drop " + std::string(list.label) + " ";
+      for (std::size_t i = 0; i < list.ranges.size(); ++i) {
+        const PortRange& range = list.ranges[i];
+        if (i > 0) text += ", ";
+        text += std::to_string(range.first);
+        if (range.last != range.first) text += "-" + std::to_string(range.last);
+      }
+      text += "; ";
+    }
+    if (text.empty()) text = "no ports dropped; ";
+    text += "non-first fragments: ";
+    text += config_.nonfirst_frag_verdict == XDP_DROP ? "drop" : "pass";
+    return text;
+  }
+
+ private:
+  // Writes all 65536 entries of rule set `set` (stale bits of an earlier configuration included).
+  Status write_rules(const MapHandle& rules, std::uint32_t set) const {
+    if (rules.key_size != sizeof(std::uint32_t) || rules.value_size != sizeof(std::uint8_t))
+      return fail("map '", rules.name, "': key/value size ", std::to_string(rules.key_size), "/",
+                  std::to_string(rules.value_size), " is not 4/1");
+    if (rules.max_entries < PORT_FILTER_SETS * PORT_FILTER_PORTS)
+      return fail("map '", rules.name, "': ", std::to_string(rules.max_entries), " entries, need ",
+                  std::to_string(PORT_FILTER_SETS * PORT_FILTER_PORTS));
+
+    std::vector<std::uint32_t> keys(PORT_FILTER_PORTS);
+    std::vector<std::uint8_t> values(PORT_FILTER_PORTS, 0);
+    for (std::uint32_t port = 0; port < PORT_FILTER_PORTS; ++port) keys[port] = set * PORT_FILTER_PORTS + port;
+    for (const PortList& list : config_.lists)
+      for (const PortRange& range : list.ranges)
+        for (std::uint32_t port = range.first; port <= range.last; ++port) values[port] |= list.bit;
+
+    // One syscall for the whole set (array maps support batch updates since Linux 5.6); on older kernels
+    // or any error, fall back to one update per port: slower, same result.
+    std::uint32_t count = PORT_FILTER_PORTS;
+    bpf_map_batch_opts options{};
+    options.sz = sizeof(options);
+    options.elem_flags = BPF_ANY;
+    if (bpf_map_update_batch(rules.fd, keys.data(), values.data(), &count, &options) == 0 &&
+        count == PORT_FILTER_PORTS)
+      return {};
+    for (std::uint32_t port = 0; port < PORT_FILTER_PORTS; ++port)
+      if (bpf_map_update_elem(rules.fd, &keys[port], &values[port], BPF_ANY) != 0)
+        return fail("map '", rules.name, "': update of key ", std::to_string(keys[port]), ": ",
+                    std::strerror(errno));
+    return {};
+  }
+
+  const PortFilterConfig config_;
+};
+
+class PortFilterFactory final : public StageFactory {
+ public:
+  std::string_view plugin_name() const override { return "port_filter"; }
+  std::string_view object_file() const override { return "port_filter.bpf.o"; }
+  std::string_view program_name() const override { return "port_filter"; }
+
+  std::unique_ptr<Stage> create(const Settings& settings) const override {
+    PortFilterConfig config;
+    config.lists = {
+        PortList{"drop_tcp_dst", "tcp dst", PORT_FILTER_TCP_DST, {}},
+        PortList{"drop_udp_dst", "udp dst", PORT_FILTER_UDP_DST, {}},
+        PortList{"drop_tcp_src", "tcp src", PORT_FILTER_TCP_SRC, {}},
+        PortList{"drop_udp_src", "udp src", PORT_FILTER_UDP_SRC, {}},
+    };
+    for (PortList& list : config.lists) {
+      const toml::array* array = settings.array(list.key);
+      if (!array) continue;
+      std::vector<PortRange> ranges;
+      for (const toml::node& element : *array) ranges.push_back(read_range(settings, list.key, element));
+      list.ranges = normalize(std::move(ranges));
+    }
+
+    if (auto fragments = settings.optional<std::string>("fragments")) {
+      if (*fragments == "drop") config.nonfirst_frag_verdict = XDP_DROP;
+      else if (*fragments != "pass")
+        settings.fail(*settings.find("fragments"), "fragments",
+                      "'" + *fragments + "' is not a verdict (expected \"pass\" or \"drop\")");
+    }
+    return std::make_unique<PortFilterStage>(std::move(config));
+  }
+
+ private:
+  // One element of a port list: 8080, "8080" or "9000-9100". Errors point at the element.
+  static PortRange read_range(const Settings& settings, std::string_view key, const toml::node& element) {
+    auto check_port = [&](std::int64_t port) {
+      if (port < 0 || port > 65535)
+        settings.fail(element, key, "port " + std::to_string(port) + " is out of range 0..65535");
+      return static_cast<std::uint32_t>(port);
+    };
+    if (auto port = element.value_exact<std::int64_t>()) {
+      std::uint32_t value = check_port(*port);
+      return {value, value};
+    }
+    if (auto text = element.value_exact<std::string>()) {
+      std::string_view view = *text;
+      std::size_t dash = view.find('-', 1);  // from 1: a leading '-' is a (rejected) sign, not a range
+      auto first = parse_number(view.substr(0, dash));
+      auto last = dash == std::string_view::npos ? first : parse_number(view.substr(dash + 1));
+      if (!first || !last)
+        settings.fail(element, key,
+                      "'" + *text + "' is not a port or a port range (expected e.g. 8080 or \"9000-9100\")");
+      PortRange range{check_port(*first), check_port(*last)};
+      if (range.first > range.last) settings.fail(element, key, "range " + *text + " is reversed");
+      return range;
+    }
+    settings.fail(element, key,
+                  std::string("expected a port (integer) or a range (string \"lo-hi\"), found ") +
+                      Settings::node_type_name(element));
+  }
+};
+
+}  // namespace
+
+XDPP_PLUGIN(PortFilterFactory)
