@@ -18,11 +18,15 @@ struct CommandOptions {
   std::optional<std::string> out;
   std::optional<std::array<std::uint8_t, 6>> mac;
   bool json = false;
+  std::optional<std::string> netns;  // run: enter /run/netns/NAME first
+  // status
+  bool watch = false;
 };
 
 int command_run(const CommandOptions& options);
 int command_check(const CommandOptions& options);
 int command_replay(const CommandOptions& options);
+int command_status(const CommandOptions& options);
 
 /// Parses the pipeline file with the built-in search paths; logs the error on failure.
 Result<PipelineSpec> read_pipeline(const CommandOptions& options);

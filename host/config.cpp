@@ -4,6 +4,8 @@
 #include <net/if.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -118,6 +120,14 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
     if (!spec.interface_mac) pipeline.fail(*pipeline.find("mac"), "mac", "'" + *mac + "' is not a MAC address");
   }
 
+  if (auto metrics = pipeline.optional<std::string>("metrics")) {
+    static const std::regex address("(([0-9.]+|\\[[0-9a-fA-F:]+\\]):)?[0-9]{1,5}");
+    if (!std::regex_match(*metrics, address))
+      pipeline.fail(*pipeline.find("metrics"), "metrics", "'" + *metrics + "' is not PORT or ADDR:PORT");
+    spec.metrics = *metrics;
+  }
+  if (overrides.metrics) spec.metrics = overrides.metrics;
+
   // Search order: the command line's, the file's, then the built-ins next to the executable.
   SearchPaths paths;
   paths.plugin_dirs = overrides.plugin_dirs;
@@ -201,10 +211,14 @@ Result<PipelineSpec> parse_pipeline(std::string_view text, const std::string& fi
 
 Result<PipelineSpec> load_pipeline_file(const std::filesystem::path& file, const Overrides& overrides,
                                         const SearchPaths& paths) {
+  // A directory opens as a stream and reads as nothing: it would be reported as a file without stages.
+  std::error_code error;
+  if (std::filesystem::is_directory(file, error)) return fail(file.string(), ": cannot read: ", std::strerror(EISDIR));
   std::ifstream in(file);
   if (!in) return fail(file.string(), ": cannot read: ", std::strerror(errno));
   std::stringstream text;
   text << in.rdbuf();
+  if (in.bad()) return fail(file.string(), ": cannot read: ", std::strerror(errno));
   return parse_pipeline(text.str(), file.string(), overrides, paths);
 }
 

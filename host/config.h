@@ -25,6 +25,7 @@ struct Overrides {
   std::optional<std::string> interface;
   std::optional<AttachMode> mode;
   std::vector<std::filesystem::path> plugin_dirs;  // searched before the file's plugin_dir and the built-ins
+  std::optional<std::string> metrics;
 };
 
 /// One [[stage]] table, validated: its plugin is loaded and has accepted its settings.
@@ -45,6 +46,7 @@ struct PipelineSpec {
   AttachMode mode = AttachMode::automatic;
   std::uint32_t default_verdict = 2;   // XDP_PASS
   std::optional<std::array<std::uint8_t, 6>> interface_mac;  // [pipeline] mac, for replay
+  std::optional<std::string> metrics;  // [pipeline] metrics = "PORT" or "ADDR:PORT": Prometheus endpoint
   std::vector<StageSpec> stages;
 };
 

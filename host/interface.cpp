@@ -1,6 +1,8 @@
 #include "interface.h"
 
+#include <fcntl.h>
 #include <net/if.h>
+#include <sched.h>
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -12,6 +14,15 @@
 #include "bpf_object.h"
 
 namespace xdpp {
+
+Status enter_netns(const std::string& name) {
+  if (name.empty() || name.find('/') != std::string::npos) return fail("'", name, "' is not a network namespace name");
+  const std::string path = "/run/netns/" + name;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return fail("network namespace '", name, "': ", path, ": ", std::strerror(errno));
+  if (::setns(fd.get(), CLONE_NEWNET) != 0) return fail("network namespace '", name, "': setns: ", std::strerror(errno));
+  return {};
+}
 
 Result<InterfaceInfo> lookup_interface(const std::string& name) {
   if (name.empty()) return fail("no interface: set [pipeline] interface or pass --interface");

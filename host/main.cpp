@@ -27,7 +27,10 @@ const std::vector<Command>& commands() {
        "load the pipeline, attach it, print its events until SIGINT/SIGTERM, detach",
        [](po::options_description& options) {
          options.add_options()("interface,i", po::value<std::string>(), "interface to attach to (overrides the file)")(
-             "mode,m", po::value<std::string>(), "native, generic, offload or auto (overrides the file)");
+             "mode,m", po::value<std::string>(), "native, generic, offload or auto (overrides the file)")(
+             "metrics", po::value<std::string>(), "serve Prometheus metrics at PORT (loopback) or ADDR:PORT")(
+             "netns", po::value<std::string>(),
+             "run in network namespace NAME (ip netns); unlike `ip netns exec` this keeps /sys/fs/bpf for the pins");
        },
        xdpp::command_run},
       {"check", "check FILE", "validate the pipeline file and every stage's settings; load nothing",
@@ -41,6 +44,13 @@ const std::vector<Command>& commands() {
              "mac", po::value<std::string>(), "the interface's MAC, for stages that need it (overrides the file)");
        },
        xdpp::command_replay},
+      {"status", "status [NAME] [--json] [--watch]",
+       "counters and rates of running pipelines (all, or the one named), from their pinned maps",
+       [](po::options_description& options) {
+         options.add_options()("json", "JSON: one object for NAME, else {\"pipelines\": [...]}")(
+             "watch,w", "refresh every second, like top, until Ctrl-C");
+       },
+       xdpp::command_status},
   };
   return list;
 }
@@ -102,13 +112,13 @@ int main(int argc, char** argv) {
     std::cout << "usage: xdp-pipeline " << command->synopsis << "\n" << command->summary << "\n\n" << visible;
     return 0;
   }
-  if (!values.count("file")) {
+  if (!values.count("file") && name != "status") {
     std::cerr << "xdp-pipeline " << name << ": missing the pipeline FILE\n";
     return xdpp::kExitUsage;
   }
 
   xdpp::CommandOptions options;
-  options.file = values["file"].as<std::string>();
+  if (values.count("file")) options.file = values["file"].as<std::string>();
   if (values.count("verbose")) xdpp::log::set_level(xdpp::log::Level::debug);
   if (values.count("quiet")) xdpp::log::set_level(xdpp::log::Level::warn);
   if (values.count("plugin-dir"))
@@ -126,6 +136,9 @@ int main(int argc, char** argv) {
   if (values.count("pcap")) options.pcap = values["pcap"].as<std::string>();
   if (values.count("out")) options.out = values["out"].as<std::string>();
   if (values.count("json")) options.json = true;
+  if (values.count("watch")) options.watch = true;
+  if (values.count("netns")) options.netns = values["netns"].as<std::string>();
+  if (values.count("metrics")) options.overrides.metrics = values["metrics"].as<std::string>();
   if (values.count("mac")) {
     options.mac = xdpp::net::parse_mac(values["mac"].as<std::string>());
     if (!options.mac) {

@@ -216,11 +216,8 @@ std::uint32_t Pipeline::link_id() const {
 std::uint32_t Pipeline::dispatcher_prog_id() const { return dispatcher_->prog_id(); }
 int Pipeline::dispatcher_fd() const { return dispatcher_->prog_fd(); }
 
-Result<CounterTotals> Pipeline::counters(int index) const {
-  const LoadedObject* object = index < 0 ? dispatcher_.get() : stages_.at(index).object.get();
-  auto map = object->map(XDPP_COUNTERS_MAP_NAME);
-  if (!map) return map.error();
-  auto values = read_percpu<xdpp_counters>(map->fd, "counters");
+Result<CounterTotals> read_counters(int map_fd) {
+  auto values = read_percpu<xdpp_counters>(map_fd, "counters");
   if (!values) return values.error();
   CounterTotals totals;
   for (const xdpp_counters& cpu : *values) {
@@ -231,6 +228,13 @@ Result<CounterTotals> Pipeline::counters(int index) const {
     totals.events_lost += cpu.events_lost;
   }
   return totals;
+}
+
+Result<CounterTotals> Pipeline::counters(int index) const {
+  const LoadedObject* object = index < 0 ? dispatcher_.get() : stages_.at(index).object.get();
+  auto map = object->map(XDPP_COUNTERS_MAP_NAME);
+  if (!map) return map.error();
+  return read_counters(map->fd);
 }
 
 Result<xdpp_packet> Pipeline::packet_context(int cpu) const {

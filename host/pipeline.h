@@ -86,6 +86,7 @@ class Pipeline {
   std::vector<LiveStage>& stages() { return stages_; }
   std::uint32_t dispatcher_prog_id() const;
   int dispatcher_fd() const;
+  const LoadedObject& dispatcher_object() const { return *dispatcher_; }
 
   /// Counters of stage `index`, or of the dispatcher with index -1, summed over CPUs.
   Result<CounterTotals> counters(int index) const;
@@ -103,6 +104,9 @@ class Pipeline {
   int link_fd_ = -1;
 };
 
-const char* verdict_name(std::uint32_t action);   // "aborted", "drop", "pass", "tx", "redirect"
+const char* verdict_name(std::uint32_t action);
+
+/// Reads a counters map (per-CPU, one entry) by fd and sums it over CPUs.
+Result<CounterTotals> read_counters(int map_fd);   // "aborted", "drop", "pass", "tx", "redirect"
 
 }  // namespace xdpp

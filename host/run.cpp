@@ -8,7 +8,9 @@
 #include "commands.h"
 #include "interface.h"
 #include "log.h"
+#include "metrics.h"
 #include "pipeline.h"
+#include "state.h"
 
 namespace xdpp {
 namespace {
@@ -63,6 +65,12 @@ int command_run(const CommandOptions& options) {
     log::error("run needs root (CAP_BPF and CAP_NET_ADMIN) to load and attach XDP programs");
     return kExitFailure;
   }
+  if (options.netns) {
+    if (auto entered = enter_netns(*options.netns); !entered) {
+      log::error(entered.error().message);
+      return kExitFailure;
+    }
+  }
   auto interface = lookup_interface(spec->interface);
   if (!interface) {
     log::error(interface.error().message);
@@ -85,6 +93,34 @@ int command_run(const CommandOptions& options) {
             (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " + std::to_string((*pipeline)->link_id()) +
             ", dispatcher prog id " + std::to_string((*pipeline)->dispatcher_prog_id()) + ")");
   print_stages(**pipeline);
+
+  if (auto published = publish(**pipeline, to_string(*mode)); !published) {
+    log::error("pipeline '" + name + "': " + published.error().message);
+    return kExitFailure;  // the pipeline's destructor detaches it
+  }
+  // Removes the pins and the state file however this function returns.
+  std::unique_ptr<const std::string, void (*)(const std::string*)> unpublish_on_exit(&name, [](const std::string* n) { unpublish(*n); });
+  log::info("pipeline '" + name + "': maps pinned under " + (kPinRoot / name).string() + ", state in " +
+            (kRunRoot / (name + ".json")).string());
+
+  std::unique_ptr<MetricsServer> metrics;
+  if ((*pipeline)->spec().metrics) {
+    Pipeline* live = pipeline->get();
+    auto served = serve_metrics(*(*pipeline)->spec().metrics, name, [live] {
+      std::vector<StageCounters> all;
+      if (auto counters = live->counters(-1)) all.push_back({"dispatcher", "", *counters});
+      for (std::size_t i = 0; i < live->stages().size(); ++i)
+        if (auto counters = live->counters(static_cast<int>(i)))
+          all.push_back({live->stages()[i].spec.name, live->stages()[i].spec.plugin_name, *counters});
+      return all;
+    });
+    if (!served) {
+      log::error("pipeline '" + name + "': " + served.error().message);
+      return kExitFailure;
+    }
+    metrics = std::move(*served);
+    log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics");
+  }
 
   // stdout carries the events, one per line, flushed as they come so that a pipe sees them at once.
   EventHandler print = [](const std::string&, EventRecord record) {

@@ -1,0 +1,165 @@
+// `status`: the counters of running pipelines, read from their pinned maps, from any root shell.
+#include <bpf/bpf.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <thread>
+
+#include "bpf_object.h"
+#include "commands.h"
+#include "log.h"
+#include "state.h"
+
+namespace xdpp {
+namespace {
+
+volatile sig_atomic_t stop_watch = 0;
+void on_stop(int) { stop_watch = 1; }
+
+struct Sample {
+  std::map<std::string, CounterTotals> counters;  // by "dispatcher" or stage name
+  std::chrono::steady_clock::time_point at;
+};
+
+// By map id rather than by pin: that works from any mount namespace, pinned or not.
+Result<CounterTotals> read_by_id(const nlohmann::json& entry) {
+  std::uint32_t id = entry.value("counters_map_id", 0u);
+  UniqueFd fd(bpf_map_get_fd_by_id(id));
+  if (!fd) return fail("counters map id ", std::to_string(id), ": ", std::strerror(errno));
+  return read_counters(fd.get());
+}
+
+Result<Sample> sample(const RunState& run) {
+  Sample result;
+  result.at = std::chrono::steady_clock::now();
+  auto dispatcher = read_by_id(run.json["dispatcher"]);
+  if (!dispatcher) return dispatcher.error();
+  result.counters["dispatcher"] = *dispatcher;
+  for (const auto& stage : run.json["stages"]) {
+    auto counters = read_by_id(stage);
+    if (!counters) return counters.error();
+    result.counters[stage["name"].get<std::string>()] = *counters;
+  }
+  return result;
+}
+
+nlohmann::json counters_json(const CounterTotals& totals) {
+  nlohmann::json json = {{"packets", totals.packets}, {"bytes", totals.bytes}, {"fell_off", totals.fell_off},
+                         {"events_lost", totals.events_lost}};
+  for (std::uint32_t v = 0; v < XDPP_VERDICTS; ++v) json[verdict_name(v)] = totals.verdict[v];
+  return json;
+}
+
+double rate(const Sample& before, const Sample& after, const std::string& key) {
+  double seconds = std::chrono::duration<double>(after.at - before.at).count();
+  if (seconds <= 0) return 0;
+  return (after.counters.at(key).packets - before.counters.at(key).packets) / seconds;
+}
+
+nlohmann::json status_json(const RunState& run, const Sample& before, const Sample& after) {
+  nlohmann::json json = {{"name", run.name},
+                         {"interface", run.json["interface"]},
+                         {"mode", run.json["mode"]},
+                         {"link_id", run.json["link_id"]},
+                         {"pid", run.pid},
+                         {"file", run.json["file"]},
+                         {"dispatcher",
+                          {{"prog_id", run.json["dispatcher"]["prog_id"]},
+                           {"counters", counters_json(after.counters.at("dispatcher"))},
+                           {"packets_per_second", rate(before, after, "dispatcher")}}}};
+  nlohmann::json stages = nlohmann::json::array();
+  for (const auto& stage : run.json["stages"]) {
+    std::string name = stage["name"];
+    stages.push_back({{"name", name},
+                      {"plugin", stage["plugin"]},
+                      {"slot", stage["slot"]},
+                      {"prog_id", stage["prog_id"]},
+                      {"counters", counters_json(after.counters.at(name))},
+                      {"packets_per_second", rate(before, after, name)}});
+  }
+  json["stages"] = std::move(stages);
+  return json;
+}
+
+void print_table(const nlohmann::json& status) {
+  std::printf("pipeline %s: %s, %s mode, link id %llu, pid %d\n", status["name"].get<std::string>().c_str(),
+              status["interface"].get<std::string>().c_str(), status["mode"].get<std::string>().c_str(),
+              status["link_id"].get<unsigned long long>(), status["pid"].get<int>());
+  std::printf("  %-4s %-16s %-12s %7s %12s %10s %10s %10s %10s %8s %8s %8s %8s\n", "slot", "stage", "plugin", "prog",
+              "packets", "pps", "drop", "pass", "tx", "redirect", "aborted", "fell_off", "ev_lost");
+  auto row = [](const std::string& slot, const std::string& name, const std::string& plugin, const nlohmann::json& entry) {
+    const auto& c = entry["counters"];
+    std::printf("  %-4s %-16s %-12s %7llu %12llu %10.0f %10llu %10llu %10llu %8llu %8llu %8llu %8llu\n", slot.c_str(),
+                name.c_str(), plugin.c_str(), entry["prog_id"].get<unsigned long long>(),
+                c["packets"].get<unsigned long long>(), entry["packets_per_second"].get<double>(),
+                c["drop"].get<unsigned long long>(), c["pass"].get<unsigned long long>(),
+                c["tx"].get<unsigned long long>(), c["redirect"].get<unsigned long long>(),
+                c["aborted"].get<unsigned long long>(), c["fell_off"].get<unsigned long long>(),
+                c["events_lost"].get<unsigned long long>());
+  };
+  row("-", "(dispatcher)", "-", status["dispatcher"]);
+  for (const auto& stage : status["stages"])
+    row(std::to_string(stage["slot"].get<int>()), stage["name"], stage["plugin"], stage);
+}
+
+}  // namespace
+
+int command_status(const CommandOptions& options) {
+  if (geteuid() != 0) {
+    log::error("status needs root: the pipeline's pinned maps and state are root-only");
+    return kExitFailure;
+  }
+  std::optional<std::string> name;
+  if (!options.file.empty()) name = options.file;
+  auto runs = published_runs(name);
+  if (runs.empty()) {
+    log::error(name ? "no pipeline named '" + *name + "' is running" : "no pipeline is running");
+    return kExitFailure;
+  }
+  signal(SIGINT, on_stop);
+  signal(SIGTERM, on_stop);
+  std::map<std::string, Sample> previous;
+  do {
+    nlohmann::json all = nlohmann::json::array();
+    std::string screen;
+    for (const RunState& run : runs) {
+      if (!run.alive()) {
+        log::warn("pipeline '" + run.name + "': its run (pid " + std::to_string(run.pid) +
+                  ") is gone; the next run of that name removes its leftovers");
+        continue;
+      }
+      // Rates need two samples: the previous refresh's, or one taken a moment ago.
+      if (!previous.count(run.name)) {
+        auto first = sample(run);
+        if (!first) {
+          log::error("pipeline '" + run.name + "': " + first.error().message);
+          return kExitFailure;
+        }
+        previous[run.name] = *first;
+        std::this_thread::sleep_for(std::chrono::milliseconds(options.watch ? 1000 : 250));
+      }
+      auto now = sample(run);
+      if (!now) {
+        log::error("pipeline '" + run.name + "': " + now.error().message);
+        return kExitFailure;
+      }
+      all.push_back(status_json(run, previous[run.name], *now));
+      previous[run.name] = *now;
+    }
+    if (options.watch && !options.json) std::printf("\033[H\033[2J");
+    if (options.json) {
+      std::printf("%s\n", (name && all.size() == 1 ? all[0] : nlohmann::json{{"pipelines", all}}).dump().c_str());
+    } else {
+      for (const auto& status : all) print_table(status);
+    }
+    std::fflush(stdout);
+    if (options.watch)
+      for (int i = 0; i < 10 && !stop_watch; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  } while (options.watch && !stop_watch);
+  return 0;
+}
+
+}  // namespace xdpp
