@@ -1,7 +1,9 @@
 // The executable's commands, one function each.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "config.h"
 
@@ -19,14 +21,26 @@ struct CommandOptions {
   std::optional<std::array<std::uint8_t, 6>> mac;
   bool json = false;
   std::optional<std::string> netns;  // run: enter /run/netns/NAME first
+  // swap, set, reload
+  std::optional<std::string> pipeline;  // which running pipeline; default: the only one
+  std::optional<std::string> object;
+  std::optional<std::string> plugin;
+  bool reset_state = false;
+  std::vector<std::string> args;       // set: KEY=VALUE...
   // status
   bool watch = false;
+  // new-stage NAME DIR (NAME is in `file`)
+  std::optional<std::string> dir;
 };
 
 int command_run(const CommandOptions& options);
 int command_check(const CommandOptions& options);
 int command_replay(const CommandOptions& options);
 int command_status(const CommandOptions& options);
+int command_swap(const CommandOptions& options);
+int command_set(const CommandOptions& options);
+int command_reload(const CommandOptions& options);
+int command_new_stage(const CommandOptions& options);
 
 /// Parses the pipeline file with the built-in search paths; logs the error on failure.
 Result<PipelineSpec> read_pipeline(const CommandOptions& options);

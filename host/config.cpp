@@ -136,6 +136,7 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
   paths.plugin_dirs.insert(paths.plugin_dirs.end(), builtin.plugin_dirs.begin(), builtin.plugin_dirs.end());
   paths.bpf_dirs.insert(paths.bpf_dirs.end(), builtin.bpf_dirs.begin(), builtin.bpf_dirs.end());
   pipeline.reject_unread_keys();
+  spec.plugin_dirs = paths.plugin_dirs;
 
   const toml::node* stages_node = root.find("stage");
   if (!stages_node) root.fail("stage", "no stages: add at least one [[stage]] table");
@@ -165,6 +166,7 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
     auto plugin = find_plugin(stage.plugin_name, paths.plugin_dirs);
     if (!plugin) settings.fail(*settings.find("plugin"), "plugin", plugin.error().message);
     stage.plugin = *plugin;
+    stage.plugin_file = stage.plugin->path();
     const StageFactory& factory = stage.plugin->factory();
 
     std::string object_file(factory.object_file());
@@ -179,7 +181,16 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
                       "plugin '" + stage.plugin_name + "' needs BPF object " + object_file + ", found in no BPF directory");
     }
     settings.find("name");
-    stage.stage = std::shared_ptr<Stage>(factory.create(settings));
+    // What the plugin throws is the plugin's own code (vtable, type info). Unwinding past `stage`, its
+    // last owner, unloads the plugin, and destroying that exception afterwards would jump into unmapped
+    // memory: turn it into one of the host's while the plugin is still loaded.
+    try {
+      stage.stage = adopt_stage(factory.create(settings), stage.plugin);
+    } catch (const ConfigError& error) {
+      throw ConfigError(error.what());
+    } catch (const std::exception& error) {
+      throw std::runtime_error(error.what());
+    }
     settings.reject_unread_keys();
     stage.settings = table;
     spec.stages.push_back(std::move(stage));

@@ -34,6 +34,7 @@ struct StageSpec {
   std::string plugin_name;
   std::filesystem::path object_path;   // the BPF object, resolved
   std::shared_ptr<LoadedPlugin> plugin;
+  std::filesystem::path plugin_file;   // the plugin as found in the plugin path (swaps reload it)
   std::shared_ptr<Stage> stage;        // the plugin's validated, immutable stage
   toml::table settings;                // the stage's table as written (for reload comparisons)
 };
@@ -48,6 +49,7 @@ struct PipelineSpec {
   std::optional<std::array<std::uint8_t, 6>> interface_mac;  // [pipeline] mac, for replay
   std::optional<std::string> metrics;  // [pipeline] metrics = "PORT" or "ADDR:PORT": Prometheus endpoint
   std::vector<StageSpec> stages;
+  std::vector<std::filesystem::path> plugin_dirs;  // the resolved plugin path, in search order
 };
 
 /// Where plugins and BPF objects are looked for: the built-ins (relative to the executable) last.

@@ -18,7 +18,8 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
   vsnprintf(text, sizeof text, format, args);
   std::string message(text);
   while (!message.empty() && message.back() == '\n') message.pop_back();
-  write(mapped, "libbpf: " + message);
+  if (message.rfind("libbpf: ", 0) != 0) message = "libbpf: " + message;
+  write(mapped, message);
   return 0;
 }
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <map>
 
 #include "bpf_object.h"
 
@@ -49,7 +50,8 @@ struct Pipeline::Impl {
   };
   std::vector<std::unique_ptr<Ring>> rings;
   ring_buffer* manager = nullptr;
-  const EventHandler* handler = nullptr;  // set while polling
+  const EventHandler* handler = nullptr;  // set while reading
+  EventHandler handler_for_swaps;  // where a swap sends the leaving plugin's last events
 
   ~Impl() {
     if (manager) ring_buffer__free(manager);
@@ -84,12 +86,111 @@ struct Pipeline::Impl {
 
 Pipeline::~Pipeline() { detach(); }
 
-Result<std::unique_ptr<Pipeline>> Pipeline::load(PipelineSpec spec, const SearchPaths& paths,
-                                                 InterfaceInfo interface) {
+namespace {
+
+struct SharedMaps {
+  int chain;
+  int scratch;
+};
+
+bool is_internal_map(const std::string& name) { return name.find('.') != std::string::npos; }
+
+// Points every map of `object` (before load) at the map of the same name in `previous`, so that the
+// stage's state carries over. A map whose shape changed cannot carry over; with reset_state nothing does.
+Status carry_over_maps(LoadedObject& object, const LoadedObject& previous, bool reset_state) {
+  if (reset_state) return {};
+  bpf_map* map;
+  bpf_object__for_each_map(map, object.raw()) {
+    std::string name = bpf_map__name(map);
+    if (is_internal_map(name) || name == XDPP_CHAIN_MAP_NAME || name == XDPP_SCRATCH_MAP_NAME) continue;
+    auto old = previous.map(name);
+    if (!old) continue;  // a map the old program did not have starts empty
+    const bool same = old->type == static_cast<std::uint32_t>(bpf_map__type(map)) &&
+                      old->key_size == bpf_map__key_size(map) && old->value_size == bpf_map__value_size(map) &&
+                      old->max_entries == bpf_map__max_entries(map);
+    if (!same)
+      return fail("map '", name, "' changed shape (type/key/value/entries ", std::to_string(old->type), "/",
+                  std::to_string(old->key_size), "/", std::to_string(old->value_size), "/",
+                  std::to_string(old->max_entries), " -> ", std::to_string(bpf_map__type(map)), "/",
+                  std::to_string(bpf_map__key_size(map)), "/", std::to_string(bpf_map__value_size(map)), "/",
+                  std::to_string(bpf_map__max_entries(map)), "), so its state cannot carry over; use --reset-state");
+    XDPP_TRY(object.reuse_map(name, old->fd));
+  }
+  return {};
+}
+
+// Opens, prepares, loads and configures one stage's object for `slot`; nothing is in the chain yet.
+Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, std::uint32_t slot, std::size_t count,
+                                                        std::uint32_t default_verdict, SharedMaps shared,
+                                                        const InterfaceInfo& interface, const LoadedObject* previous,
+                                                        bool reset_state) {
+  const std::string where = "stage '" + spec.name + "'";
+  auto object = LoadedObject::open(spec.object_path, spec.name, interface, std::string(spec.plugin->factory().program_name()));
+  if (!object) return fail(where, ": ", object.error().message);
+  LoadedObject& loaded = **object;
+  std::uint32_t next = slot + 1 < count ? slot + 1 : XDPP_NO_NEXT;
+  XDPP_TRY(loaded.set_constant("xdpp_next_slot", next));
+  XDPP_TRY(loaded.set_constant("xdpp_default_verdict", default_verdict));
+  XDPP_TRY(loaded.reuse_map(XDPP_CHAIN_MAP_NAME, shared.chain));
+  XDPP_TRY(loaded.reuse_map(XDPP_SCRATCH_MAP_NAME, shared.scratch));
+  XDPP_TRY(spec.stage->before_load(loaded).context(where));
+  if (previous) XDPP_TRY(carry_over_maps(loaded, *previous, reset_state).context(where));
+  XDPP_TRY(loaded.load());
+  XDPP_TRY(spec.stage->configure(loaded).context(where));
+  return std::move(*object);
+}
+
+std::shared_ptr<Stage> create_stage(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
+                                    const std::string& file, const std::string& name, std::string& error) {
+  try {
+    Settings reader(settings, file, name);
+    for (const char* key : {"name", "plugin", "object"}) reader.find(key);
+    std::shared_ptr<Stage> stage = adopt_stage(plugin->factory().create(reader), plugin);
+    reader.reject_unread_keys();
+    return stage;
+  } catch (const std::exception& failure) {
+    error = failure.what();
+    return nullptr;
+  }
+}
+
+// Records what a stage's before_load() sets, to tell whether new settings change a load-time constant.
+class RecordingObject final : public StageObject {
+ public:
+  RecordingObject(std::string name, const InterfaceInfo& interface) : name_(std::move(name)), interface_(interface) {}
+  const std::string& stage_name() const override { return name_; }
+  const InterfaceInfo& interface() const override { return interface_; }
+  Result<MapHandle> map(std::string_view) const override { return fail("no maps before load"); }
+  Status set_constant(std::string_view name, const void* value, std::size_t size) override {
+    auto bytes = static_cast<const char*>(value);
+    recorded_["const " + std::string(name)] = std::string(bytes, bytes + size);
+    return {};
+  }
+  Status set_map_size(std::string_view name, std::uint32_t entries) override {
+    recorded_["size " + std::string(name)] = std::to_string(entries);
+    return {};
+  }
+  const std::map<std::string, std::string>& recorded() const { return recorded_; }
+
+ private:
+  std::string name_;
+  const InterfaceInfo& interface_;
+  std::map<std::string, std::string> recorded_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Pipeline>> Pipeline::load(PipelineSpec spec, const SearchPaths& paths, InterfaceInfo interface) {
+  return load_reusing(std::move(spec), paths, std::move(interface), nullptr);
+}
+
+Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, const SearchPaths& paths,
+                                                         InterfaceInfo interface, Pipeline* previous) {
   std::unique_ptr<Pipeline> self(new Pipeline());
   self->impl_ = std::make_unique<Impl>();
   self->interface_ = std::move(interface);
   self->spec_ = std::move(spec);
+  self->paths_ = paths;
   const auto& stages = self->spec_.stages;
   if (stages.empty() || stages.size() > XDPP_MAX_STAGES) return fail("a pipeline has 1..33 stages");
 
@@ -106,33 +207,29 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load(PipelineSpec spec, const Search
   std::uint32_t first_slot = 0;
   XDPP_TRY((*dispatcher)->set_constant("xdpp_next_slot", first_slot));
   XDPP_TRY((*dispatcher)->set_constant("xdpp_default_verdict", self->spec_.default_verdict));
+  // A rebuilt chain keeps the dispatcher's counters: they are the pipeline's, not the chain's.
+  if (previous) XDPP_TRY((*dispatcher)->reuse_map(XDPP_COUNTERS_MAP_NAME, previous->dispatcher_->map(XDPP_COUNTERS_MAP_NAME)->fd));
   XDPP_TRY((*dispatcher)->load());
   self->dispatcher_ = std::move(*dispatcher);
   auto chain = self->dispatcher_->map(XDPP_CHAIN_MAP_NAME);
   auto scratch = self->dispatcher_->map(XDPP_SCRATCH_MAP_NAME);
   if (!chain || !scratch) return fail("dispatcher: shared maps missing");
+  const SharedMaps shared{.chain = chain->fd, .scratch = scratch->fd};
 
   for (std::size_t slot = 0; slot < stages.size(); ++slot) {
     const StageSpec& stage = stages[slot];
-    std::string where = "stage '" + stage.name + "'";
-    auto object = LoadedObject::open(stage.object_path, stage.name, self->interface_,
-                                     std::string(stage.plugin->factory().program_name()));
-    if (!object) return fail(where, ": ", object.error().message);
-    LoadedObject& loaded = **object;
-    std::uint32_t next = slot + 1 < stages.size() ? slot + 1 : XDPP_NO_NEXT;
-    XDPP_TRY(loaded.set_constant("xdpp_next_slot", next));
-    XDPP_TRY(loaded.set_constant("xdpp_default_verdict", self->spec_.default_verdict));
-    XDPP_TRY(loaded.reuse_map(XDPP_CHAIN_MAP_NAME, chain->fd));
-    XDPP_TRY(loaded.reuse_map(XDPP_SCRATCH_MAP_NAME, scratch->fd));
-    XDPP_TRY(stage.stage->before_load(loaded).context(where));
-    XDPP_TRY(loaded.load());
-    XDPP_TRY(stage.stage->configure(loaded).context(where));
+    const LoadedObject* old = nullptr;
+    if (previous)
+      if (LiveStage* match = previous->find_stage(stage.name); match && match->spec.plugin_name == stage.plugin_name)
+        old = match->object.get();
+    auto object = load_stage_object(stage, slot, stages.size(), self->spec_.default_verdict, shared, self->interface_,
+                                    old, false);
+    if (!object) return object.error();
     self->stages_.push_back(LiveStage{.spec = stage, .object = std::move(*object), .slot = static_cast<int>(slot)});
     self->stages_.back().prog_id = self->stages_.back().object->prog_id();
   }
 
-  // Fill the chain back to front: nothing is attached yet, but a stage is only reachable once its
-  // successor is in place anyway.
+  // Fill the chain back to front: a stage becomes reachable only once its successor is in place.
   for (int slot = static_cast<int>(self->stages_.size()) - 1; slot >= 0; --slot) {
     std::uint32_t key = slot;
     int fd = self->stages_[slot].object->prog_fd();
@@ -140,20 +237,126 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load(PipelineSpec spec, const Search
       return fail("stage '", self->stages_[slot].spec.name, "': chain slot ", std::to_string(slot), ": ",
                   std::strerror(errno));
   }
+  XDPP_TRY(self->rebuild_event_readers());
+  return self;
+}
 
-  for (std::size_t index = 0; index < self->stages_.size(); ++index) {
-    for (const MapHandle& ring : self->stages_[index].object->maps_of_type(BPF_MAP_TYPE_RINGBUF)) {
-      auto context = std::make_unique<Impl::Ring>(Impl::Ring{self.get(), static_cast<int>(index), ring.name});
-      if (!self->impl_->manager) {
-        self->impl_->manager = ring_buffer__new(ring.fd, &Impl::on_record, context.get(), nullptr);
-        if (!self->impl_->manager) return fail("ring buffer '", ring.name, "': ", std::strerror(errno));
-      } else if (int err = ring_buffer__add(self->impl_->manager, ring.fd, &Impl::on_record, context.get())) {
+LiveStage* Pipeline::find_stage(const std::string& name) {
+  for (auto& stage : stages_)
+    if (stage.spec.name == name) return &stage;
+  return nullptr;
+}
+
+// (Re)creates the ring-buffer reader over every stage's ring buffers. Records not yet read stay in the
+// rings (the consumer position lives in the map), so nothing is lost across a rebuild.
+Status Pipeline::rebuild_event_readers() {
+  if (impl_->manager) {
+    ring_buffer__free(impl_->manager);
+    impl_->manager = nullptr;
+  }
+  impl_->rings.clear();
+  for (std::size_t index = 0; index < stages_.size(); ++index) {
+    for (const MapHandle& ring : stages_[index].object->maps_of_type(BPF_MAP_TYPE_RINGBUF)) {
+      auto context = std::make_unique<Impl::Ring>(Impl::Ring{this, static_cast<int>(index), ring.name});
+      if (!impl_->manager) {
+        impl_->manager = ring_buffer__new(ring.fd, &Impl::on_record, context.get(), nullptr);
+        if (!impl_->manager) return fail("ring buffer '", ring.name, "': ", std::strerror(errno));
+      } else if (int err = ring_buffer__add(impl_->manager, ring.fd, &Impl::on_record, context.get())) {
         return fail("ring buffer '", ring.name, "': ", std::strerror(-err));
       }
-      self->impl_->rings.push_back(std::move(context));
+      impl_->rings.push_back(std::move(context));
     }
   }
-  return self;
+  return {};
+}
+
+void Pipeline::set_swap_event_handler(EventHandler handler) { impl_->handler_for_swaps = std::move(handler); }
+
+int Pipeline::event_fd() const { return impl_->manager ? ring_buffer__epoll_fd(impl_->manager) : -1; }
+
+Result<int> Pipeline::consume_events(const EventHandler& handler) {
+  if (!impl_->manager) return 0;
+  impl_->handler = &handler;
+  int count = ring_buffer__consume(impl_->manager);
+  impl_->handler = nullptr;
+  if (count < 0) return fail("reading ring buffers: ", std::strerror(-count));
+  return count;
+}
+
+Status Pipeline::swap_stage(const std::string& name, SwapRequest request) {
+  LiveStage* live = find_stage(name);
+  if (!live) return fail("no stage '", name, "' in pipeline '", spec_.name, "'");
+  StageSpec next = live->spec;
+  if (request.object) next.object_path = *request.object;
+  if (request.plugin) {
+    if (request.plugin->factory().plugin_name() != live->spec.plugin_name)
+      return fail("plugin ", request.plugin->path().string(), " is '", std::string(request.plugin->factory().plugin_name()),
+                  "', stage '", name, "' runs '", live->spec.plugin_name, "'");
+    next.plugin = request.plugin;
+  }
+  if (request.stage) {
+    next.stage = request.stage;
+  } else {
+    std::string error;
+    next.stage = create_stage(next.plugin, next.settings, spec_.file, name, error);
+    if (!next.stage) return fail("stage '", name, "': ", error);
+  }
+  auto chain = dispatcher_->map(XDPP_CHAIN_MAP_NAME);
+  auto scratch = dispatcher_->map(XDPP_SCRATCH_MAP_NAME);
+  if (!chain || !scratch) return fail("dispatcher: shared maps missing");
+  auto object = load_stage_object(next, live->slot, stages_.size(), spec_.default_verdict,
+                                  SharedMaps{.chain = chain->fd, .scratch = scratch->fd}, interface_, live->object.get(),
+                                  request.reset_state);
+  if (!object) return object.error();
+
+  // Events already queued belong to the plugin that is leaving: hand them over before it goes.
+  if (impl_->handler_for_swaps) (void)consume_events(impl_->handler_for_swaps);
+  // The switch: one map update, atomic for packets (each sees the old program or the new one).
+  std::uint32_t key = live->slot;
+  int fd = (*object)->prog_fd();
+  if (bpf_map_update_elem(chain->fd, &key, &fd, BPF_ANY) != 0)
+    return fail("stage '", name, "': chain slot ", std::to_string(key), ": ", std::strerror(errno));
+  live->spec = std::move(next);
+  live->object = std::move(*object);  // the old program is freed once no packet runs it
+  live->prog_id = live->object->prog_id();
+  return rebuild_event_readers();
+}
+
+Status Pipeline::reconfigure_stage(const std::string& name, const toml::table& settings, const std::string& source) {
+  LiveStage* live = find_stage(name);
+  if (!live) return fail("no stage '", name, "' in pipeline '", spec_.name, "'");
+  std::string error;
+  auto stage = create_stage(live->spec.plugin, settings, source, name, error);
+  if (!stage) return Error{error};
+
+  // A load-time constant (.rodata, a ring's size) can only change with a new program: swap the same files.
+  RecordingObject before(name, interface_), after(name, interface_);
+  XDPP_TRY(live->spec.stage->before_load(before));
+  XDPP_TRY(stage->before_load(after));
+  if (before.recorded() != after.recorded()) {
+    toml::table previous_settings = live->spec.settings;
+    live->spec.settings = settings;
+    auto swapped = swap_stage(name, SwapRequest{.object = std::nullopt, .plugin = nullptr, .stage = stage, .reset_state = false});
+    if (!swapped) live->spec.settings = std::move(previous_settings);
+    return swapped;
+  }
+  XDPP_TRY(stage->configure(*live->object).context("stage '" + name + "'"));
+  live->spec.stage = std::move(stage);
+  live->spec.settings = settings;
+  return {};
+}
+
+Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec) {
+  auto next = load_reusing(std::move(spec), paths_, interface_, this);
+  if (!next) return next.error();
+  if (attached()) {
+    LIBBPF_OPTS(bpf_link_update_opts, options, .flags = BPF_F_REPLACE, .old_prog_fd = static_cast<__u32>(dispatcher_->prog_fd()));
+    if (bpf_link_update(link_fd_, (*next)->dispatcher_fd(), &options) != 0)
+      return fail("switching the interface to the new chain: ", std::strerror(errno));
+    (*next)->link_fd_ = link_fd_;
+    link_fd_ = -1;
+  }
+  return next;
 }
 
 Result<AttachMode> Pipeline::attach(AttachMode mode) {

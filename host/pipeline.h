@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
+#include <optional>
 #include <functional>
 #include <memory>
 #include <span>
@@ -47,6 +49,14 @@ struct StageEvent {
 /// Receives each decoded event with the name of the stage that emitted it.
 using EventHandler = std::function<void(const std::string& stage, EventRecord record)>;
 
+/// What to change in a stage by swap_stage().
+struct SwapRequest {
+  std::optional<std::filesystem::path> object;   // new BPF object; default: the stage's current one
+  std::shared_ptr<LoadedPlugin> plugin;          // new plugin; default: the current one
+  std::shared_ptr<Stage> stage;                  // already validated stage; default: created from the settings
+  bool reset_state = false;                      // start with fresh maps instead of the old ones
+};
+
 /// What one packet did in BPF_PROG_TEST_RUN.
 struct TestRunResult {
   std::uint32_t verdict = 0;            // XDP action
@@ -74,6 +84,29 @@ class Pipeline {
   bool attached() const { return link_fd_ >= 0; }
   std::uint32_t link_id() const;
 
+  /// Replaces stage `name`'s program and/or plugin. The new object is loaded and verified using the old
+  /// object's maps by name (state survives; a map whose shape changed is refused unless reset_state),
+  /// then one atomic update of the chain slot switches it in. Any failure changes nothing.
+  Status swap_stage(const std::string& name, SwapRequest request);
+
+  /// Applies new settings to stage `name`: its plugin rewrites the maps in place, or, when a load-time
+  /// constant changes, the same files are swapped in with the new settings. Any failure changes nothing.
+  /// `source` names where the settings came from in error messages (the file, or "set").
+  Status reconfigure_stage(const std::string& name, const toml::table& settings, const std::string& source);
+
+  /// A new pipeline for `spec` (other stages, order, or pipeline settings) with its own chain and
+  /// dispatcher; stages whose name and plugin it shares with this one take over their maps (state).
+  /// When this pipeline is attached, the new dispatcher replaces it with one atomic bpf_link update and
+  /// the returned pipeline owns the link; on failure this pipeline is unchanged.
+  Result<std::unique_ptr<Pipeline>> rebuild(PipelineSpec spec);
+
+  /// An fd that is readable when events wait (epoll of the ring buffers), or -1 without ring buffers.
+  int event_fd() const;
+  /// Where swap_stage() delivers the events still queued for a plugin that is being replaced.
+  void set_swap_event_handler(EventHandler handler);
+  /// Hands every waiting ring-buffer record to its plugin, without blocking.
+  Result<int> consume_events(const EventHandler& handler);
+
   /// Runs one packet through the dispatcher with BPF_PROG_TEST_RUN and drains the ring buffers.
   Result<TestRunResult> test_run(std::span<const std::uint8_t> frame);
 
@@ -82,6 +115,7 @@ class Pipeline {
   Result<int> poll_events(int timeout_ms, const EventHandler& handler);
 
   const PipelineSpec& spec() const { return spec_; }
+  LiveStage* find_stage(const std::string& name);
   const InterfaceInfo& interface() const { return interface_; }
   std::vector<LiveStage>& stages() { return stages_; }
   std::uint32_t dispatcher_prog_id() const;
@@ -95,9 +129,13 @@ class Pipeline {
 
  private:
   Pipeline() = default;
+  static Result<std::unique_ptr<Pipeline>> load_reusing(PipelineSpec spec, const SearchPaths& paths,
+                                                        InterfaceInfo interface, Pipeline* previous);
+  Status rebuild_event_readers();
   struct Impl;
   std::unique_ptr<Impl> impl_;
   PipelineSpec spec_;
+  SearchPaths paths_;
   InterfaceInfo interface_;
   std::unique_ptr<LoadedObject> dispatcher_;
   std::vector<LiveStage> stages_;

@@ -1,6 +1,7 @@
 #include "plugin_loader.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/dll/shared_library.hpp>
 #include <cstdio>
@@ -45,6 +46,10 @@ Status check_owner_and_mode(const std::filesystem::path& path, const char* what,
 
 }  // namespace
 
+std::shared_ptr<Stage> adopt_stage(std::unique_ptr<Stage> stage, std::shared_ptr<LoadedPlugin> plugin) {
+  return std::shared_ptr<Stage>(stage.release(), [plugin = std::move(plugin)](Stage* owned) { delete owned; });
+}
+
 Status check_plugin_file_safe(const std::filesystem::path& file) {
   std::error_code error;
   auto real = std::filesystem::canonical(file, error);
@@ -75,6 +80,36 @@ Result<std::shared_ptr<LoadedPlugin>> load_plugin_file(const std::filesystem::pa
   StageFactory* factory = make_factory();
   if (!factory) return fail("plugin ", file.string(), ": refused: xdpp_plugin_factory returned no factory");
   return std::shared_ptr<LoadedPlugin>(std::make_shared<DllPlugin>(std::move(library), factory, real));
+}
+
+Result<std::shared_ptr<LoadedPlugin>> load_plugin_fresh(const std::filesystem::path& file,
+                                                        const std::vector<std::filesystem::path>& allowed_dirs,
+                                                        const std::filesystem::path& private_dir) {
+  std::error_code error;
+  auto real = std::filesystem::canonical(file, error);
+  if (error) return fail("plugin ", file.string(), ": ", error.message());
+  bool allowed = false;
+  for (const auto& dir : allowed_dirs)
+    if (auto canonical_dir = std::filesystem::canonical(dir, error); !error && canonical_dir == real.parent_path())
+      allowed = true;
+  if (!allowed) return fail("plugin ", file.string(), ": refused: not in the plugin path of this pipeline");
+  XDPP_TRY(check_plugin_file_safe(real));
+
+  static unsigned generation = 0;
+  std::filesystem::create_directories(private_dir, error);
+  ::chmod(private_dir.c_str(), 0700);
+  auto copy = private_dir / (real.stem().string() + "." + std::to_string(::getpid()) + "." +
+                             std::to_string(++generation) + ".so");
+  std::filesystem::copy_file(real, copy, std::filesystem::copy_options::overwrite_existing, error);
+  if (error) return fail("plugin ", file.string(), ": copying for a fresh load: ", error.message());
+  ::chmod(copy.c_str(), 0500);
+  auto plugin = load_plugin_file(copy);
+  std::filesystem::remove(copy, error);  // the mapping outlives the name
+  if (!plugin) return fail(plugin.error().message, " (loaded from a copy of ", real.string(), ")");
+  if (plugin->get()->factory().plugin_name() != real.stem().string())
+    return fail("plugin ", file.string(), ": refused: it calls itself '",
+                std::string(plugin->get()->factory().plugin_name()), "', not '", real.stem().string(), "'");
+  return plugin;
 }
 
 Result<std::shared_ptr<LoadedPlugin>> find_plugin(const std::string& name,

@@ -19,11 +19,22 @@ class LoadedPlugin {
   virtual const std::filesystem::path& path() const = 0;
 };
 
+/// Owns a Stage made by `plugin`'s factory and keeps the plugin's code mapped until the Stage is gone
+/// (its destructor and vtable live in the plugin).
+std::shared_ptr<Stage> adopt_stage(std::unique_ptr<Stage> stage, std::shared_ptr<LoadedPlugin> plugin);
+
 /// Checks that `file` is owned by root and writable by nobody else (nor is its directory).
 Status check_plugin_file_safe(const std::filesystem::path& file);
 
 /// Loads `file`: safety check, then the ABI version symbol, then the factory symbol.
 Result<std::shared_ptr<LoadedPlugin>> load_plugin_file(const std::filesystem::path& file);
+
+/// Loads a fresh instance of plugin file `file` (for a swap: a rebuilt plugin at the same path must not
+/// come back from the dynamic loader's cache). `file` must lie in one of `allowed_dirs` and pass the
+/// safety check; it is copied into `private_dir` (root-only) and loaded from there.
+Result<std::shared_ptr<LoadedPlugin>> load_plugin_fresh(const std::filesystem::path& file,
+                                                        const std::vector<std::filesystem::path>& allowed_dirs,
+                                                        const std::filesystem::path& private_dir);
 
 /// Finds plugin `name` (file NAME.so) in `dirs`, in order, and loads it. Plugins are cached per path.
 Result<std::shared_ptr<LoadedPlugin>> find_plugin(const std::string& name,

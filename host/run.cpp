@@ -1,11 +1,15 @@
-// `run` and `check`.
+// `run`, `check`, and the live changes a running pipeline accepts on its control channel.
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <mutex>
+#include <sstream>
 
 #include "commands.h"
+#include "control.h"
 #include "interface.h"
 #include "log.h"
 #include "metrics.h"
@@ -16,16 +20,20 @@ namespace xdpp {
 namespace {
 
 volatile sig_atomic_t stop_signal = 0;
+volatile sig_atomic_t reload_signal = 0;
 
 void on_stop(int signal) { stop_signal = signal; }
+void on_reload(int) { reload_signal = 1; }
 
-void install_stop_handlers() {
+void install_signal_handlers() {
   struct sigaction action {};
-  action.sa_handler = on_stop;
   sigemptyset(&action.sa_mask);
-  action.sa_flags = 0;  // no SA_RESTART: a signal interrupts the ring-buffer poll at once
+  action.sa_flags = 0;  // no SA_RESTART: a signal interrupts poll() at once
+  action.sa_handler = on_stop;
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  action.sa_handler = on_reload;
+  sigaction(SIGHUP, &action, nullptr);
 }
 
 void print_stages(Pipeline& pipeline) {
@@ -37,6 +45,204 @@ void print_stages(Pipeline& pipeline) {
     log::info(line);
   }
 }
+
+// stdout carries the events, one per line.
+void print_event(const std::string&, EventRecord record) {
+  std::fputs(record.text.c_str(), stdout);
+  std::fputc('\n', stdout);
+}
+
+// TOML values compare by their TOML text (toml++ compares only nodes of a known type).
+std::string toml_text(const toml::node& node) {
+  std::ostringstream out;
+  node.visit([&](auto&& value) { out << value; });
+  return out.str();
+}
+
+// Applies "key=value", "key+=value" (append to an array) and "key-=value" (remove equal elements) to a
+// stage's settings. Values are TOML: 8080, "9000-9100", [1, 2], { ip = "10.0.0.3", mac = "..." }.
+Status apply_assignment(toml::table& settings, const std::string& assignment) {
+  auto equals = assignment.find('=');
+  if (equals == std::string::npos || equals == 0) return fail("'", assignment, "' is not KEY=VALUE");
+  char op = '=';
+  std::size_t key_end = equals;
+  if (assignment[equals - 1] == '+' || assignment[equals - 1] == '-') {
+    op = assignment[equals - 1];
+    --key_end;
+  }
+  std::string key = assignment.substr(0, key_end);
+  while (!key.empty() && key.back() == ' ') key.pop_back();
+  if (key.empty() || key == "name" || key == "plugin" || key == "object")
+    return fail("'", assignment, "': key '", key, "' cannot be set live");
+  toml::table parsed;
+  try {
+    parsed = toml::parse("value = " + assignment.substr(equals + 1), std::string_view("set"));
+  } catch (const toml::parse_error& error) {
+    return fail("'", assignment, "': the value is not TOML: ", std::string(error.description()));
+  }
+  toml::node& value = *parsed.get("value");
+  if (op == '=') {
+    settings.insert_or_assign(key, std::move(value));
+    return {};
+  }
+  toml::array* current = settings.get_as<toml::array>(key);
+  if (!current && op == '-') return fail("'", assignment, "': stage has no list '", key, "'");
+  if (!current) {
+    settings.insert_or_assign(key, toml::array{});
+    current = settings.get_as<toml::array>(key);
+  }
+  std::vector<const toml::node*> items;
+  if (auto* list = value.as_array())
+    for (auto& item : *list) items.push_back(&item);
+  else
+    items.push_back(&value);
+  for (const toml::node* item : items) {
+    if (op == '+') {
+      item->visit([&](auto&& v) { current->push_back(v); });
+      continue;
+    }
+    std::size_t before = current->size();
+    for (std::size_t i = current->size(); i-- > 0;)
+      if (toml_text((*current)[i]) == toml_text(*item)) current->erase(current->begin() + i);
+    if (current->size() == before) return fail("'", assignment, "': no such element in '", key, "'");
+  }
+  return {};
+}
+
+bool same_shape(const PipelineSpec& running, const PipelineSpec& edited) {
+  if (running.stages.size() != edited.stages.size() || running.default_verdict != edited.default_verdict) return false;
+  for (std::size_t i = 0; i < running.stages.size(); ++i) {
+    const auto& a = running.stages[i];
+    const auto& b = edited.stages[i];
+    if (a.name != b.name || a.plugin_name != b.plugin_name || a.object_path != b.object_path) return false;
+  }
+  return true;
+}
+
+// The running pipeline and what changes it: the event loop, the control channel and SIGHUP.
+class Runner {
+ public:
+  Runner(std::unique_ptr<Pipeline> pipeline, CommandOptions options)
+      : pipeline_(std::move(pipeline)), options_(std::move(options)), name_(pipeline_->spec().name) {
+    pipeline_->set_swap_event_handler(print_event);
+  }
+
+  Pipeline& pipeline() { return *pipeline_; }
+  std::mutex& mutex() { return mutex_; }
+
+  nlohmann::json handle(const nlohmann::json& request) {
+    const auto started = std::chrono::steady_clock::now();
+    const std::string op = request.value("op", "");
+    Status done = fail("unknown request '", op, "'");
+    std::string what;
+    if (op == "swap") {
+      what = "swapped stage '" + request.value("stage", "") + "'";
+      done = swap(request);
+    } else if (op == "set") {
+      what = "reconfigured stage '" + request.value("stage", "") + "'";
+      done = set(request);
+    } else if (op == "reload") {
+      done = reload(request.value("file", ""), what);
+    }
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    if (!done) {
+      log::warn("pipeline '" + name_ + "': " + op + " refused, nothing changed: " + done.error().message);
+      return {{"ok", false}, {"error", done.error().message}};
+    }
+    log::info("pipeline '" + name_ + "': " + what + " in " + std::to_string(ms) + " ms");
+    return {{"ok", true}, {"message", what}, {"latency_ms", ms}};
+  }
+
+  Status reload(const std::string& file, std::string& what) {
+    auto edited = load_pipeline_file(file.empty() ? pipeline_->spec().file : file, options_.overrides, SearchPaths::builtin());
+    if (!edited) return edited.error();
+    const PipelineSpec& running = pipeline_->spec();
+    if (edited->name != running.name) return fail("the file names pipeline '", edited->name, "', this is '", running.name, "'");
+    if (edited->interface != running.interface) return fail("the interface changed; that takes a new run");
+    if (same_shape(running, *edited)) {
+      // Same stages in the same order: untouched stages stay as they are, changed settings apply in place.
+      std::vector<std::string> changed;
+      for (std::size_t i = 0; i < edited->stages.size(); ++i)
+        if (!(edited->stages[i].settings == running.stages[i].settings)) changed.push_back(edited->stages[i].name);
+      std::lock_guard lock(mutex_);
+      for (const auto& stage : changed) {
+        XDPP_TRY(pipeline_->reconfigure_stage(stage, edited->stages[index_of(*edited, stage)].settings, edited->file));
+      }
+      what = "reloaded " + edited->file + ": " + std::to_string(changed.size()) + " stage(s) reconfigured in place";
+      return {};
+    }
+    // Stages added, removed or reordered: a whole new chain, switched in by one bpf_link update.
+    std::lock_guard lock(mutex_);
+    auto next = pipeline_->rebuild(std::move(*edited));
+    if (!next) return next.error();
+    (void)pipeline_->consume_events(print_event);  // the leaving plugins' last events
+    std::unique_ptr<Pipeline> old = std::move(pipeline_);
+    pipeline_ = std::move(*next);
+    pipeline_->set_swap_event_handler(print_event);
+    old.reset();
+    if (auto published = publish(*pipeline_, mode_); !published)
+      log::warn("pipeline '" + name_ + "': " + published.error().message);
+    what = "reloaded " + pipeline_->spec().file + ": new chain of " + std::to_string(pipeline_->stages().size()) +
+           " stages switched in atomically";
+    print_stages(*pipeline_);
+    return {};
+  }
+
+  void set_mode(std::string mode) { mode_ = std::move(mode); }
+
+ private:
+  static std::size_t index_of(const PipelineSpec& spec, const std::string& stage) {
+    for (std::size_t i = 0; i < spec.stages.size(); ++i)
+      if (spec.stages[i].name == stage) return i;
+    return 0;
+  }
+
+  Status swap(const nlohmann::json& request) {
+    const std::string stage = request.value("stage", "");
+    std::lock_guard lock(mutex_);
+    LiveStage* live = pipeline_->find_stage(stage);
+    if (!live) return fail("no stage '", stage, "' in pipeline '", name_, "'");
+    SwapRequest swap;
+    swap.reset_state = request.value("reset_state", false);
+    if (request.contains("object")) swap.object = request["object"].get<std::string>();
+    // Always a fresh plugin instance: the one named, or the stage's own file as rebuilt on disk.
+    std::filesystem::path plugin_file = request.contains("plugin") ? std::filesystem::path(request["plugin"].get<std::string>())
+                                                                  : live->spec.plugin_file;
+    auto plugin = load_plugin_fresh(plugin_file, pipeline_->spec().plugin_dirs, kRunRoot / (name_ + ".plugins"));
+    if (!plugin) return plugin.error();
+    swap.plugin = *plugin;
+    const bool fresh_maps = swap.reset_state;
+    XDPP_TRY(pipeline_->swap_stage(stage, std::move(swap)));
+    pipeline_->find_stage(stage)->spec.plugin_file = plugin_file;
+    publish_quietly(fresh_maps);
+    return {};
+  }
+
+  Status set(const nlohmann::json& request) {
+    const std::string stage = request.value("stage", "");
+    std::lock_guard lock(mutex_);
+    LiveStage* live = pipeline_->find_stage(stage);
+    if (!live) return fail("no stage '", stage, "' in pipeline '", name_, "'");
+    toml::table settings = live->spec.settings;
+    for (const auto& assignment : request.value("assignments", std::vector<std::string>{}))
+      XDPP_TRY(apply_assignment(settings, assignment));
+    XDPP_TRY(pipeline_->reconfigure_stage(stage, settings, "set"));
+    publish_quietly();
+    return {};
+  }
+
+  // A swap changes program ids: the state file says which run now.
+  void publish_quietly(bool repin = false) {
+    if (auto published = publish(*pipeline_, mode_, repin); !published)
+      log::warn("pipeline '" + name_ + "': " + published.error().message);
+  }
+
+  std::unique_ptr<Pipeline> pipeline_;
+  CommandOptions options_;
+  std::string name_;
+  std::string mode_;
+  std::mutex mutex_;  // the metrics thread reads counters while the main thread may swap
+};
 
 }  // namespace
 
@@ -78,40 +284,50 @@ int command_run(const CommandOptions& options) {
   }
   const AttachMode wanted = spec->mode;
   const std::string name = spec->name;
-  auto pipeline = Pipeline::load(std::move(*spec), SearchPaths::builtin(), *interface);
-  if (!pipeline) {
-    log::error("pipeline '" + name + "': " + pipeline.error().message);
+  auto control = ControlServer::listen(name);
+  if (!control) {
+    log::error("pipeline '" + name + "': " + control.error().message);
     return kExitFailure;
   }
-  install_stop_handlers();
-  auto mode = (*pipeline)->attach(wanted);
+  auto loaded = Pipeline::load(std::move(*spec), SearchPaths::builtin(), *interface);
+  if (!loaded) {
+    log::error("pipeline '" + name + "': " + loaded.error().message);
+    return kExitFailure;
+  }
+  install_signal_handlers();
+  auto mode = (*loaded)->attach(wanted);
   if (!mode) {
     log::error("pipeline '" + name + "': " + mode.error().message);
     return kExitFailure;
   }
+  Runner runner(std::move(*loaded), options);
+  runner.set_mode(to_string(*mode));
   log::info("pipeline '" + name + "' attached to " + interface->name + " in " + to_string(*mode) + " mode" +
-            (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " + std::to_string((*pipeline)->link_id()) +
-            ", dispatcher prog id " + std::to_string((*pipeline)->dispatcher_prog_id()) + ")");
-  print_stages(**pipeline);
+            (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " +
+            std::to_string(runner.pipeline().link_id()) + ", dispatcher prog id " +
+            std::to_string(runner.pipeline().dispatcher_prog_id()) + ")");
+  print_stages(runner.pipeline());
 
-  if (auto published = publish(**pipeline, to_string(*mode)); !published) {
+  if (auto published = publish(runner.pipeline(), to_string(*mode)); !published) {
     log::error("pipeline '" + name + "': " + published.error().message);
     return kExitFailure;  // the pipeline's destructor detaches it
   }
   // Removes the pins and the state file however this function returns.
-  std::unique_ptr<const std::string, void (*)(const std::string*)> unpublish_on_exit(&name, [](const std::string* n) { unpublish(*n); });
-  log::info("pipeline '" + name + "': maps pinned under " + (kPinRoot / name).string() + ", state in " +
+  std::unique_ptr<const std::string, void (*)(const std::string*)> unpublish_on_exit(
+      &name, [](const std::string* n) { unpublish(*n); });
+  log::info("pipeline '" + name + "': control socket " + (kRunRoot / (name + ".sock")).string() + ", state " +
             (kRunRoot / (name + ".json")).string());
 
   std::unique_ptr<MetricsServer> metrics;
-  if ((*pipeline)->spec().metrics) {
-    Pipeline* live = pipeline->get();
-    auto served = serve_metrics(*(*pipeline)->spec().metrics, name, [live] {
+  if (runner.pipeline().spec().metrics) {
+    auto served = serve_metrics(*runner.pipeline().spec().metrics, name, [&runner] {
+      std::lock_guard lock(runner.mutex());
+      Pipeline& live = runner.pipeline();
       std::vector<StageCounters> all;
-      if (auto counters = live->counters(-1)) all.push_back({"dispatcher", "", *counters});
-      for (std::size_t i = 0; i < live->stages().size(); ++i)
-        if (auto counters = live->counters(static_cast<int>(i)))
-          all.push_back({live->stages()[i].spec.name, live->stages()[i].spec.plugin_name, *counters});
+      if (auto counters = live.counters(-1)) all.push_back({"dispatcher", "", *counters});
+      for (std::size_t i = 0; i < live.stages().size(); ++i)
+        if (auto counters = live.counters(static_cast<int>(i)))
+          all.push_back({live.stages()[i].spec.name, live.stages()[i].spec.plugin_name, *counters});
       return all;
     });
     if (!served) {
@@ -122,22 +338,33 @@ int command_run(const CommandOptions& options) {
     log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics");
   }
 
-  // stdout carries the events, one per line, flushed as they come so that a pipe sees them at once.
-  EventHandler print = [](const std::string&, EventRecord record) {
-    std::fputs(record.text.c_str(), stdout);
-    std::fputc('\n', stdout);
-  };
   int status = 0;
   while (!stop_signal) {
-    auto polled = (*pipeline)->poll_events(100, print);
-    std::fflush(stdout);
-    if (!polled) {
-      log::error(polled.error().message);
+    pollfd fds[2] = {{.fd = (*control)->fd(), .events = POLLIN, .revents = 0},
+                     {.fd = runner.pipeline().event_fd(), .events = POLLIN, .revents = 0}};
+    int ready = ::poll(fds, fds[1].fd >= 0 ? 2 : 1, 100);
+    if (ready < 0 && errno != EINTR) {
+      log::error(std::string("poll: ") + std::strerror(errno));
       status = kExitFailure;
       break;
     }
+    if (reload_signal) {
+      reload_signal = 0;
+      std::string what;
+      if (auto reloaded = runner.reload("", what); reloaded)
+        log::info("pipeline '" + name + "': SIGHUP: " + what);
+      else
+        log::warn("pipeline '" + name + "': SIGHUP: reload refused, nothing changed: " + reloaded.error().message);
+    }
+    if (ready > 0 && (fds[0].revents & POLLIN)) (*control)->serve_one([&](const nlohmann::json& r) { return runner.handle(r); });
+    if (auto consumed = runner.pipeline().consume_events(print_event); !consumed) {
+      log::error(consumed.error().message);
+      status = kExitFailure;
+      break;
+    }
+    std::fflush(stdout);
   }
-  (*pipeline)->detach();
+  runner.pipeline().detach();
   log::info("pipeline '" + name + "' detached from " + interface->name +
             (stop_signal ? std::string(" (") + strsignal(stop_signal) + ")" : ""));
   return status;

@@ -71,22 +71,22 @@ std::uint32_t counters_map_id(const LoadedObject& object) {
 
 bool RunState::alive() const { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
 
-Status publish(Pipeline& pipeline, const std::string& mode) {
+Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
   const std::string& name = pipeline.spec().name;
   if (auto existing = read_state(state_file(name))) {
     if (existing->alive() && existing->pid != ::getpid())
       return fail("pipeline '", name, "' is already running (pid ", std::to_string(existing->pid),
                   "); give this one another [pipeline] name");
-    log::warn("pipeline '" + name + "': removing the leftovers of a killed run (pid " + std::to_string(existing->pid) + ")");
+    if (existing->pid != ::getpid()) log::warn("pipeline '" + name + "': removing the leftovers of a killed run (pid " + std::to_string(existing->pid) + ")");
   }
-  unpublish(name);
+  if (repin) unpublish(name);
   XDPP_TRY(ensure_private_dir(kRunRoot, 0700));
   const auto root = kPinRoot / name;
   // `ip netns exec` remounts /sys, hiding the host's bpffs: then nothing is pinned (status reads the
   // counters by map id all the same), and the operator is told how to get the pins.
   struct statfs filesystem {};
   bool pinning = ::statfs("/sys/fs/bpf", &filesystem) == 0 && filesystem.f_type == BPF_FS_MAGIC;
-  if (pinning) {
+  if (pinning && repin) {
     XDPP_TRY(ensure_private_dir(kPinRoot, 0700));
     XDPP_TRY(pin_object_maps(pipeline.dispatcher_object(), root / "dispatcher"));
   } else {
@@ -96,7 +96,7 @@ Status publish(Pipeline& pipeline, const std::string& mode) {
 
   nlohmann::json stages = nlohmann::json::array();
   for (const LiveStage& stage : pipeline.stages()) {
-    if (pinning) XDPP_TRY(pin_object_maps(*stage.object, root / stage.spec.name));
+    if (pinning && repin) XDPP_TRY(pin_object_maps(*stage.object, root / stage.spec.name));
     stages.push_back({{"name", stage.spec.name},
                       {"counters_map_id", counters_map_id(*stage.object)},
                       {"plugin", stage.spec.plugin_name},

@@ -28,7 +28,9 @@ struct RunState {
 
 /// Pins every map of the pipeline (not the chain: it holds programs) under kPinRoot/NAME/STAGE/MAP and
 /// writes the state file. Refuses when a live run of that name exists; removes a dead one's leftovers.
-Status publish(Pipeline& pipeline, const std::string& mode);
+/// With `repin` false only the state file is rewritten (a swap that kept the stage's maps changes
+/// program ids, not maps).
+Status publish(Pipeline& pipeline, const std::string& mode, bool repin = true);
 
 /// Removes the pins and the state file of `name` (the caller's own run).
 void unpublish(const std::string& name);

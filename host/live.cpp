@@ -1,0 +1,65 @@
+// The clients of a running pipeline's control channel: swap, set, reload.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "commands.h"
+#include "control.h"
+#include "log.h"
+
+namespace xdpp {
+namespace {
+
+// Paths travel as absolute ones: the daemon's working directory is not the client's.
+std::string absolute(const std::string& path) { return std::filesystem::absolute(path).lexically_normal().string(); }
+
+int send(const CommandOptions& options, const nlohmann::json& request) {
+  if (geteuid() != 0) {
+    log::error("the control channel of a running pipeline is for root only");
+    return kExitFailure;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  auto reply = control_request(options.pipeline, request);
+  if (!reply) {
+    log::error(reply.error().message);
+    return kExitFailure;
+  }
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  if (options.json) {
+    (*reply)["round_trip_ms"] = ms;
+    std::printf("%s\n", reply->dump().c_str());
+  }
+  if (!reply->value("ok", false)) {
+    if (!options.json) log::error(reply->value("error", "refused"));
+    return kExitFailure;
+  }
+  if (!options.json)
+    std::printf("%s (live in %.2f ms, round trip %.2f ms)\n", reply->value("message", "done").c_str(),
+                reply->value("latency_ms", 0.0), ms);
+  return 0;
+}
+
+}  // namespace
+
+int command_swap(const CommandOptions& options) {
+  nlohmann::json request = {{"op", "swap"}, {"stage", options.file}, {"reset_state", options.reset_state}};
+  if (options.object) request["object"] = absolute(*options.object);
+  if (options.plugin) request["plugin"] = absolute(*options.plugin);
+  return send(options, request);
+}
+
+int command_set(const CommandOptions& options) {
+  if (options.args.empty()) {
+    log::error("set needs KEY=VALUE after the stage name");
+    return kExitUsage;
+  }
+  return send(options, {{"op", "set"}, {"stage", options.file}, {"assignments", options.args}});
+}
+
+int command_reload(const CommandOptions& options) {
+  return send(options, {{"op", "reload"}, {"file", absolute(options.file)}});
+}
+
+}  // namespace xdpp
