@@ -4,6 +4,7 @@
 #include <pcap/pcap.h>
 
 #include <linux/bpf.h>
+#include <sched.h>
 
 #include <cstdio>
 #include <map>
@@ -55,6 +56,33 @@ InterfaceInfo replay_interface(const PipelineSpec& spec, const CommandOptions& o
     source = "local interface " + spec.interface;
   }
   return info;
+}
+
+// Per-CPU state (metadata's sample counter, for one) must not depend on where the scheduler runs each
+// BPF_PROG_TEST_RUN: every packet of a replay runs on the same CPU, the first one this process may use.
+void pin_to_one_cpu() {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &allowed)) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      if (sched_setaffinity(0, sizeof one, &one) != 0)
+        log::warn("replay: cannot pin to CPU " + std::to_string(cpu) + "; sampled per-CPU state may vary between runs");
+      return;
+    }
+}
+
+// Kernel time differs per run; the capture time keeps replay deterministic. A record whose text is its
+// JSON object (metadata's format = "json") gets its text remade from the corrected object.
+void use_capture_time(EventRecord& record, std::uint64_t capture_ns) {
+  if (!record.json.is_object() || !record.json.contains("ts_ns")) return;
+  auto dump = [](const nlohmann::json& json) { return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
+  const bool text_is_json = record.text == dump(record.json);
+  record.json["ts_ns"] = capture_ns;
+  if (text_is_json) record.text = dump(record.json);
 }
 
 // One line per packet for people: "#3 tx by ping-lb, rewritten, 98 bytes" plus its events.
@@ -113,6 +141,7 @@ int command_replay(const CommandOptions& options) {
     }
   }
 
+  pin_to_one_cpu();
   std::map<std::string, std::map<std::string, std::uint64_t>> per_stage;
   std::map<std::string, std::uint64_t> verdicts;
   std::uint64_t packets = 0, skipped = 0, written = 0;
@@ -141,6 +170,9 @@ int command_replay(const CommandOptions& options) {
       return kExitFailure;
     }
     ++packets;
+    const std::uint64_t capture_ns =
+        std::uint64_t(header->ts.tv_sec) * 1000000000ull + std::uint64_t(header->ts.tv_usec) * 1000ull;
+    for (auto& event : result->events) use_capture_time(event.record, capture_ns);
     const std::string verdict = verdict_name(result->verdict);
     ++verdicts[verdict];
     ++per_stage[result->stage][verdict];
@@ -153,9 +185,6 @@ int command_replay(const CommandOptions& options) {
       for (auto& event : result->events) {
         nlohmann::json item = event.record.json.is_object() ? event.record.json : nlohmann::json::object();
         item["stage"] = event.stage;
-        // Kernel time differs per run; the capture time keeps replay deterministic.
-        if (item.contains("ts_ns"))
-          item["ts_ns"] = std::uint64_t(header->ts.tv_sec) * 1000000000ull + std::uint64_t(header->ts.tv_usec) * 1000ull;
         events.push_back(std::move(item));
       }
       line["events"] = std::move(events);

@@ -1,0 +1,285 @@
+// The whole chain through the real dispatcher: parse -> no-8080 (port_filter) -> ping-lb (icmp_lb) ->
+// flows (metadata). Which stage decides each packet, with what verdict, output bytes and events; the
+// counters over a stream; and packets that fall off an emptied chain slot.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "packet.h"
+#include "test_pipeline.h"
+
+namespace xdpp::test {
+namespace {
+
+const std::string kFourStages = R"(
+[pipeline]
+interface = "test0"
+mode = "generic"
+
+[[stage]]
+name = "parse"
+plugin = "parse"
+
+[[stage]]
+name = "no-8080"
+plugin = "port_filter"
+drop_tcp_dst = [8080, "9000-9100"]
+drop_udp_dst = [53]
+fragments = "drop"
+
+[[stage]]
+name = "ping-lb"
+plugin = "icmp_lb"
+vip = "192.168.1.2"
+backends = [ { ip = "192.168.1.3", mac = "52:54:00:ff:ff:55" }, { ip = "192.168.1.4", mac = "52:54:00:5d:6e:a1" } ]
+
+[[stage]]
+name = "flows"
+plugin = "metadata"
+format = "text"
+sample = 1
+)";
+
+const std::vector<std::string> kStageNames = {"parse", "no-8080", "ping-lb", "flows"};
+
+struct ChainCase {
+  std::string description;
+  Packet packet;
+  std::uint32_t verdict;
+  std::string stage;                      // the deciding stage
+  std::optional<std::string> event;       // the metadata line, when flows sees the packet
+  std::optional<std::string> backend_ip;  // for XDP_TX: the rewritten destination
+  std::optional<std::string> backend_mac;
+};
+
+Packet ping(std::uint16_t seq) {
+  return {.l3 = Ipv4{.src = "192.168.1.100", .dst = "192.168.1.2"}, .l4 = Icmp{.type = 8, .seq = seq},
+          .payload = pattern(56)};
+}
+
+std::vector<ChainCase> cases() {
+  return {
+      {.description = "tcp ssh reaches the flight recorder",
+       .packet = {.l3 = Ipv4{.src = "192.168.1.3", .dst = "192.168.1.2"}, .l4 = Tcp{.sport = 35668, .dport = 22}},
+       .verdict = kPass, .stage = "flows",
+       .event = "Packet: 192.168.1.3:35668 -> 192.168.1.2:22, protocol: TCP"},
+      {.description = "tcp 8080 dropped by the filter",
+       .packet = {.l3 = Ipv4{}, .l4 = Tcp{.dport = 8080}}, .verdict = kDrop, .stage = "no-8080"},
+      {.description = "qinq tcp 9001 dropped by the filter",
+       .packet = {.vlans = {{.tpid = kEth8021AD, .id = 10}, {.id = 20}}, .l3 = Ipv4{}, .l4 = Tcp{.dport = 9001}},
+       .verdict = kDrop, .stage = "no-8080"},
+      {.description = "ipv6 extension headers tcp 8080 dropped by the filter",
+       .packet = {.l3 = Ipv6{.extensions = {{.type = Ipv6Extension::hop_by_hop},
+                                            {.type = Ipv6Extension::routing, .size = 24}}},
+                  .l4 = Tcp{.dport = 8080}},
+       .verdict = kDrop, .stage = "no-8080"},
+      {.description = "ipv4 options udp 53 dropped by the filter",
+       .packet = {.l3 = Ipv4{.options = ipv4_options(7)}, .l4 = Udp{.dport = 53}}, .verdict = kDrop,
+       .stage = "no-8080"},
+      {.description = "non first fragment dropped by fragment policy",
+       .packet = {.l3 = Ipv4{.fragment_offset = 64}, .l4 = Tcp{.dport = 22}}, .verdict = kDrop, .stage = "no-8080"},
+      {.description = "echo request to the vip balanced",
+       .packet = ping(1), .verdict = kTx, .stage = "ping-lb",
+       .backend_ip = "192.168.1.3", .backend_mac = "52:54:00:ff:ff:55"},
+      {.description = "vlan echo request to the vip balanced",
+       .packet = [] { Packet p = ping(2); p.vlans = {{.id = 77}}; return p; }(), .verdict = kTx, .stage = "ping-lb",
+       .backend_ip = "192.168.1.3", .backend_mac = "52:54:00:ff:ff:55"},
+      {.description = "echo reply to the vip recorded",
+       .packet = {.l3 = Ipv4{.src = "192.168.1.100", .dst = "192.168.1.2"}, .l4 = Icmp{.type = 0}},
+       .verdict = kPass, .stage = "flows",
+       .event = "Packet: 192.168.1.100:0 -> 192.168.1.2:0, protocol: ICMP"},
+      {.description = "echo request elsewhere recorded",
+       .packet = {.l3 = Ipv4{.src = "192.168.1.100", .dst = "8.8.8.8"}, .l4 = Icmp{.type = 8}},
+       .verdict = kPass, .stage = "flows",
+       .event = "Packet: 192.168.1.100:0 -> 8.8.8.8:0, protocol: ICMP"},
+      {.description = "ipv6 udp 443 recorded",
+       .packet = {.l3 = Ipv6{.src = "2001:db8::3", .dst = "2001:db8::2"}, .l4 = Udp{.sport = 4433, .dport = 443}},
+       .verdict = kPass, .stage = "flows",
+       .event = "Packet: [2001:db8::3]:4433 -> [2001:db8::2]:443, protocol: UDP"},
+      {.description = "malformed ihl 4 passed by parse",
+       .packet = {.l3 = Ipv4{.ihl = 4}, .l4 = Tcp{.dport = 8080}}, .verdict = kPass, .stage = "parse"},
+      {.description = "truncated tcp header passed by parse",
+       .packet = {.l3 = Ipv4{}, .l4 = Tcp{.dport = 8080}, .truncate_to = 14 + 20 + 12}, .verdict = kPass,
+       .stage = "parse"},
+  };
+}
+
+void PrintTo(const ChainCase& c, std::ostream* os) { *os << c.description; }
+
+class ChainTest : public BpfTestWithParam<ChainCase> {};
+
+TEST_P(ChainTest, DecidedByTheRightStage) {
+  const ChainCase& c = GetParam();
+  auto pipeline = load_pipeline(kFourStages);
+  ASSERT_NE(pipeline, nullptr);
+
+  Frame frame = build(c.packet);
+  SCOPED_TRACE(c.description + "\nframe:\n" + hex(frame.bytes));
+  auto result = run(*pipeline, frame);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(action_name(result->verdict), action_name(c.verdict));
+  EXPECT_EQ(result->stage, c.stage);
+
+  if (c.backend_ip) {
+    ASSERT_EQ(result->packet.size(), frame.size());
+    EXPECT_EQ(to_string(read_mac(result->packet, kEthDst)), *c.backend_mac);
+    EXPECT_EQ(to_string(read_mac(result->packet, kEthSrc)), to_string(kInterfaceMac));
+    EXPECT_EQ(read_ipv4(result->packet, frame.l3_off + kIpv4Daddr), ipv4(*c.backend_ip));
+    EXPECT_TRUE(ipv4_checksum_valid(result->packet, frame.l3_off));
+    EXPECT_LE(differing_bytes(frame.bytes, result->packet).size(), 12u + 2 + 4) << "MACs, checksum, daddr only";
+  } else {
+    EXPECT_EQ(result->packet, frame.bytes) << "only the load balancer rewrites";
+  }
+
+  if (c.event) {
+    ASSERT_EQ(result->events.size(), 1u);
+    EXPECT_EQ(result->events[0].stage, "flows");
+    EXPECT_EQ(result->events[0].record.text, *c.event);
+  } else {
+    EXPECT_TRUE(result->events.empty()) << "a packet decided before flows has no event; got "
+                                        << (result->events.empty() ? "" : result->events[0].record.text);
+  }
+
+  // Counted into every stage up to the decider, decided once, nowhere else.
+  bool reached = true;
+  for (const std::string& name : kStageNames) {
+    CounterTotals totals = counters(*pipeline, name);
+    EXPECT_EQ(totals.packets, reached ? 1u : 0u) << name;
+    EXPECT_EQ(totals.fell_off, 0u) << name;
+    std::uint64_t decided = 0;
+    for (int v = 0; v < XDPP_VERDICTS; ++v) decided += totals.verdict[v];
+    EXPECT_EQ(decided, name == c.stage ? 1u : 0u) << name;
+    if (name == c.stage) {
+      EXPECT_EQ(totals.verdict[c.verdict], 1u) << name;
+      reached = false;
+    }
+  }
+  CounterTotals dispatcher = counters(*pipeline, "dispatcher");
+  EXPECT_EQ(dispatcher.packets, 1u);
+  EXPECT_EQ(dispatcher.fell_off, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ChainTest, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<ChainCase>& info) {
+                           return case_name(info.param.description);
+                         });
+
+class ChainStreamTest : public BpfTest {};
+
+// One pipeline, a mixed stream: verdict counters add up to the packets sent, stage by stage, and the
+// balancer keeps alternating across the other traffic.
+TEST_F(ChainStreamTest, CountersMatchPacketsSent) {
+  auto pipeline = load_pipeline(kFourStages);
+  ASSERT_NE(pipeline, nullptr);
+
+  const std::vector<ChainCase> table = cases();
+  int sent = 0;
+  int pings = 0;
+  std::map<std::string, std::array<std::uint64_t, XDPP_VERDICTS>> expected;
+  std::map<std::string, std::uint64_t> entered;
+  for (int round = 0; round < 3; ++round) {
+    for (const ChainCase& c : table) {
+      Frame frame = build(c.packet);
+      auto result = run(*pipeline, frame);
+      ASSERT_TRUE(result) << c.description;
+      ++sent;
+      EXPECT_EQ(action_name(result->verdict), action_name(c.verdict)) << c.description;
+      EXPECT_EQ(result->stage, c.stage) << c.description;
+      if (c.verdict == kTx) {
+        const char* backend = pings++ % 2 == 0 ? "192.168.1.3" : "192.168.1.4";
+        EXPECT_EQ(read_ipv4(result->packet, frame.l3_off + kIpv4Daddr), ipv4(backend))
+            << c.description << ", request " << pings;
+      }
+      expected[c.stage][c.verdict]++;
+      for (const std::string& name : kStageNames) {
+        entered[name]++;
+        if (name == c.stage) break;
+      }
+    }
+  }
+
+  CounterTotals dispatcher = counters(*pipeline, "dispatcher");
+  EXPECT_EQ(dispatcher.packets, static_cast<std::uint64_t>(sent));
+  std::uint64_t decided = 0;
+  for (int v = 0; v < XDPP_VERDICTS; ++v) decided += dispatcher.verdict[v];
+  for (const std::string& name : kStageNames) {
+    CounterTotals totals = counters(*pipeline, name);
+    EXPECT_EQ(totals.packets, entered[name]) << name;
+    EXPECT_EQ(totals.fell_off, 0u) << name;
+    for (int v = 0; v < XDPP_VERDICTS; ++v) {
+      EXPECT_EQ(totals.verdict[v], expected[name][v]) << name << " " << action_name(v);
+      decided += totals.verdict[v];
+    }
+  }
+  EXPECT_EQ(decided, static_cast<std::uint64_t>(sent)) << "every packet is decided exactly once";
+}
+
+// A packet whose next slot is empty falls off: counted in fell_off of the stage that tried, and ends with
+// the pipeline's default verdict (pass).
+TEST_F(ChainStreamTest, EmptySlotMeansFellOff) {
+  auto pipeline = load_pipeline(kFourStages);
+  ASSERT_NE(pipeline, nullptr);
+  const int lb = stage_index(*pipeline, "ping-lb");
+  ASSERT_GE(lb, 0);
+  Status cleared = clear_chain_slot(*pipeline, static_cast<std::uint32_t>(pipeline->stages()[lb].slot));
+  ASSERT_TRUE(cleared.ok()) << cleared.error().message;
+
+  // TCP 22 passes the filter and tries ping-lb's slot: falls off at no-8080.
+  Frame frame = build({.l3 = Ipv4{}, .l4 = Tcp{.dport = 22}});
+  auto result = run(*pipeline, frame);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(action_name(result->verdict), action_name(kPass));
+  EXPECT_EQ(result->stage, "no-8080");
+  EXPECT_TRUE(result->events.empty());
+  // TCP 8080 is still decided by the filter, before the hole.
+  auto dropped = run(*pipeline, build({.l3 = Ipv4{}, .l4 = Tcp{.dport = 8080}}));
+  ASSERT_TRUE(dropped);
+  EXPECT_EQ(action_name(dropped->verdict), action_name(kDrop));
+
+  CounterTotals filter = counters(*pipeline, "no-8080");
+  EXPECT_EQ(filter.packets, 2u);
+  EXPECT_EQ(filter.fell_off, 1u);
+  EXPECT_EQ(filter.verdict[kPass], 1u);
+  EXPECT_EQ(filter.verdict[kDrop], 1u);
+  EXPECT_EQ(counters(*pipeline, "ping-lb").packets, 0u);
+  EXPECT_EQ(counters(*pipeline, "flows").packets, 0u);
+}
+
+TEST_F(ChainStreamTest, EmptyFirstSlotFallsOffTheDispatcher) {
+  auto pipeline = load_pipeline(kFourStages);
+  ASSERT_NE(pipeline, nullptr);
+  Status cleared = clear_chain_slot(*pipeline, static_cast<std::uint32_t>(pipeline->stages()[0].slot));
+  ASSERT_TRUE(cleared.ok()) << cleared.error().message;
+
+  auto result = run(*pipeline, build({.l3 = Ipv4{}, .l4 = Tcp{.dport = 8080}}));
+  ASSERT_TRUE(result);
+  EXPECT_EQ(action_name(result->verdict), action_name(kPass));
+  EXPECT_EQ(result->stage, "dispatcher");
+  CounterTotals dispatcher = counters(*pipeline, "dispatcher");
+  EXPECT_EQ(dispatcher.packets, 1u);
+  EXPECT_EQ(dispatcher.fell_off, 1u);
+  EXPECT_EQ(dispatcher.verdict[kPass], 1u);
+  EXPECT_EQ(counters(*pipeline, "parse").packets, 0u);
+}
+
+// [pipeline] default_verdict = "drop": what a packet that falls off gets.
+TEST_F(ChainStreamTest, DefaultVerdictAppliesToFallenOffPackets) {
+  std::string toml = kFourStages;
+  toml.replace(toml.find("mode = \"generic\""), 16, "mode = \"generic\"\ndefault_verdict = \"drop\"");
+  auto pipeline = load_pipeline(toml);
+  ASSERT_NE(pipeline, nullptr);
+  Status cleared = clear_chain_slot(*pipeline, static_cast<std::uint32_t>(pipeline->stages()[3].slot));
+  ASSERT_TRUE(cleared.ok()) << cleared.error().message;
+  auto result = run(*pipeline, build({.l3 = Ipv4{}, .l4 = Tcp{.dport = 22}}));
+  ASSERT_TRUE(result);
+  EXPECT_EQ(action_name(result->verdict), action_name(kDrop));
+  EXPECT_EQ(result->stage, "ping-lb");
+  EXPECT_EQ(counters(*pipeline, "ping-lb").fell_off, 1u);
+}
+
+}  // namespace
+}  // namespace xdpp::test
