@@ -1,0 +1,211 @@
+// `xdp-pipeline run` on a veth pair in a network namespace that each test creates and always removes:
+// it attaches (ip link shows the dispatcher), SIGINT and SIGTERM detach it and exit 0, SIGKILL leaves
+// nothing attached (the bpf_link dies with the process: fail-open), auto picks native on veth, and a
+// second run on a busy interface fails without disturbing the first.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "host_test_util.h"
+
+namespace xdpp::host_test {
+namespace {
+
+const std::filesystem::path kFullConfig = std::filesystem::path(XDPP_SOURCE_DIR) / "configs" / "full.toml";
+constexpr const char* kVeth = VethNamespace::kVeth;
+// Where a run publishes itself (host/state.h): pins per pipeline name, and state file and control socket.
+const std::filesystem::path kPinRoot = "/sys/fs/bpf/xdp-pipeline";
+const std::filesystem::path kRunRoot = "/run/xdp-pipeline";
+
+// The first line of `ip link show`, whose flags say "xdp" (native) or "xdpgeneric".
+std::string flags_line(const std::string& link) { return link.substr(0, link.find('\n')); }
+
+class RunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0)
+      GTEST_SKIP() << "needs root: creates a network namespace and attaches XDP programs (CAP_NET_ADMIN, CAP_BPF)";
+    netns_ = std::make_unique<VethNamespace>();
+    ASSERT_EQ(netns_->error(), "") << "cannot set up the veth pair";
+    // Pipeline names are global on the host (pins, state file, control socket): one of our own per test.
+    name_ = "host-test-" + netns_->name().substr(std::string("xdpp-test-").size());
+    config_ = write_config(name_);
+  }
+
+  // Processes first (SIGKILL and reap whatever still runs), then whatever a killed run left published
+  // under our pipeline names, then the namespace with its veth pair.
+  void TearDown() override {
+    child_.reset();
+    for (const auto& name : names_) {
+      std::error_code error;
+      std::filesystem::remove_all(kPinRoot / name, error);
+      std::filesystem::remove(kRunRoot / (name + ".json"), error);
+      std::filesystem::remove(kRunRoot / (name + ".sock"), error);
+    }
+    std::error_code error;
+    if (std::filesystem::is_empty(kPinRoot, error)) std::filesystem::remove(kPinRoot, error);
+    netns_.reset();
+  }
+
+  // configs/full.toml under [pipeline] name `name`, in the test's directory.
+  std::filesystem::path write_config(const std::string& name) {
+    std::string text = read_text(kFullConfig);
+    const std::string original = "name = \"full\"";
+    auto at = text.find(original);
+    EXPECT_NE(at, std::string::npos) << kFullConfig << " has no " << original;
+    if (at != std::string::npos) text.replace(at, original.size(), "name = \"" + name + "\"");
+    names_.push_back(name);
+    return dir_.write(name + ".toml", text);
+  }
+
+  // Whether a run of `name` has anything published: pins or a state file.
+  static bool published(const std::string& name) {
+    return std::filesystem::exists(kPinRoot / name) || std::filesystem::exists(kRunRoot / (name + ".json"));
+  }
+
+  // Starts `run CONFIG --interface xdpt0 --mode MODE` in the namespace and waits (bounded) until ip link
+  // shows the program and the executable has reported the attachment and published its state.
+  void start(const std::string& mode) {
+    std::string error;
+    child_ = Child::start({kExecutable, "run", config_, "--interface", kVeth, "--mode", mode}, netns_->name(),
+                          dir_.path() / "run.out", dir_.path() / "run.err", error);
+    ASSERT_NE(child_, nullptr) << error;
+    const bool attached = wait_until(
+        [&] {
+          if (!child_->running()) return true;
+          return netns_->xdp_attached() && child_->stderr_text().find(" control socket ") != std::string::npos;
+        },
+        30s);
+    ASSERT_TRUE(child_->running()) << "run ended before attaching; stderr: " << child_->stderr_text();
+    ASSERT_TRUE(attached) << "not attached within 30 s; ip link: " << netns_->link_show()
+                          << "; stderr: " << child_->stderr_text();
+  }
+
+  // The dispatcher prog id that run reported ("dispatcher prog id N").
+  std::optional<unsigned> reported_prog_id() const {
+    static const std::regex pattern(R"(dispatcher prog id (\d+))");
+    std::smatch match;
+    std::string text = child_->stderr_text();
+    if (!std::regex_search(text, match, pattern)) return std::nullopt;
+    return static_cast<unsigned>(std::stoul(match[1].str()));
+  }
+
+  // Sends `signal`; run must say it detached, exit 0 within a few seconds, and leave no program.
+  void expect_clean_stop(int signal) {
+    ASSERT_TRUE(child_->send(signal));
+    std::optional<int> status = child_->wait(10s);
+    ASSERT_TRUE(status) << "still running 10 s after " << strsignal(signal) << "; stderr: " << child_->stderr_text();
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+        << "wait status " << *status << "; stderr: " << child_->stderr_text();
+    EXPECT_NE(child_->stderr_text().find(std::string("detached from ") + kVeth + " (" + strsignal(signal) + ")"),
+              std::string::npos)
+        << child_->stderr_text();
+    EXPECT_TRUE(wait_until([&] { return !netns_->xdp_attached(); }, 2s)) << netns_->link_show();
+    EXPECT_FALSE(published(name_)) << "pins or state file of '" << name_ << "' left after a clean stop";
+  }
+
+  TempDir dir_;
+  std::string name_;                // this test's pipeline name
+  std::filesystem::path config_;    // full.toml under that name
+  std::vector<std::string> names_;  // every pipeline name the test wrote, for TearDown
+  std::unique_ptr<VethNamespace> netns_;
+  std::unique_ptr<Child> child_;
+};
+
+TEST_F(RunTest, NativeAttachesAndSigintDetaches) {
+  ASSERT_NO_FATAL_FAILURE(start("native"));
+  const std::string link = netns_->link_show();
+  EXPECT_NE(flags_line(link).find(" xdp "), std::string::npos) << link;  // native: not xdpgeneric
+  EXPECT_NE(link.find("name xdpp_dispatcher"), std::string::npos) << link;
+  EXPECT_TRUE(published(name_)) << "a running pipeline publishes its pins and state";
+  auto attached_id = netns_->xdp_prog_id();
+  ASSERT_TRUE(attached_id) << link;
+  EXPECT_EQ(reported_prog_id(), attached_id) << child_->stderr_text();
+  EXPECT_NE(child_->stderr_text().find(std::string("attached to ") + kVeth + " in native mode"), std::string::npos)
+      << child_->stderr_text();
+  expect_clean_stop(SIGINT);
+}
+
+TEST_F(RunTest, GenericAttachesAndSigtermDetaches) {
+  ASSERT_NO_FATAL_FAILURE(start("generic"));
+  const std::string link = netns_->link_show();
+  EXPECT_NE(flags_line(link).find(" xdpgeneric "), std::string::npos) << link;
+  EXPECT_NE(child_->stderr_text().find(std::string("attached to ") + kVeth + " in generic mode"), std::string::npos)
+      << child_->stderr_text();
+  expect_clean_stop(SIGTERM);
+}
+
+TEST_F(RunTest, NativeSigtermDetaches) {
+  ASSERT_NO_FATAL_FAILURE(start("native"));
+  expect_clean_stop(SIGTERM);
+}
+
+// Nothing is pinned: once the process is gone, its bpf_link's last reference goes and the kernel detaches
+// the program, whatever the way it died.
+TEST_F(RunTest, SigkillLeavesNothingAttached) {
+  ASSERT_NO_FATAL_FAILURE(start("native"));
+  ASSERT_TRUE(child_->send(SIGKILL));
+  std::optional<int> status = child_->wait(10s);
+  ASSERT_TRUE(status) << "still running 10 s after SIGKILL";
+  EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL) << "wait status " << *status;
+  EXPECT_TRUE(wait_until([&] { return !netns_->xdp_attached(); }, 5s))
+      << "a program stayed attached after SIGKILL: " << netns_->link_show();
+  // Its pins and state file stay (a killed process cleans nothing); the next run of the name removes
+  // them, and TearDown does here.
+}
+
+TEST_F(RunTest, AutoReportsNativeOnVeth) {
+  ASSERT_NO_FATAL_FAILURE(start("auto"));
+  EXPECT_NE(child_->stderr_text().find(std::string("attached to ") + kVeth + " in native mode (auto)"),
+            std::string::npos)
+      << child_->stderr_text();
+  EXPECT_NE(flags_line(netns_->link_show()).find(" xdp "), std::string::npos) << netns_->link_show();
+  expect_clean_stop(SIGINT);
+}
+
+// A second run on the same interface must not replace (or stack beside) the first: it fails, says why,
+// and the first stays attached and running.
+TEST_F(RunTest, SecondRunOnBusyInterfaceFails) {
+  ASSERT_NO_FATAL_FAILURE(start("native"));
+  auto first_id = netns_->xdp_prog_id();
+  ASSERT_TRUE(first_id);
+
+  const auto other = write_config(name_ + "-b");
+  for (const std::string mode : {"native", "auto", "generic"}) {
+    SCOPED_TRACE("second run in mode " + mode);
+    CommandResult second =
+        run_command({kExecutable, "run", other, "--interface", kVeth, "--mode", mode}, 60s, netns_->name());
+    EXPECT_EQ(second.exit_code, 1) << describe(second);
+    EXPECT_NE(second.err.find(std::string("attaching to ") + kVeth), std::string::npos) << describe(second);
+    EXPECT_NE(second.err.find("already has an XDP program"), std::string::npos) << describe(second);
+    EXPECT_TRUE(child_->running()) << "the first run ended: " << child_->stderr_text();
+    EXPECT_EQ(netns_->xdp_prog_id(), first_id) << netns_->link_show();
+    EXPECT_FALSE(published(name_ + "-b")) << "the failed run left pins or a state file";
+  }
+  expect_clean_stop(SIGINT);
+}
+
+// The same pipeline (same name) twice is refused before anything is loaded, naming the running one.
+TEST_F(RunTest, SecondRunOfSamePipelineFails) {
+  ASSERT_NO_FATAL_FAILURE(start("native"));
+  auto first_id = netns_->xdp_prog_id();
+  ASSERT_TRUE(first_id);
+  CommandResult second =
+      run_command({kExecutable, "run", config_, "--interface", kVeth, "--mode", "native"}, 60s, netns_->name());
+  EXPECT_EQ(second.exit_code, 1) << describe(second);
+  EXPECT_NE(second.err.find("pipeline '" + name_ + "' is already running"), std::string::npos) << describe(second);
+  EXPECT_TRUE(child_->running()) << "the first run ended: " << child_->stderr_text();
+  EXPECT_EQ(netns_->xdp_prog_id(), first_id) << netns_->link_show();
+  EXPECT_TRUE(published(name_)) << "the second run removed the first one's state";
+  expect_clean_stop(SIGINT);
+}
+
+}  // namespace
+}  // namespace xdpp::host_test
