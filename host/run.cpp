@@ -208,13 +208,19 @@ class Runner {
     // Always a fresh plugin instance: the one named, or the stage's own file as rebuilt on disk.
     std::filesystem::path plugin_file = request.contains("plugin") ? std::filesystem::path(request["plugin"].get<std::string>())
                                                                   : live->spec.plugin_file;
+    const auto t0 = std::chrono::steady_clock::now();
     auto plugin = load_plugin_fresh(plugin_file, pipeline_->spec().plugin_dirs, kRunRoot / (name_ + ".plugins"));
     if (!plugin) return plugin.error();
     swap.plugin = *plugin;
     const bool fresh_maps = swap.reset_state;
+    const auto t1 = std::chrono::steady_clock::now();
     XDPP_TRY(pipeline_->swap_stage(stage, std::move(swap)));
+    const auto t2 = std::chrono::steady_clock::now();
     pipeline_->find_stage(stage)->spec.plugin_file = plugin_file;
     publish_quietly(fresh_maps);
+    auto ms = [](auto a, auto b) { return std::to_string(std::chrono::duration<double, std::milli>(b - a).count()); };
+    log::debug("stage '" + stage + "': swap: plugin " + ms(t0, t1) + " ms, load+verify+switch " + ms(t1, t2) +
+               " ms, state " + ms(t2, std::chrono::steady_clock::now()) + " ms");
     return {};
   }
 

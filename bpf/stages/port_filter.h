@@ -25,6 +25,8 @@
 struct port_filter_config {
 	__u32 lists;                   /* OR of the PORT_FILTER_* bits that have any port: skip the rest */
 	__u32 nonfirst_frag_verdict;   /* XDP_PASS (default) or XDP_DROP for non-first fragments */
+	__u64 rules_digest;            /* host only: FNV-1a of the set's 65536 values, so that a swap or an
+	                                * unchanged reload need not rewrite a set that is already in place */
 };
 
 /* port_filter_active: BPF_MAP_TYPE_ARRAY, 1 entry, __u32 = the set in use (0 or 1). */
