@@ -1,19 +1,43 @@
 # Functions that build stages: used by this repository and, once installed, by out-of-tree stages
-# through find_package(XdpPipeline).
+# through find_package(XdpPipeline) (cmake/XdpPipelineConfig.cmake.in sets the variables below first).
 #
 #   xdpp_bpf_object(NAME SOURCE [OUTPUT_DIR dir] [INCLUDES dir...])
 #       clang -target bpf -O2 -g (BTF on) SOURCE -> OUTPUT_DIR/NAME.bpf.o, target NAME_bpf.
-#   xdp_pipeline_add_stage(NAME BPF source.bpf.c PLUGIN source.cpp...)
-#       The stage's BPF object and its plugin (a MODULE library NAME.so), side by side in the
-#       directories where xdp-pipeline looks for them.
+#   xdp_pipeline_add_stage(NAME BPF source.bpf.c PLUGIN source.cpp... [INCLUDES dir...] [INSTALL])
+#       The stage's BPF object and its plugin (a MODULE library NAME.so, target NAME). Out of tree both
+#       land side by side in XDPP_STAGE_OUTPUT_DIR (default: <build>/stages), the directory a pipeline
+#       file names with `plugin_dir`. INSTALL adds install rules into XDPP_INSTALL_PLUGIN_DIR and
+#       XDPP_INSTALL_BPF_DIR, where an xdp-pipeline installed in the same prefix finds them by itself.
+#
+# Variables (set them before find_package/include to change them):
+#   XDPP_BPF_INCLUDE_DIRS       where <xdp_pipeline/stage.h> and <xdp_pipeline/contract.h> are
+#   XDPP_STAGE_OUTPUT_DIR       default for both output directories below
+#   XDPP_BPF_OUTPUT_DIR         where NAME.bpf.o is built
+#   XDPP_PLUGIN_OUTPUT_DIR      where NAME.so is built
+#   XDPP_INSTALL_PLUGIN_DIR     install destination of NAME.so   (default: LIBDIR/xdp-pipeline/plugins)
+#   XDPP_INSTALL_BPF_DIR        install destination of NAME.bpf.o (default: LIBDIR/xdp-pipeline/bpf)
 
 find_program(XDPP_CLANG NAMES clang clang-16 clang-14 REQUIRED)
+include(GNUInstallDirs)
 
+if(NOT XDPP_BPF_INCLUDE_DIRS)
+  message(FATAL_ERROR "XdpPipelineStage.cmake: XDPP_BPF_INCLUDE_DIRS is not set "
+                      "(use find_package(XdpPipeline), which sets it)")
+endif()
+if(NOT DEFINED XDPP_STAGE_OUTPUT_DIR)
+  set(XDPP_STAGE_OUTPUT_DIR "${CMAKE_BINARY_DIR}/stages")
+endif()
 if(NOT DEFINED XDPP_BPF_OUTPUT_DIR)
-  set(XDPP_BPF_OUTPUT_DIR "${CMAKE_BINARY_DIR}/bpf")
+  set(XDPP_BPF_OUTPUT_DIR "${XDPP_STAGE_OUTPUT_DIR}")
 endif()
 if(NOT DEFINED XDPP_PLUGIN_OUTPUT_DIR)
-  set(XDPP_PLUGIN_OUTPUT_DIR "${CMAKE_BINARY_DIR}/plugins")
+  set(XDPP_PLUGIN_OUTPUT_DIR "${XDPP_STAGE_OUTPUT_DIR}")
+endif()
+if(NOT DEFINED XDPP_INSTALL_PLUGIN_DIR)
+  set(XDPP_INSTALL_PLUGIN_DIR "${CMAKE_INSTALL_LIBDIR}/xdp-pipeline/plugins")
+endif()
+if(NOT DEFINED XDPP_INSTALL_BPF_DIR)
+  set(XDPP_INSTALL_BPF_DIR "${CMAKE_INSTALL_LIBDIR}/xdp-pipeline/bpf")
 endif()
 
 function(xdpp_bpf_object NAME SOURCE)
@@ -45,7 +69,7 @@ function(xdpp_bpf_object NAME SOURCE)
 endfunction()
 
 function(xdp_pipeline_add_stage NAME)
-  cmake_parse_arguments(ARG "" "BPF" "PLUGIN;INCLUDES" ${ARGN})
+  cmake_parse_arguments(ARG "INSTALL" "BPF" "PLUGIN;INCLUDES" ${ARGN})
   if(NOT ARG_BPF OR NOT ARG_PLUGIN)
     message(FATAL_ERROR "xdp_pipeline_add_stage(${NAME}): BPF and PLUGIN are required")
   endif()
@@ -61,4 +85,10 @@ function(xdp_pipeline_add_stage NAME)
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
   add_dependencies(${NAME} ${NAME}_bpf)
+  if(ARG_INSTALL)
+    # xdp-pipeline refuses plugins (and their directories) that group or others may write.
+    install(TARGETS ${NAME} LIBRARY DESTINATION "${XDPP_INSTALL_PLUGIN_DIR}"
+            PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
+    install(FILES "${XDPP_BPF_OUTPUT_DIR}/${NAME}.bpf.o" DESTINATION "${XDPP_INSTALL_BPF_DIR}")
+  endif()
 endfunction()

@@ -44,6 +44,30 @@ const std::vector<Command>& commands() {
              "mac", po::value<std::string>(), "the interface's MAC, for stages that need it (overrides the file)");
        },
        xdpp::command_replay},
+      {"swap", "swap STAGE [--object PATH] [--plugin PATH] [--reset-state] [--pipeline NAME]",
+       "replace a running stage's program and/or plugin (default: reload its files); its maps carry over",
+       [](po::options_description& options) {
+         options.add_options()("object", po::value<std::string>(), "the new BPF object")(
+             "plugin", po::value<std::string>(), "the new plugin (in the pipeline's plugin path)")(
+             "reset-state", "start the stage with fresh maps (needed when a map changed shape)")(
+             "pipeline,p", po::value<std::string>(), "the running pipeline (default: the only one)")(
+             "json", "print the reply as JSON");
+       },
+       xdpp::command_swap},
+      {"set", "set STAGE KEY=VALUE... [--pipeline NAME]",
+       "change a running stage's settings: KEY=VALUE, KEY+=VALUE (append), KEY-=VALUE (remove); values are TOML",
+       [](po::options_description& options) {
+         options.add_options()("pipeline,p", po::value<std::string>(), "the running pipeline (default: the only one)")(
+             "json", "print the reply as JSON");
+       },
+       xdpp::command_set},
+      {"reload", "reload FILE [--pipeline NAME]",
+       "apply an edited pipeline file to the running pipeline (SIGHUP to run does the same with its own file)",
+       [](po::options_description& options) {
+         options.add_options()("pipeline,p", po::value<std::string>(), "the running pipeline (default: the only one)")(
+             "json", "print the reply as JSON");
+       },
+       xdpp::command_reload},
       {"status", "status [NAME] [--json] [--watch]",
        "counters and rates of running pipelines (all, or the one named), from their pinned maps",
        [](po::options_description& options) {
@@ -51,6 +75,12 @@ const std::vector<Command>& commands() {
              "watch,w", "refresh every second, like top, until Ctrl-C");
        },
        xdpp::command_status},
+      {"new-stage", "new-stage NAME DIR",
+       "write a skeleton stage (BPF program, plugin, CMakeLists.txt, replay test) into a new or empty DIR",
+       [](po::options_description& options) {
+         options.add_options()("dir", po::value<std::string>(), "DIR (also positional): where to write the stage");
+       },
+       xdpp::command_new_stage},
   };
   return list;
 }
@@ -96,9 +126,11 @@ int main(int argc, char** argv) {
                                              "look for plugins and BPF objects in DIR first; repeatable");
   command->add_options(visible);
   po::options_description all;
-  all.add(visible).add_options()("file", po::value<std::string>());
+  all.add(visible).add_options()("file", po::value<std::string>())("args", po::value<std::vector<std::string>>());
   po::positional_options_description positional;
   positional.add("file", 1);
+  if (name == "set") positional.add("args", -1);
+  if (visible.find_nothrow("dir", false)) positional.add("dir", 1);
 
   po::variables_map values;
   try {
@@ -112,8 +144,8 @@ int main(int argc, char** argv) {
     std::cout << "usage: xdp-pipeline " << command->synopsis << "\n" << command->summary << "\n\n" << visible;
     return 0;
   }
-  if (!values.count("file") && name != "status") {
-    std::cerr << "xdp-pipeline " << name << ": missing the pipeline FILE\n";
+  if (!values.count("file") && name != "status" && name != "new-stage") {
+    std::cerr << "xdp-pipeline " << name << ": missing " << (name == "swap" || name == "set" ? "the STAGE" : "the pipeline FILE") << "\n";
     return xdpp::kExitUsage;
   }
 
@@ -137,7 +169,13 @@ int main(int argc, char** argv) {
   if (values.count("out")) options.out = values["out"].as<std::string>();
   if (values.count("json")) options.json = true;
   if (values.count("watch")) options.watch = true;
+  if (values.count("pipeline")) options.pipeline = values["pipeline"].as<std::string>();
+  if (values.count("object")) options.object = values["object"].as<std::string>();
+  if (values.count("plugin")) options.plugin = values["plugin"].as<std::string>();
+  if (values.count("reset-state")) options.reset_state = true;
+  if (values.count("args")) options.args = values["args"].as<std::vector<std::string>>();
   if (values.count("netns")) options.netns = values["netns"].as<std::string>();
+  if (values.count("dir")) options.dir = values["dir"].as<std::string>();
   if (values.count("metrics")) options.overrides.metrics = values["metrics"].as<std::string>();
   if (values.count("mac")) {
     options.mac = xdpp::net::parse_mac(values["mac"].as<std::string>());

@@ -1,0 +1,42 @@
+# `cmake --install`: the executable, the built-in stages (installed by xdp_pipeline_add_stage(... INSTALL)),
+# the dispatcher, the SDK headers and the CMake package XdpPipeline. The install tree has the layout of
+# the build tree (bin/ and LIBDIR/xdp-pipeline/{plugins,bpf}), so the installed executable finds its
+# built-in stages at the same relative path (XDPP_REL_PKGLIBDIR).
+include(CMakePackageConfigHelpers)
+
+# The plugin loader refuses directories that group or others may write, whatever the installer's umask.
+set(CMAKE_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS
+    OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
+
+set(XDPP_CMAKE_PACKAGE_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/XdpPipeline")
+
+install(TARGETS xdp-pipeline EXPORT XdpPipelineTargets RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}")
+get_property(xdpp_dispatcher_object TARGET dispatcher_bpf PROPERTY XDPP_OBJECT)
+install(FILES "${xdpp_dispatcher_object}" DESTINATION "${XDPP_PKGLIBDIR}/bpf")
+
+# What a stage compiles against: the BPF contract and stage macros, the plugin interface.
+install(FILES
+  "${CMAKE_SOURCE_DIR}/bpf/include/xdp_pipeline/contract.h"
+  "${CMAKE_SOURCE_DIR}/bpf/include/xdp_pipeline/stage.h"
+  "${CMAKE_SOURCE_DIR}/host/include/xdp_pipeline/plugin.h"
+  "${CMAKE_SOURCE_DIR}/host/include/xdp_pipeline/result.h"
+  "${CMAKE_SOURCE_DIR}/host/include/xdp_pipeline/net.h"
+  DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}/xdp_pipeline")
+
+install(TARGETS xdpp_sdk EXPORT XdpPipelineTargets)
+install(EXPORT XdpPipelineTargets NAMESPACE XdpPipeline:: DESTINATION "${XDPP_CMAKE_PACKAGE_DIR}")
+
+configure_package_config_file(
+  "${CMAKE_SOURCE_DIR}/cmake/XdpPipelineConfig.cmake.in"
+  "${CMAKE_BINARY_DIR}/cmake/XdpPipelineConfig.cmake"
+  INSTALL_DESTINATION "${XDPP_CMAKE_PACKAGE_DIR}"
+  PATH_VARS CMAKE_INSTALL_INCLUDEDIR XDPP_PKGLIBDIR)
+# 0.x: a minor version may change the plugin ABI (which xdp-pipeline checks at load time anyway).
+write_basic_package_version_file(
+  "${CMAKE_BINARY_DIR}/cmake/XdpPipelineConfigVersion.cmake"
+  COMPATIBILITY SameMinorVersion)
+install(FILES
+  "${CMAKE_BINARY_DIR}/cmake/XdpPipelineConfig.cmake"
+  "${CMAKE_BINARY_DIR}/cmake/XdpPipelineConfigVersion.cmake"
+  "${CMAKE_SOURCE_DIR}/cmake/XdpPipelineStage.cmake"
+  DESTINATION "${XDPP_CMAKE_PACKAGE_DIR}")
