@@ -159,6 +159,8 @@ class Runner {
     const PipelineSpec& running = pipeline_->spec();
     if (edited->name != running.name) return fail("the file names pipeline '", edited->name, "', this is '", running.name, "'");
     if (edited->interface != running.interface) return fail("the interface changed; that takes a new run");
+    if (edited->mode != running.mode) return fail("the attach mode changed; that takes a new run");
+    if (edited->metrics != running.metrics) return fail("the metrics address changed; that takes a new run");
     if (same_shape(running, *edited)) {
       // Same stages in the same order: untouched stages stay as they are, changed settings apply in place.
       std::vector<std::string> changed;
