@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * For comparison only: the no-op stage with its tail-call key read from .bss instead of the frozen
+ * .rodata constant xdpp_next_slot. The verifier cannot treat the key as a constant, so the JIT has to
+ * emit the indirect (retpolined) tail call. Everything else is what XDPP_STAGE does; xdpp_next_slot still
+ * says whether there is a next stage at all.
+ */
+#include <xdp_pipeline/stage.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+__u32 noop_bss_next;   /* set by the harness before load (initial value of .bss) */
+
+SEC("xdp") int noop_bss(struct xdp_md *xdp)
+{
+	__u32 zero = 0;
+	struct xdpp_counters *counters = bpf_map_lookup_elem(&xdpp_counters, &zero);
+	struct xdpp_packet *pkt = bpf_map_lookup_elem(&xdpp_scratch, &zero);
+	if (!counters || !pkt)
+		return XDP_ABORTED;
+	counters->packets++;
+	counters->bytes += xdp->data_end - xdp->data;
+	if (xdpp_next_slot != XDPP_NO_NEXT) {
+		bpf_tail_call(xdp, &xdpp_chain, noop_bss_next);
+		counters->fell_off++;
+	}
+	int verdict = xdpp_default_verdict;
+	if (verdict < XDP_ABORTED || verdict > XDP_REDIRECT)
+		verdict = XDP_ABORTED;
+	counters->verdict[verdict]++;
+	return verdict;
+}

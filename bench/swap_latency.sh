@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Hot swap latency: how long `swap`, `set` and `reload` take from command to live, on a running pipeline.
+#
+# Creates a lab (scripts/lab.sh), runs the four built-in stages (parse, port_filter, icmp_lb, metadata) on
+# the lb's interface in native mode, with pings crossing it every 10 ms, then times
+#   swap   N_SWAP times, cycling ping-lb, no-8080, parse (a fresh program and plugin, maps carried over),
+#   set    N_SET times, alternating `no-8080 drop_tcp_dst+=8081` and `drop_tcp_dst-=8081` (in place),
+#   reload N_RELOAD times, alternating two files with flows before/after no-8080 (a new chain, switched
+#          by one bpf_link update),
+# each through the client with --json, which reports latency_ms (measured by the daemon, from the request
+# read to the change being live) and round_trip_ms (measured by the client, connect to reply). Prints
+# p50/p90/p99/max per operation, as a Markdown table.
+#
+# Usage (root): bench/swap_latency.sh [XDP_PIPELINE] [N_SWAP N_SET N_RELOAD]   (default 200 200 50)
+# Not part of CTest. Leaves nothing behind (lab, pins, /run files) however it ends.
+set -euo pipefail
+HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+XDPP=$(readlink -f "${1:-$HERE/../build/bin/xdp-pipeline}")
+N_SWAP=${2:-200} N_SET=${3:-200} N_RELOAD=${4:-50}
+[[ $(id -u) -eq 0 ]] || { echo "swap_latency: needs root" >&2; exit 1; }
+[[ -x $XDPP ]] || { echo "swap_latency: no executable $XDPP (build it first)" >&2; exit 1; }
+command -v jq >/dev/null || { echo "swap_latency: needs jq" >&2; exit 1; }
+source "$HERE/../scripts/lab.sh"
+export LAB_QUIET=1
+
+NAME=swaplat-$$
+T=$(mktemp -d /tmp/xdpp-swaplat.XXXXXX)
+RUN_PID= PING_PID=
+cleanup() {
+  set +e
+  [[ -n $PING_PID ]] && kill "$PING_PID" 2>/dev/null
+  if [[ -n $RUN_PID ]]; then kill -INT "$RUN_PID" 2>/dev/null; wait "$RUN_PID" 2>/dev/null; fi
+  lab_down "$NAME" >/dev/null 2>&1
+  rm -rf "/sys/fs/bpf/xdp-pipeline/$NAME" /run/xdp-pipeline/"$NAME".* "$T"
+  rmdir /sys/fs/bpf/xdp-pipeline 2>/dev/null
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+lab_up "$NAME" >/dev/null
+
+pipeline_file() { # FILE ORDER
+  local s
+  {
+    printf '[pipeline]\nname = "%s"\ninterface = "%s"\nmode = "native"\ndefault_verdict = "pass"\n' "$NAME" "$LAB_IF_LB"
+    for s in $2; do
+      case $s in
+      parse) printf '[[stage]]\nname = "parse"\nplugin = "parse"\n' ;;
+      no-8080) printf '[[stage]]\nname = "no-8080"\nplugin = "port_filter"\ndrop_tcp_dst = [8080]\n' ;;
+      ping-lb) printf '[[stage]]\nname = "ping-lb"\nplugin = "icmp_lb"\nvip = "%s"\nbackends = [{ ip = "%s", mac = "%s" }, { ip = "%s", mac = "%s" }]\n' \
+        "$LAB_VIP" "$LAB_IP_BE1" "$LAB_MAC_BE1" "$LAB_IP_BE2" "$LAB_MAC_BE2" ;;
+      flows) printf '[[stage]]\nname = "flows"\nplugin = "metadata"\nsample = 0\n' ;;
+      esac
+    done
+  } >"$1"
+}
+pipeline_file "$T/a.toml" "parse no-8080 ping-lb flows"
+pipeline_file "$T/b.toml" "parse flows no-8080 ping-lb"
+
+"$XDPP" run "$T/a.toml" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode native -q >/dev/null 2>"$T/run.log" &
+RUN_PID=$!
+for _ in $(seq 100); do [[ -S /run/xdp-pipeline/$NAME.sock && -f /run/xdp-pipeline/$NAME.json ]] && break; sleep 0.1; done
+[[ -S /run/xdp-pipeline/$NAME.sock ]] || { echo "swap_latency: run did not start: $(cat "$T/run.log")" >&2; exit 1; }
+lab_exec client ping -q -i 0.01 "$LAB_VIP" >"$T/ping.txt" 2>&1 &
+PING_PID=$!
+
+measure() { # OUTFILE CLIENT-ARGS... (appends "latency_ms round_trip_ms")
+  local out=$1 reply
+  shift
+  reply=$("$XDPP" "$@" -p "$NAME" --json 2>>"$T/client.err") || { echo "swap_latency: '$*' failed: $reply" >&2; exit 1; }
+  jq -r '"\(.latency_ms) \(.round_trip_ms)"' <<<"$reply" >>"$out"
+}
+stages=(ping-lb no-8080 parse)
+for ((i = 0; i < N_SWAP; i++)); do measure "$T/swap" swap "${stages[i % 3]}"; done
+for ((i = 0; i < N_SET; i++)); do
+  if ((i % 2)); then measure "$T/set" set no-8080 'drop_tcp_dst-=8081'; else measure "$T/set" set no-8080 'drop_tcp_dst+=8081'; fi
+done
+for ((i = 0; i < N_RELOAD; i++)); do
+  if ((i % 2)); then measure "$T/reload" reload "$T/a.toml"; else measure "$T/reload" reload "$T/b.toml"; fi
+done
+kill -INT "$PING_PID"
+wait "$PING_PID" 2>/dev/null || true
+PING_PID=
+loss=$(sed -n 's/.* \([0-9.]*\)% packet loss.*/\1/p' "$T/ping.txt")
+
+# pct FILE COLUMN Q: nearest-rank percentile
+pct() { sort -g <(cut -d' ' -f"$2" "$1") | awk -v q="$3" '{ v[NR] = $1 } END { i = int(q * NR); if (i < q * NR) i++; if (i < 1) i = 1; printf "%.2f", v[i] }'; }
+echo "| operation | runs | daemon latency_ms p50 | p90 | p99 | max | client round_trip_ms p50 | p90 | p99 | max |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for op in swap set reload; do
+  printf '| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$op" "$(wc -l <"$T/$op")" \
+    "$(pct "$T/$op" 1 0.5)" "$(pct "$T/$op" 1 0.9)" "$(pct "$T/$op" 1 0.99)" "$(pct "$T/$op" 1 1)" \
+    "$(pct "$T/$op" 2 0.5)" "$(pct "$T/$op" 2 0.9)" "$(pct "$T/$op" 2 0.99)" "$(pct "$T/$op" 2 1)"
+done
+echo
+echo "pings crossing the pipeline during the run (every 10 ms): ${loss:-?}% loss"
+echo "kernel $(uname -r), $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1)"
