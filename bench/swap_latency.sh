@@ -60,7 +60,8 @@ pipeline_file "$T/b.toml" "parse flows no-8080 ping-lb"
 RUN_PID=$!
 for _ in $(seq 100); do [[ -S /run/xdp-pipeline/$NAME.sock && -f /run/xdp-pipeline/$NAME.json ]] && break; sleep 0.1; done
 [[ -S /run/xdp-pipeline/$NAME.sock ]] || { echo "swap_latency: run did not start: $(cat "$T/run.log")" >&2; exit 1; }
-lab_exec client ping -q -i 0.01 "$LAB_VIP" >"$T/ping.txt" 2>&1 &
+# ip netns exec execs ping, so $! is ping itself (a backgrounded shell function would ignore SIGINT).
+ip netns exec "$LAB_NS_CLIENT" ping -q -i 0.01 "$LAB_VIP" >"$T/ping.txt" 2>&1 &
 PING_PID=$!
 
 measure() { # OUTFILE CLIENT-ARGS... (appends "latency_ms round_trip_ms")

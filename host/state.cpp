@@ -89,7 +89,7 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
   if (pinning && repin) {
     XDPP_TRY(ensure_private_dir(kPinRoot, 0700));
     XDPP_TRY(pin_object_maps(pipeline.dispatcher_object(), root / "dispatcher"));
-  } else {
+  } else if (!pinning) {
     log::warn("pipeline '" + name + "': /sys/fs/bpf is no bpffs in this mount namespace (ip netns exec remounts "
               "/sys), so nothing is pinned; use `run --netns NS` instead of `ip netns exec NS` to get the pins");
   }

@@ -1,0 +1,704 @@
+#!/usr/bin/env bash
+# End-to-end test of xdp-pipeline on real traffic in the lab (scripts/lab.sh): a client (.1), the load
+# balancer (.2 = the VIP) where `xdp-pipeline run` attaches, and two backends (.3, .4) on one bridge.
+#
+# Run 1, a pipeline file with parse, metadata, port_filter (drop TCP 8080) and icmp_lb (VIP -> .3, .4):
+#   - 8 pings from the client to the VIP get 8 replies, strictly alternating between the backends'
+#     addresses; a capture on each backend holds exactly 4 echo requests, each with a valid IPv4 header
+#     checksum (computed here from the bytes, and tcpdump -vv reports no bad one), the backend's own MAC
+#     and address as destination, the lb's MAC as source and the client's address as source;
+#   - TCP to 8080 on the lb gets no answer (nc fails, the socat listener there saw no connection; without
+#     XDP the same listener answers, checked before the pipeline starts), TCP to 8081 gets the greeting;
+#   - the metadata stage prints exactly one "Packet: ..." line per frame the client sent to the lb (a
+#     capture on the client gives that list): the 8 pings (ICMP client:0 -> VIP:0), the 8080 SYNs from
+#     the fixed source port, the 8081 flow from its fixed source port, and nothing else;
+#   - `xdp-pipeline status NAME --json` while it runs: the verdicts of the dispatcher and all stages add
+#     up to the dispatcher's packets, ping-lb's tx is 8, no-8080 dropped every 8080 SYN, no event lost;
+#   - SIGINT: exit status 0, no XDP program on the lb's interface, no pins, no state file.
+# Run 2, another file (parse, port_filter dropping TCP 8081), on the same interface:
+#   - exactly one program is attached, the new dispatcher (not run 1's), in the requested mode;
+#   - it behaves as the new file: pings to the VIP are answered by the lb itself, 8081 gets no answer
+#     (the listener saw no connection), 8080 is answered, no metadata lines;
+#   - SIGTERM: exit status 0, nothing attached, no pins, no state file.
+# Always, also after a failure or an interrupt: every process started here is stopped, the lab is removed,
+# and the test fails if a namespace, a pin under /sys/fs/bpf/xdp-pipeline/NAME or a
+# /run/xdp-pipeline/NAME.* file is left.
+#
+# Usage (as root):  tests/e2e/lab_e2e.sh native|generic PATH/TO/xdp-pipeline
+# Exit status: 0 passed, 1 failed, 2 bad usage, 77 skipped (not root, tools or namespaces unavailable).
+set -uo pipefail
+
+HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+LAB_SH=$(readlink -f "$HERE/../../scripts/lab.sh")
+
+usage() {
+  echo "usage: $0 native|generic PATH/TO/xdp-pipeline" >&2
+  exit 2
+}
+(($# == 2)) || usage
+MODE=$1
+case $MODE in native | generic) ;; *) usage ;; esac
+BIN=$(readlink -f "$2") || usage
+
+skip() {
+  echo "SKIP: $*"
+  exit 77
+}
+[[ -x $BIN ]] || { echo "FAIL: $2 is not an executable (build the xdp-pipeline target)"; exit 1; }
+[[ $(id -u) -eq 0 ]] || skip "lab_e2e needs root (network namespaces, XDP, pins under /sys/fs/bpf)"
+for t in ip bridge clang ping nc socat tcpdump timeout ss awk od sort diff; do
+  command -v "$t" >/dev/null || skip "'$t' not found (install the dependencies: scripts/install-deps.sh)"
+done
+mountpoint -q /sys/fs/bpf || skip "/sys/fs/bpf is not mounted (scripts/install-deps.sh mounts it)"
+probe=lab-e2e-probe-$$
+timeout 10 ip netns add "$probe" 2>/dev/null || skip "network namespaces are not available here (ip netns add failed)"
+timeout 10 ip netns del "$probe"
+
+# shellcheck source=scripts/lab.sh
+source "$LAB_SH"
+export LAB_QUIET=1
+PIN_ROOT=/sys/fs/bpf/xdp-pipeline
+RUN_ROOT=/run/xdp-pipeline
+
+# Labs and pipelines of an earlier run that was killed (SIGKILL, e.g. a CTest timeout) before its
+# cleanup: names carry the pid of their run; remove what belongs to a pid that no longer exists.
+for f in "$LAB_STATE_DIR"/e2e-* "$PIN_ROOT"/e2e-* "$RUN_ROOT"/e2e-*; do
+  [[ -e $f ]] || continue
+  base=${f##*/}
+  [[ $base =~ ^e2e-(native|generic)-([0-9]+)(-[ab])?(\.[a-z]+)?$ ]] || continue
+  kill -0 "${BASH_REMATCH[2]}" 2>/dev/null && continue
+  echo "removing $f, left by an earlier run (pid ${BASH_REMATCH[2]})"
+  case $f in
+  "$LAB_STATE_DIR"/*) timeout 60 "$BASH" "$LAB_SH" down "$base" >/dev/null 2>&1 || true ;;
+  *) rm -rf -- "$f" ;;
+  esac
+done
+
+LAB=e2e-$MODE-$$
+NAME1=$LAB-a # pipeline names (pins, state file, control socket): global on the host, so ours per run
+NAME2=$LAB-b
+TMP=$(mktemp -d /tmp/lab-e2e.XXXXXX)
+FAILS=0 CHECKS=0
+PIPE_PID='' BG_PIDS=()
+SPORT_8080=48080 SPORT_8081=48081 # the client's source ports, so that flows can be named exactly
+
+pass() {
+  CHECKS=$((CHECKS + 1))
+  echo "PASS: $*"
+}
+fail() {
+  CHECKS=$((CHECKS + 1))
+  FAILS=$((FAILS + 1))
+  echo "FAIL: $*"
+}
+expect() { # DESCRIPTION CONDITION-COMMAND...: PASS or FAIL by the command's status
+  local what=$1
+  shift
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+show() { sed 's/^/      | /' "$@"; } # indented file or stdin, under a FAIL line
+fatal() {                            # a failure the rest of the test cannot go on after
+  fail "$*"
+  exit 1
+}
+
+# --- processes ----------------------------------------------------------------------------------------
+# start_bg LOG CMD...: a background process in its own process group (so that SIGINT reaches it: a plain
+# `&` in a script ignores SIGINT, and our own signals do not hit it twice); sets BG_PID.
+start_bg() {
+  local log=$1
+  shift
+  set -m
+  "$@" >"$log" 2>&1 &
+  BG_PID=$!
+  set +m
+}
+# stop_pid PID SIGNAL SECONDS: signal, wait up to SECONDS, then SIGKILL; sets STOP_RC (exit status) and
+# STOP_KILLED=1 when it had to use SIGKILL.
+stop_pid() {
+  local pid=$1 sig=$2 secs=$3 i p keep=()
+  STOP_RC=0 STOP_KILLED=0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < secs * 10; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "lab_e2e: pid $pid ignored SIG$sig for ${secs}s; sending SIGKILL" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      STOP_KILLED=1
+    fi
+  fi
+  wait "$pid" 2>/dev/null
+  STOP_RC=$?
+  for p in "${BG_PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+  BG_PIDS=("${keep[@]}")
+}
+wait_for() { # SECONDS CMD...: poll CMD every 0.1 s
+  local secs=$1 i
+  shift
+  for ((i = 0; i < secs * 10; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# --- cleanup, always -------------------------------------------------------------------------------
+published() { # NAME: prints what a run of NAME left published (pins, state file, control socket)
+  local name=$1 f found=1
+  [[ ! -e $PIN_ROOT/$name ]] || { echo "$PIN_ROOT/$name"; found=0; }
+  for f in "$RUN_ROOT/$name".*; do
+    [[ -e $f ]] || continue
+    echo "$f"
+    found=0
+  done
+  return "$found"
+}
+exec 3>&1 4>&2 # stdout/stderr for the traps: they can fire inside a command whose output is redirected
+cleanup() {
+  local rc=$? pid id=${LAB_ID:-} left name
+  trap - EXIT INT TERM
+  exec 1>&3 2>&4
+  [[ -z $PIPE_PID ]] || stop_pid "$PIPE_PID" INT 10
+  for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" TERM 3; done
+  timeout 60 "$BASH" "$LAB_SH" down "$LAB" >/dev/null 2>&1
+  left=''
+  if [[ -n $id ]] && compgen -G "$LAB_NETNS_DIR/$id-*" >/dev/null; then
+    left+=" namespaces: $(compgen -G "$LAB_NETNS_DIR/$id-*" | tr '\n' ' ')"
+  fi
+  [[ ! -e $LAB_STATE_DIR/$LAB ]] || left+=" lab state file $LAB_STATE_DIR/$LAB"
+  for name in "$NAME1" "$NAME2"; do
+    if published "$name" >"$TMP/published"; then
+      left+=" $(tr '\n' ' ' <"$TMP/published")"
+      rm -rf -- "${PIN_ROOT:?}/${name:?}" "${RUN_ROOT:?}/${name:?}".* # do not leave them to the next run
+    fi
+  done
+  if [[ -n $left ]]; then
+    echo "FAIL: left behind after the test:$left"
+    FAILS=$((FAILS + 1))
+  else
+    echo "PASS: cleanup: lab $LAB${id:+ ($id)} removed, no namespace, no pins under $PIN_ROOT/{$NAME1,$NAME2}, no $RUN_ROOT/{$NAME1,$NAME2}.*"
+  fi
+  rm -rf -- "$TMP"
+  if ((FAILS > 0)); then
+    echo "lab_e2e ($MODE): $FAILS of $((CHECKS + 1)) checks FAILED"
+    ((rc != 0)) || rc=1 # keep 130/143 after an interrupt
+  elif ((rc == 0)); then
+    echo "lab_e2e ($MODE): all $((CHECKS + 1)) checks passed"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "FAIL: interrupted (SIGINT); cleaning up" >&3; FAILS=$((FAILS + 1)); exit 130' INT
+trap 'echo "FAIL: terminated (SIGTERM); cleaning up" >&3; FAILS=$((FAILS + 1)); exit 143' TERM
+
+# --- helpers on the lab --------------------------------------------------------------------------------
+xdp_lines() { ip -n "$LAB_NS_LB" link show dev "$LAB_IF_LB" | grep 'prog/xdp'; } # one line per program
+xdp_count() { xdp_lines | grep -c . || true; }
+xdp_ids() { xdp_lines | sed -n 's/.* id \([0-9]*\) .*/\1/p' | tr '\n' ' ' | sed 's/ $//'; }
+# The flag ip link shows for the mode: "xdp" (native, driver) or "xdpgeneric".
+mode_flag() { [[ $MODE == native ]] && echo xdp || echo xdpgeneric; }
+has_mode_flag() { ip -n "$LAB_NS_LB" link show dev "$LAB_IF_LB" | head -n 1 | grep -q " $(mode_flag) "; }
+
+# json_flatten: JSON on stdin -> PATH=VALUE lines for every scalar, e.g. dispatcher.counters.packets=3,
+# stages.2.name=no-8080 (plain awk: no jq needed).
+json_flatten() {
+  awk '
+    function path(   p, j) { p = ""; for (j = 1; j <= d; j++) p = p (j > 1 ? "." : "") (t[j] == "o" ? k[j] : ix[j]); return p }
+    function done_value() { if (d > 0) { if (t[d] == "a") ix[d]++; else wantkey[d] = 1 } }
+    { s = s $0 "\n" }
+    END {
+      d = 0
+      while (length(s) > 0) {
+        if (match(s, /^[ \t\r\n,:]+/)) { s = substr(s, RLENGTH + 1); continue }
+        c = substr(s, 1, 1)
+        if (c == "{" || c == "[") { d++; t[d] = (c == "{") ? "o" : "a"; ix[d] = 0; wantkey[d] = 1; s = substr(s, 2); continue }
+        if (c == "}" || c == "]") { d--; s = substr(s, 2); done_value(); continue }
+        if (c == "\"") {
+          if (!match(s, /^"([^"\\]|\\.)*"/)) { print "json_flatten: bad string" > "/dev/stderr"; exit 1 }
+          tok = substr(s, 2, RLENGTH - 2); s = substr(s, RLENGTH + 1)
+          if (t[d] == "o" && wantkey[d]) { k[d] = tok; wantkey[d] = 0; continue }
+          print path() "=" tok; done_value(); continue
+        }
+        if (!match(s, /^[-+.0-9a-zA-Z]+/)) { print "json_flatten: unexpected " substr(s, 1, 20) > "/dev/stderr"; exit 1 }
+        tok = substr(s, 1, RLENGTH); s = substr(s, RLENGTH + 1)
+        print path() "=" tok; done_value()
+      }
+    }'
+}
+# status_load NAME: `xdp-pipeline status NAME --json` into the associative array J (PATH -> value) and
+# STAGE_IDX (stage name -> index); the raw output stays in $TMP/status-NAME.json.
+declare -A J STAGE_IDX
+status_load() {
+  local name=$1 key value
+  J=() STAGE_IDX=()
+  timeout 20 "$BIN" status "$name" --json >"$TMP/status-$name.json" 2>"$TMP/status-$name.err" || return 1
+  json_flatten <"$TMP/status-$name.json" >"$TMP/status-$name.flat" || return 1
+  while IFS='=' read -r key value; do
+    J[$key]=$value
+    [[ $key =~ ^stages\.([0-9]+)\.name$ ]] && STAGE_IDX[$value]=${BASH_REMATCH[1]}
+  done <"$TMP/status-$name.flat"
+  [[ -n ${J[dispatcher.counters.packets]:-} ]]
+}
+stage_counter() { # STAGE COUNTER: from the last status_load
+  local i=${STAGE_IDX[$1]:-}
+  [[ -n $i ]] || { echo "?"; return; }
+  echo "${J[stages.$i.counters.$2]:-?}"
+}
+# Checks that the dispatcher's packets equal the sum of every verdict of the dispatcher and all stages.
+counters_add_up() { # NAME
+  local name=$1 sum=0 i v n prefixes=(dispatcher) p
+  n=${J[dispatcher.counters.packets]}
+  for ((i = 0; i < ${#STAGE_IDX[@]}; i++)); do prefixes+=("stages.$i"); done
+  for p in "${prefixes[@]}"; do
+    for v in aborted drop pass tx redirect; do
+      sum=$((sum + ${J[$p.counters.$v]:-0}))
+    done
+  done
+  if ((n == sum && n > 0)); then
+    pass "status $name: dispatcher packets ($n) = the sum of all verdicts of the dispatcher and its ${#STAGE_IDX[@]} stages ($sum)"
+  else
+    fail "status $name: dispatcher packets ($n) != the sum of all verdicts ($sum)"
+    show "$TMP/status-$name.json"
+  fi
+}
+
+# start_pipeline FILE TAG: `run FILE --netns --interface --mode` in the background; waits (bounded) until
+# ip link shows a program and run has published its control socket; sets PIPE_PID, output in
+# $TMP/TAG.out (events) and $TMP/TAG.err (logs).
+start_pipeline() {
+  local file=$1 tag=$2
+  start_bg "$TMP/$tag.all" bash -c 'exec "$@" >"'"$TMP/$tag.out"'" 2>"'"$TMP/$tag.err"'"' _ \
+    "$BIN" run "$file" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode "$MODE"
+  PIPE_PID=$BG_PID
+  # Ready: attached and published; or gone (then there is nothing to wait for).
+  ready_or_gone() { ! kill -0 "$PIPE_PID" 2>/dev/null || { [[ -n $(xdp_lines) ]] && grep -q ' control socket ' "$TMP/$tag.err"; }; }
+  wait_for 30 ready_or_gone
+  if ! kill -0 "$PIPE_PID" 2>/dev/null || [[ -z $(xdp_lines) ]] || ! grep -q ' control socket ' "$TMP/$tag.err"; then
+    stop_pid "$PIPE_PID" INT 5
+    PIPE_PID=''
+    fail "xdp-pipeline run $file did not attach within 30 s or exited (status $STOP_RC; ip link: $(xdp_lines))"
+    show "$TMP/$tag.err"
+    exit 1
+  fi
+  pass "xdp-pipeline run $(basename "$file") --netns $LAB_NS_LB --interface $LAB_IF_LB --mode $MODE: attached (pid $PIPE_PID)"
+}
+# stop_pipeline SIGNAL NAME TAG: the signal must make run detach and exit 0 and leave nothing behind.
+stop_pipeline() {
+  local sig=$1 name=$2 tag=$3 word
+  [[ $sig == INT ]] && word=Interrupt || word=Terminated
+  stop_pid "$PIPE_PID" "$sig" 10
+  PIPE_PID=''
+  if ((STOP_RC == 0 && STOP_KILLED == 0)); then
+    pass "SIG$sig: xdp-pipeline ($name) exited with status 0"
+  else
+    fail "SIG$sig: xdp-pipeline ($name) exited with status $STOP_RC$( ((STOP_KILLED)) && echo ' (had to be SIGKILLed)')"
+    show "$TMP/$tag.err"
+  fi
+  expect "SIG$sig: run said it detached ('detached from $LAB_IF_LB ($word)')" \
+    grep -qF "detached from $LAB_IF_LB ($word)" "$TMP/$tag.err"
+  if wait_for 3 bash -c "! ip -n '$LAB_NS_LB' link show dev '$LAB_IF_LB' | grep -q prog/xdp"; then
+    pass "SIG$sig: $LAB_IF_LB has no XDP program any more"
+  else
+    fail "SIG$sig: a program is still attached to $LAB_IF_LB: $(xdp_lines)"
+  fi
+  if published "$name" >"$TMP/published"; then
+    fail "SIG$sig: $name left pins or state files behind: $(tr '\n' ' ' <"$TMP/published")"
+  else
+    pass "SIG$sig: no pins under $PIN_ROOT/$name, no $RUN_ROOT/$name.*"
+  fi
+}
+# One program attached, the dispatcher of pipeline NAME (its prog id in status), in the requested mode.
+expect_one_program() { # NAME
+  local name=$1 n ids want
+  n=$(xdp_count)
+  ids=$(xdp_ids)
+  want=${J[dispatcher.prog_id]:-none}
+  if [[ $n == 1 && $ids == "$want" ]]; then
+    pass "exactly one XDP program on $LAB_IF_LB: id $ids, the dispatcher of '$name'"
+  else
+    fail "expected exactly one XDP program on $LAB_IF_LB, the dispatcher of '$name' (id $want); ip link shows $n: $ids"
+    ip -n "$LAB_NS_LB" link show dev "$LAB_IF_LB" | show
+  fi
+  expect "$LAB_IF_LB shows the '$(mode_flag)' flag ($MODE mode)" has_mode_flag
+}
+
+# --- clients ------------------------------------------------------------------------------------------
+# ping_vip COUNT FILE: COUNT pings from the client to the VIP, output in FILE; REPLY_FROM = the replies'
+# sources in order of icmp_seq, REPLY_SEQS = their sequence numbers.
+ping_vip() {
+  local count=$1 out=$2
+  lab_exec client timeout 30 ping -n -c "$count" -i 0.2 -W 2 "$LAB_VIP" >"$out" 2>&1
+  mapfile -t REPLY_FROM < <(sed -n 's/^[0-9]* bytes from \([0-9.]*\): icmp_seq=\([0-9]*\) .*/\1/p' "$out")
+  mapfile -t REPLY_SEQS < <(sed -n 's/^[0-9]* bytes from \([0-9.]*\): icmp_seq=\([0-9]*\) .*/\2/p' "$out")
+}
+# listener_count PORT: connections the socat listener on PORT has accepted so far.
+listener_count() { grep -c 'accepting connection from' "$TMP/socat-$1.log" || true; }
+# connect PORT SPORT: nc from the client (source port SPORT) to VIP:PORT; NC_RC, NC_OUT.
+connect() {
+  local port=$1 sport=$2
+  NC_RC=0
+  NC_OUT=$(lab_exec client timeout 10 nc -n -w 3 -p "$sport" "$LAB_VIP" "$port" </dev/null 2>&1) || NC_RC=$?
+}
+expect_refused_silently() { # PORT SPORT WHY: no answer, no connection at the listener
+  local port=$1 sport=$2 why=$3 before after
+  before=$(listener_count "$port")
+  connect "$port" "$sport"
+  sleep 0.2
+  after=$(listener_count "$port")
+  if ((NC_RC != 0)) && [[ $NC_OUT != *hello* ]] && ((after == before)); then
+    pass "TCP to $LAB_VIP:$port ($why): no answer (nc -w 3 failed, status $NC_RC) and the listener saw no connection"
+  else
+    fail "TCP to $LAB_VIP:$port ($why): expected no answer; nc status $NC_RC, output '${NC_OUT}', listener connections $before -> $after"
+  fi
+}
+expect_answered() { # PORT SPORT WHY
+  local port=$1 sport=$2 why=$3 want
+  want="hello from the lb port $port to $LAB_IP_CLIENT port $sport"
+  connect "$port" "$sport"
+  if [[ $NC_OUT == *"$want"* ]]; then
+    pass "TCP to $LAB_VIP:$port ($why): answered with the listener's greeting ('$want')"
+  else
+    fail "TCP to $LAB_VIP:$port ($why): expected '$want'; nc status $NC_RC, output '${NC_OUT}'"
+  fi
+}
+# capture ROLE TAG: tcpdump on ROLE's interface into $TMP/TAG.pcap, bounded by timeout; sets CAP_PID once
+# tcpdump says it is listening. --immediate-mode: without it libpcap hands packets over a ring block at a
+# time (when full or after its ~1 s timeout), and a SIGTERM loses the packets of the last block (seen
+# here: "27 packets received by filter", 19 captured). -U: each packet written to the file at once.
+capture() { # ROLE TAG [INTERFACE (default: ROLE's)]
+  local role=$1 tag=$2 ifc
+  ifc=LAB_IF_${role^^}
+  ifc=${3:-${!ifc}}
+  start_bg "$TMP/$tag.tcpdump.log" ip netns exec "$(lab_ns "$role")" timeout 120 \
+    tcpdump -i "$ifc" -p -nn --immediate-mode -U -w "$TMP/$tag.pcap"
+  CAP_PID=$BG_PID
+  BG_PIDS+=("$CAP_PID")
+  wait_for 10 grep -q 'listening on' "$TMP/$tag.tcpdump.log" || fatal "tcpdump on $role did not start: $(cat "$TMP/$tag.tcpdump.log")"
+}
+stop_capture() { # PID TAG: also fails if tcpdump lost a packet it had received
+  local got seen
+  stop_pid "$1" TERM 5
+  [[ -s $TMP/$2.pcap ]] || fail "capture $2 is empty or missing: $(cat "$TMP/$2.tcpdump.log")"
+  got=$(sed -n 's/^\([0-9]*\) packets\{0,1\} captured$/\1/p' "$TMP/$2.tcpdump.log")
+  seen=$(sed -n 's/^\([0-9]*\) packets\{0,1\} received by filter$/\1/p' "$TMP/$2.tcpdump.log")
+  if [[ -z $got || $got != "$seen" ]] || ! grep -q '^0 packets dropped by kernel$' "$TMP/$2.tcpdump.log"; then
+    fail "capture $2 is incomplete: $(tail -n 3 "$TMP/$2.tcpdump.log" | tr '\n' ' ')"
+  fi
+}
+
+hex_mac() { echo "${1//:/}" | tr 'A-F' 'a-f'; }
+hex_ip() { # 10.200.7.1 -> 0ac80701
+  local IFS=. octets
+  read -r -a octets <<<"$1"
+  printf '%02x%02x%02x%02x' "${octets[@]}"
+}
+# check_backend_capture ROLE TAG: exactly 4 echo requests, each client -> ROLE's address, from the lb's
+# MAC to ROLE's MAC, with a valid IPv4 header checksum (the sum of the header's 16-bit words is 0xffff).
+check_backend_capture() {
+  local role=$1 tag=$2 ipv macv pcap=$TMP/$2.pcap line hex='' n=0 good=0 bad_lines=() txt
+  ipv=LAB_IP_${role^^} macv=LAB_MAC_${role^^}
+  local want_dst want_src want_sip want_dip
+  want_dst=$(hex_mac "${!macv}") want_src=$(hex_mac "$LAB_MAC_LB")
+  want_sip=$(hex_ip "$LAB_IP_CLIENT") want_dip=$(hex_ip "${!ipv}")
+  txt=$TMP/$tag.requests.txt
+  timeout 20 tcpdump -r "$pcap" -nn -e -vv -xx 'icmp[icmptype] == icmp-echo' >"$txt" 2>/dev/null
+  check_one() { # the hex of one frame, from the Ethernet header on
+    local h=$1 ihl sum=0 i why=''
+    n=$((n + 1))
+    [[ ${h:0:12} == "$want_dst" ]] || why+=" dst MAC ${h:0:12} (want $want_dst)"
+    [[ ${h:12:12} == "$want_src" ]] || why+=" src MAC ${h:12:12} (want $want_src)"
+    [[ ${h:24:4} == 0800 ]] || why+=" ethertype ${h:24:4}"
+    ihl=$((16#${h:29:1}))
+    [[ ${h:28:1} == 4 ]] && ((ihl >= 5)) || why+=" not IPv4 with IHL>=5"
+    for ((i = 0; i < ihl * 2; i++)); do sum=$((sum + 16#${h:28+i*4:4})); done
+    while ((sum > 0xffff)); do sum=$(((sum & 0xffff) + (sum >> 16))); done
+    ((sum == 0xffff)) || why+=" IPv4 header checksum ${h:48:4} invalid (header sums to $(printf '%04x' "$sum"))"
+    [[ ${h:52:8} == "$want_sip" ]] || why+=" src IP ${h:52:8} (want $want_sip)"
+    [[ ${h:60:8} == "$want_dip" ]] || why+=" dst IP ${h:60:8} (want $want_dip)"
+    [[ ${h:28+ihl*8:2} == 08 ]] || why+=" ICMP type ${h:28+ihl*8:2}"
+    if [[ -z $why ]]; then good=$((good + 1)); else bad_lines+=("request $n:$why"); fi
+  }
+  while IFS= read -r line; do
+    if [[ $line =~ ^[[:space:]]+0x[0-9a-f]+:[[:space:]]+(.*)$ ]]; then
+      hex+=$(echo "${BASH_REMATCH[1]}" | cut -c1-40 | tr -d ' ')
+    elif [[ $line =~ ^[0-9] ]]; then
+      [[ -z $hex ]] || check_one "$hex"
+      hex=''
+    fi
+  done <"$txt"
+  [[ -z $hex ]] || check_one "$hex"
+  if ((n == 4 && good == 4)); then
+    pass "$role's capture: exactly 4 echo requests, each $LAB_IP_CLIENT -> ${!ipv}, $LAB_MAC_LB -> ${!macv} (its own MAC), valid IPv4 header checksum"
+  else
+    fail "$role's capture: expected 4 well-formed echo requests to ${!macv}/${!ipv} from $LAB_MAC_LB; saw $n, $good well-formed"
+    printf '%s\n' "${bad_lines[@]}" | show
+    show "$txt"
+  fi
+  if grep -q 'bad cksum' "$txt"; then
+    fail "$role's capture: tcpdump -vv reports a bad IPv4 checksum"
+    grep 'bad cksum' "$txt" | show
+  else
+    pass "$role's capture: tcpdump -vv reports no bad checksum"
+  fi
+}
+# The frames the client sent to the lb's MAC, in the metadata stage's own format (one line each).
+client_flows() { # PCAP
+  timeout 20 tcpdump -r "$1" -nn -q -t "ether src $LAB_MAC_CLIENT and ether dst $LAB_MAC_LB" 2>/dev/null | awk '
+    function split_port(a,   i) { i = match(a, /\.[0-9]+$/); if (i && split(a, parts, ".") == 5) { ADDR = parts[1] "." parts[2] "." parts[3] "." parts[4]; PORT = parts[5] } else { ADDR = a; PORT = 0 } }
+    $1 == "IP" {
+      dst = $4; sub(/:$/, "", dst)
+      if ($5 == "tcp") proto = "TCP"; else if ($5 == "UDP," || $5 == "udp") proto = "UDP"; else if ($5 == "ICMP") proto = "ICMP"; else proto = $5
+      split_port($2); sa = ADDR; sp = PORT
+      if (proto == "ICMP") { sa = $2; sp = 0 }
+      split_port(dst); da = ADDR; dp = PORT
+      if (proto == "ICMP") { da = dst; dp = 0 }
+      printf "Packet: %s:%s -> %s:%s, protocol: %s\n", sa, sp, da, dp, proto
+      next
+    }
+    { print "non-IPv4 frame: " $0 }'
+}
+
+# --- the lab and the pipeline files ---------------------------------------------------------------
+if ! lab_up "$LAB" >"$TMP/lab_up.log" 2>&1; then
+  fail "lab_up $LAB"
+  show "$TMP/lab_up.log"
+  exit 1
+fi
+pass "lab $LAB is up (run id $LAB_ID, subnet $LAB_SUBNET; client $LAB_IP_CLIENT, VIP $LAB_VIP, backends $LAB_IP_BE1 $LAB_IP_BE2)"
+
+# Run 1. The metadata stage comes right after parse, before the stages that decide, so that it sees every
+# packet that reaches the lb's interface: the pings that icmp_lb bounces with XDP_TX and the 8080 SYNs
+# that port_filter drops too. Its lines can then be compared with everything the client sent.
+FILE1=$TMP/$NAME1.toml
+cat >"$FILE1" <<EOF
+# lab_e2e: lab $LAB ($LAB_ID), $MODE mode. metadata before the deciding stages: it sees every packet.
+[pipeline]
+name = "$NAME1"
+interface = "$LAB_IF_LB"
+mode = "$MODE"
+default_verdict = "pass"
+
+[[stage]]
+name = "parse"
+plugin = "parse"
+
+[[stage]]
+name = "flows"
+plugin = "metadata"
+format = "text"
+sample = 1
+
+[[stage]]
+name = "no-8080"
+plugin = "port_filter"
+drop_tcp_dst = [8080]
+
+[[stage]]
+name = "ping-lb"
+plugin = "icmp_lb"
+vip = "$LAB_VIP"
+backends = [ { ip = "$LAB_IP_BE1", mac = "$LAB_MAC_BE1" }, { ip = "$LAB_IP_BE2", mac = "$LAB_MAC_BE2" } ]
+EOF
+# Run 2: another file, another pipeline; if anything of run 1 stayed attached, pings would still go to the
+# backends and 8080 would still be dropped.
+FILE2=$TMP/$NAME2.toml
+cat >"$FILE2" <<EOF
+# lab_e2e: lab $LAB ($LAB_ID), $MODE mode, the second run.
+[pipeline]
+name = "$NAME2"
+interface = "$LAB_IF_LB"
+mode = "$MODE"
+
+[[stage]]
+name = "parse"
+plugin = "parse"
+
+[[stage]]
+name = "no-8081"
+plugin = "port_filter"
+drop_tcp_dst = [8081]
+EOF
+for f in "$FILE1" "$FILE2"; do
+  if timeout 30 "$BIN" check "$f" >"$TMP/check.log" 2>&1; then
+    pass "xdp-pipeline check $(basename "$f")"
+  else
+    fail "xdp-pipeline check $(basename "$f")"
+    show "$TMP/check.log"
+    exit 1
+  fi
+done
+
+# Listeners on both ports of the lb for the whole test; each greeting names the peer and its source port
+# (no ',' or ':' in it: socat would take them for option and parameter separators).
+for port in 8080 8081; do
+  start_bg "$TMP/socat-$port.log" ip netns exec "$LAB_NS_LB" timeout 300 socat -d -d \
+    "TCP-LISTEN:$port,bind=$LAB_VIP,reuseaddr,fork" \
+    "SYSTEM:echo hello from the lb port $port to \$SOCAT_PEERADDR port \$SOCAT_PEERPORT"
+  BG_PIDS+=("$BG_PID")
+done
+listening() { ip netns exec "$LAB_NS_LB" ss -Hltn "sport = :$1" | grep -q LISTEN; }
+{ wait_for 10 listening 8080 && wait_for 10 listening 8081; } || fatal "socat did not listen on 8080/8081: $(cat "$TMP"/socat-*.log)"
+
+# --- without XDP: the baseline ----------------------------------------------------------------------
+expect "no XDP program on $LAB_IF_LB before run" [ "$(xdp_count)" = 0 ]
+ping_vip 2 "$TMP/ping0.txt"
+if ((${#REPLY_FROM[@]} == 2)) && [[ ${REPLY_FROM[0]} == "$LAB_VIP" && ${REPLY_FROM[1]} == "$LAB_VIP" ]]; then
+  pass "without XDP: 2 pings to the VIP answered by the lb itself"
+else
+  fail "without XDP: expected 2 replies from $LAB_VIP, got: ${REPLY_FROM[*]:-none}"
+  show "$TMP/ping0.txt"
+fi
+expect_answered 8080 47080 "without XDP, so the listener works"
+
+# --- run 1 ------------------------------------------------------------------------------------------
+capture client client1
+CAP_CLIENT=$CAP_PID
+capture sw lbport "$LAB_PORT_LB" # a witness: what the bridge hands to the lb, shown when flows differ
+CAP_LBPORT=$CAP_PID
+capture be1 be1
+CAP_BE1=$CAP_PID
+capture be2 be2
+CAP_BE2=$CAP_PID
+start_pipeline "$FILE1" run1
+status_load "$NAME1" || fatal "xdp-pipeline status $NAME1 --json failed: $(cat "$TMP/status-$NAME1.err")"
+RUN1_PROG=${J[dispatcher.prog_id]}
+expect_one_program "$NAME1"
+
+ping_vip 8 "$TMP/ping1.txt"
+alternating=1
+for ((i = 0; i < ${#REPLY_FROM[@]}; i++)); do
+  [[ ${REPLY_FROM[i]} == "$LAB_IP_BE1" || ${REPLY_FROM[i]} == "$LAB_IP_BE2" ]] || alternating=0
+  ((i == 0)) || [[ ${REPLY_FROM[i]} != "${REPLY_FROM[i - 1]}" ]] || alternating=0
+  [[ ${REPLY_SEQS[i]} == $((i + 1)) ]] || alternating=0
+done
+if ((${#REPLY_FROM[@]} == 8 && alternating)); then
+  pass "8 pings to the VIP: 8 replies (icmp_seq 1..8), strictly alternating: ${REPLY_FROM[*]}"
+else
+  fail "8 pings to the VIP: expected 8 replies (icmp_seq 1..8) alternating between $LAB_IP_BE1 and $LAB_IP_BE2; got ${#REPLY_FROM[@]}: ${REPLY_FROM[*]:-none}"
+  show "$TMP/ping1.txt"
+fi
+
+expect_refused_silently 8080 "$SPORT_8080" "dropped by port_filter"
+expect_answered 8081 "$SPORT_8081" "not filtered"
+sleep 0.5 # the last ACKs of the 8081 flow
+
+# Counters while it runs.
+if status_load "$NAME1"; then
+  counters_add_up "$NAME1"
+  tx=$(stage_counter ping-lb tx)
+  if [[ $tx == 8 ]]; then pass "status $NAME1: ping-lb tx = 8"; else fail "status $NAME1: ping-lb tx = $tx, expected 8"; fi
+  lost=0
+  for s in dispatcher parse flows no-8080 ping-lb; do
+    [[ $s == dispatcher ]] && v=${J[dispatcher.counters.events_lost]:-?} || v=$(stage_counter "$s" events_lost)
+    [[ $v == 0 ]] || lost=1
+  done
+  expect "status $NAME1: no event lost" [ "$lost" = 0 ]
+  flows_seen=$(stage_counter flows packets)
+  expect "status $NAME1: flows (metadata) saw every packet of the dispatcher (${J[dispatcher.counters.packets]})" \
+    [ "$flows_seen" = "${J[dispatcher.counters.packets]}" ]
+else
+  fail "xdp-pipeline status $NAME1 --json failed while running: $(cat "$TMP/status-$NAME1.err")"
+fi
+
+stop_capture "$CAP_CLIENT" client1
+stop_capture "$CAP_LBPORT" lbport
+stop_capture "$CAP_BE1" be1
+stop_capture "$CAP_BE2" be2
+check_backend_capture be1 be1
+check_backend_capture be2 be2
+
+client_flows "$TMP/client1.pcap" >"$TMP/sent.txt"
+syns_8080=$(grep -cxF "Packet: $LAB_IP_CLIENT:$SPORT_8080 -> $LAB_VIP:8080, protocol: TCP" "$TMP/sent.txt" || true)
+drop=$(stage_counter no-8080 drop)
+expect "status $NAME1: no-8080 dropped $drop packets = the $syns_8080 SYNs the client sent to 8080" \
+  [ "$drop" = "$syns_8080" -a "$syns_8080" -ge 1 ]
+sent_total=$(grep -c . "$TMP/sent.txt" || true)
+expect "status $NAME1: the dispatcher's packets (${J[dispatcher.counters.packets]:-?}) = the frames the client sent to the lb ($sent_total)" \
+  [ "${J[dispatcher.counters.packets]:-x}" = "$sent_total" ]
+
+stop_pipeline INT "$NAME1" run1
+
+# The metadata lines (after the stop: run has drained its ring buffer by then).
+grep '^Packet:' "$TMP/run1.out" >"$TMP/meta.txt" || true
+if grep -v '^Packet:' "$TMP/run1.out" >"$TMP/other.txt"; then
+  fail "run 1's stdout has lines that are not events"
+  show "$TMP/other.txt"
+fi
+icmp_line="Packet: $LAB_IP_CLIENT:0 -> $LAB_VIP:0, protocol: ICMP"
+tcp80_line="Packet: $LAB_IP_CLIENT:$SPORT_8080 -> $LAB_VIP:8080, protocol: TCP"
+tcp81_line="Packet: $LAB_IP_CLIENT:$SPORT_8081 -> $LAB_VIP:8081, protocol: TCP"
+n_icmp=$(grep -cxF "$icmp_line" "$TMP/meta.txt" || true)
+n_80=$(grep -cxF "$tcp80_line" "$TMP/meta.txt" || true)
+n_81=$(grep -cxF "$tcp81_line" "$TMP/meta.txt" || true)
+n_all=$(grep -c . "$TMP/meta.txt" || true)
+expect "metadata: 8 lines '$icmp_line' (the pings; got $n_icmp)" [ "$n_icmp" = 8 ]
+expect "metadata: $n_80 lines '$tcp80_line' = the SYNs the client sent to 8080 ($syns_8080)" \
+  [ "$n_80" = "$syns_8080" -a "$n_80" -ge 1 ]
+expect "metadata: $n_81 lines '$tcp81_line' (the 8081 flow: at least SYN, ACK, FIN)" [ "$n_81" -ge 3 ]
+if ((n_all == n_icmp + n_80 + n_81)); then
+  pass "metadata: no other line ($n_all lines in all)"
+else
+  fail "metadata: $((n_all - n_icmp - n_80 - n_81)) lines for flows that were not sent:"
+  grep -vxF -e "$icmp_line" -e "$tcp80_line" -e "$tcp81_line" "$TMP/meta.txt" | show
+fi
+if diff <(sort "$TMP/sent.txt") <(sort "$TMP/meta.txt") >"$TMP/meta.diff"; then
+  pass "metadata: exactly one line per frame the client sent to the lb ($sent_total frames, from the client's capture)"
+else
+  fail "metadata lines differ from the frames the client sent to the lb (< sent, > metadata):"
+  show "$TMP/meta.diff"
+  for c in client1 lbport; do
+    echo "      what the capture '$c' holds from the client to the lb ($(tail -n 3 "$TMP/$c.tcpdump.log" | tr '\n' ' ')):"
+    timeout 20 tcpdump -r "$TMP/$c.pcap" -nn -tt -S "ether src $LAB_MAC_CLIENT and ether dst $LAB_MAC_LB" 2>&1 | show
+  done
+fi
+
+# --- run 2: another file on the same interface ---------------------------------------------------
+capture be1 be1-2
+CAP_BE1=$CAP_PID
+capture be2 be2-2
+CAP_BE2=$CAP_PID
+start_pipeline "$FILE2" run2
+if status_load "$NAME2"; then
+  RUN2_PROG=${J[dispatcher.prog_id]}
+  expect_one_program "$NAME2"
+  expect "run 2's dispatcher (id $RUN2_PROG) is not run 1's (id $RUN1_PROG)" [ "$RUN2_PROG" != "$RUN1_PROG" ]
+  stages2=$(for ((i = 0; i < ${#STAGE_IDX[@]}; i++)); do printf '%s ' "${J[stages.$i.name]}"; done)
+  expect "status $NAME2: the stages of the new file (parse no-8081), got: $stages2" [ "$stages2" = "parse no-8081 " ]
+else
+  fail "xdp-pipeline status $NAME2 --json failed: $(cat "$TMP/status-$NAME2.err")"
+fi
+
+ping_vip 4 "$TMP/ping2.txt"
+self=1
+for ((i = 0; i < ${#REPLY_FROM[@]}; i++)); do [[ ${REPLY_FROM[i]} == "$LAB_VIP" ]] || self=0; done
+if ((${#REPLY_FROM[@]} == 4 && self)); then
+  pass "run 2: 4 pings to the VIP answered by the lb itself ($LAB_VIP): no icmp_lb left"
+else
+  fail "run 2: expected 4 replies from $LAB_VIP; got ${#REPLY_FROM[@]}: ${REPLY_FROM[*]:-none}"
+  show "$TMP/ping2.txt"
+fi
+expect_refused_silently 8081 $((SPORT_8081 + 100)) "run 2 drops 8081"
+expect_answered 8080 $((SPORT_8080 + 100)) "run 2 does not drop 8080"
+sleep 0.3
+stop_capture "$CAP_BE1" be1-2
+stop_capture "$CAP_BE2" be2-2
+for b in be1 be2; do
+  n=$(timeout 20 tcpdump -r "$TMP/$b-2.pcap" -nn 'icmp[icmptype] == icmp-echo' 2>/dev/null | grep -c . || true)
+  expect "run 2: $b received no echo request (got $n)" [ "$n" = 0 ]
+done
+if status_load "$NAME2"; then
+  counters_add_up "$NAME2"
+  d81=$(stage_counter no-8081 drop)
+  expect "status $NAME2: no-8081 dropped the 8081 SYNs (drop = $d81)" [ "$d81" -ge 1 ]
+else
+  fail "xdp-pipeline status $NAME2 --json failed while running: $(cat "$TMP/status-$NAME2.err")"
+fi
+n_meta2=$(grep -c . "$TMP/run2.out" || true)
+expect "run 2 (no metadata stage) printed no event line (got $n_meta2)" [ "$n_meta2" = 0 ]
+
+stop_pipeline TERM "$NAME2" run2
+expect "no XDP program on $LAB_IF_LB at the end" [ "$(xdp_count)" = 0 ]
+((FAILS == 0))
