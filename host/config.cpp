@@ -158,6 +158,8 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
     stage.name = frame.required<std::string>("name");
     if (!valid_name(stage.name))
       frame.fail(*frame.find("name"), "name", "'" + stage.name + "' is not a name (letters, digits, _ . -, at most 32)");
+    if (stage.name == "dispatcher")
+      frame.fail(*frame.find("name"), "name", "'dispatcher' is reserved for the root program (its pins and counters)");
     for (const auto& other : spec.stages)
       if (other.name == stage.name) frame.fail(*frame.find("name"), "name", "duplicate stage name '" + stage.name + "'");
 
@@ -190,6 +192,8 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
       throw ConfigError(error.what());
     } catch (const std::exception& error) {
       throw std::runtime_error(error.what());
+    } catch (...) {
+      throw std::runtime_error("stage '" + stage.name + "': the plugin threw while validating its settings");
     }
     settings.reject_unread_keys();
     stage.settings = table;

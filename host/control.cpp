@@ -75,19 +75,22 @@ Result<std::unique_ptr<ControlServer>> ControlServer::listen(const std::string& 
   std::filesystem::create_directories(kRunRoot, error);
   if (::chmod(kRunRoot.c_str(), 0700) != 0) return fail(kRunRoot.string(), ": ", std::strerror(errno));
   std::unique_ptr<ControlServer> self(new ControlServer());
-  self->path_ = socket_path(name);
-  if (connect_to(self->path_)) return fail("pipeline '", name, "' is already running (its control socket answers)");
-  ::unlink(self->path_.c_str());  // a stale socket of a killed run
+  const std::string path = socket_path(name);
+  // A live pipeline of that name answers: leave its socket alone (path_ stays empty, so the destructor
+  // unlinks nothing).
+  if (connect_to(path)) return fail("pipeline '", name, "' is already running (its control socket answers)");
+  ::unlink(path.c_str());  // a stale socket of a killed run
   self->listener_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!self->listener_) return fail("socket: ", std::strerror(errno));
-  auto address = address_of(self->path_);
+  auto address = address_of(path);
   if (!address) return address.error();
   // The umask makes the socket 0600 from its creation: no window in which another user could connect.
   mode_t previous = ::umask(0177);
   int bound = ::bind(self->listener_.get(), reinterpret_cast<const sockaddr*>(&*address), sizeof(*address));
   ::umask(previous);
-  if (bound != 0) return fail(self->path_, ": ", std::strerror(errno));
-  if (::listen(self->listener_.get(), 8) != 0) return fail(self->path_, ": listen: ", std::strerror(errno));
+  if (bound != 0) return fail(path, ": ", std::strerror(errno));
+  self->path_ = path;  // ours from here on: removed by the destructor
+  if (::listen(self->listener_.get(), 8) != 0) return fail(path, ": listen: ", std::strerror(errno));
   return self;
 }
 

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "bpf_object.h"
+#include "log.h"
 
 namespace xdpp {
 
@@ -133,11 +134,17 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, s
   XDPP_TRY(loaded.set_constant("xdpp_default_verdict", default_verdict));
   XDPP_TRY(loaded.reuse_map(XDPP_CHAIN_MAP_NAME, shared.chain));
   XDPP_TRY(loaded.reuse_map(XDPP_SCRATCH_MAP_NAME, shared.scratch));
-  XDPP_TRY(spec.stage->before_load(loaded).context(where));
+  XDPP_TRY(call_plugin(where, [&] { return spec.stage->before_load(loaded); }).context(where));
   if (previous) XDPP_TRY(carry_over_maps(loaded, *previous, reset_state).context(where));
   XDPP_TRY(loaded.load());
-  XDPP_TRY(spec.stage->configure(loaded).context(where));
   return std::move(*object);
+}
+
+// The plugin writes the stage's maps. For a stage that took over live maps this is the moment its
+// configuration reaches packets: callers do it only once everything else has loaded.
+Status configure_stage(const StageSpec& spec, LoadedObject& object) {
+  const std::string where = "stage '" + spec.name + "'";
+  return call_plugin(where, [&] { return spec.stage->configure(object); }).context(where);
 }
 
 std::shared_ptr<Stage> create_stage(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
@@ -150,6 +157,9 @@ std::shared_ptr<Stage> create_stage(const std::shared_ptr<LoadedPlugin>& plugin,
     return stage;
   } catch (const std::exception& failure) {
     error = failure.what();
+    return nullptr;
+  } catch (...) {
+    error = "stage '" + name + "': the plugin threw while validating its settings";
     return nullptr;
   }
 }
@@ -229,6 +239,15 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
     self->stages_.back().prog_id = self->stages_.back().object->prog_id();
   }
 
+  // Every object loaded and verified: only now do the plugins write the maps, some of which the running
+  // chain may share (a rebuild). A failure puts back what the previous pipeline's stages had written.
+  for (std::size_t slot = 0; slot < self->stages_.size(); ++slot) {
+    if (auto configured = configure_stage(self->stages_[slot].spec, *self->stages_[slot].object); !configured) {
+      if (previous) self->restore_configuration(*previous, slot);
+      return configured.error();
+    }
+  }
+
   // Fill the chain back to front: a stage becomes reachable only once its successor is in place.
   for (int slot = static_cast<int>(self->stages_.size()) - 1; slot >= 0; --slot) {
     std::uint32_t key = slot;
@@ -294,6 +313,8 @@ Status Pipeline::swap_stage(const std::string& name, SwapRequest request) {
                   "', stage '", name, "' runs '", live->spec.plugin_name, "'");
     next.plugin = request.plugin;
   }
+  if (request.plugin_file) next.plugin_file = *request.plugin_file;
+  if (request.settings) next.settings = *request.settings;
   if (request.stage) {
     next.stage = request.stage;
   } else {
@@ -309,41 +330,117 @@ Status Pipeline::swap_stage(const std::string& name, SwapRequest request) {
                                   request.reset_state);
   if (!object) return object.error();
 
+  // Loaded and verified; now the plugin writes the maps (with carried-over maps, the live ones). What
+  // fails from here on puts the old stage's configuration back.
+  const bool shared_maps = !request.reset_state;
+  auto restore = [&] {
+    if (shared_maps) (void)configure_stage(live->spec, *live->object);
+  };
+  if (auto configured = configure_stage(next, **object); !configured) {
+    restore();
+    return configured;
+  }
   // Events already queued belong to the plugin that is leaving: hand them over before it goes.
   if (impl_->handler_for_swaps) (void)consume_events(impl_->handler_for_swaps);
   // The switch: one map update, atomic for packets (each sees the old program or the new one).
   std::uint32_t key = live->slot;
   int fd = (*object)->prog_fd();
-  if (bpf_map_update_elem(chain->fd, &key, &fd, BPF_ANY) != 0)
-    return fail("stage '", name, "': chain slot ", std::to_string(key), ": ", std::strerror(errno));
+  if (bpf_map_update_elem(chain->fd, &key, &fd, BPF_ANY) != 0) {
+    const int err = errno;
+    restore();
+    return fail("stage '", name, "': chain slot ", std::to_string(key), ": ", std::strerror(err));
+  }
   live->spec = std::move(next);
   live->object = std::move(*object);  // the old program is freed once no packet runs it
   live->prog_id = live->object->prog_id();
-  return rebuild_event_readers();
+  spec_.stages[live->slot] = live->spec;
+  if (auto readers = rebuild_event_readers(); !readers)
+    return fail("stage '", name, "' was swapped, but its events cannot be read: ", readers.error().message);
+  return {};
 }
 
-Status Pipeline::reconfigure_stage(const std::string& name, const toml::table& settings, const std::string& source) {
-  LiveStage* live = find_stage(name);
-  if (!live) return fail("no stage '", name, "' in pipeline '", spec_.name, "'");
-  std::string error;
-  auto stage = create_stage(live->spec.plugin, settings, source, name, error);
-  if (!stage) return Error{error};
-
-  // A load-time constant (.rodata, a ring's size) can only change with a new program: swap the same files.
-  RecordingObject before(name, interface_), after(name, interface_);
-  XDPP_TRY(live->spec.stage->before_load(before));
-  XDPP_TRY(stage->before_load(after));
-  if (before.recorded() != after.recorded()) {
-    toml::table previous_settings = live->spec.settings;
-    live->spec.settings = settings;
-    auto swapped = swap_stage(name, SwapRequest{.object = std::nullopt, .plugin = nullptr, .stage = stage, .reset_state = false});
-    if (!swapped) live->spec.settings = std::move(previous_settings);
-    return swapped;
+Status Pipeline::reconfigure_stages(const std::vector<std::pair<std::string, toml::table>>& changes,
+                                    const std::string& source) {
+  // Validate every change before applying any.
+  struct Change {
+    LiveStage* live;
+    std::shared_ptr<Stage> stage;
+    const toml::table* settings;
+    bool needs_swap;
+  };
+  std::vector<Change> prepared;
+  for (const auto& [name, settings] : changes) {
+    LiveStage* live = find_stage(name);
+    if (!live) return fail("no stage '", name, "' in pipeline '", spec_.name, "'");
+    std::string error;
+    auto stage = create_stage(live->spec.plugin, settings, source, name, error);
+    if (!stage) return Error{error};
+    // A load-time constant (.rodata, a map's size) changes only with a new program: swap the same files.
+    RecordingObject before(name, interface_), after(name, interface_);
+    XDPP_TRY(call_plugin("stage '" + name + "'", [&] { return live->spec.stage->before_load(before); }));
+    XDPP_TRY(call_plugin("stage '" + name + "'", [&] { return stage->before_load(after); }));
+    prepared.push_back({live, std::move(stage), &settings, before.recorded() != after.recorded()});
   }
-  XDPP_TRY(stage->configure(*live->object).context("stage '" + name + "'"));
-  live->spec.stage = std::move(stage);
-  live->spec.settings = settings;
+
+  // Apply in order; on a failure, put back what was already applied, newest first.
+  struct Undo {
+    LiveStage* live;
+    StageSpec spec;
+    bool swapped;
+  };
+  std::vector<Undo> applied;
+  auto roll_back = [&] {
+    for (auto undo = applied.rbegin(); undo != applied.rend(); ++undo) {
+      Status restored = undo->swapped ? swap_stage(undo->spec.name, SwapRequest{.object = undo->spec.object_path,
+                                                                                 .plugin = undo->spec.plugin,
+                                                                                 .stage = undo->spec.stage,
+                                                                                 .settings = undo->spec.settings,
+                                                                                 .plugin_file = undo->spec.plugin_file})
+                                      : configure_stage(undo->spec, *undo->live->object);
+      if (restored) {
+        undo->live->spec = undo->spec;
+        spec_.stages[undo->live->slot] = undo->spec;
+      } else {
+        log::warn("restoring " + restored.error().message);
+      }
+    }
+  };
+  for (Change& change : prepared) {
+    Undo undo{change.live, change.live->spec, change.needs_swap};
+    Status done;
+    if (change.needs_swap) {
+      SwapRequest request;
+      request.stage = change.stage;
+      request.settings = *change.settings;
+      done = swap_stage(change.live->spec.name, std::move(request));
+    } else {
+      StageSpec next = change.live->spec;
+      next.stage = change.stage;
+      next.settings = *change.settings;
+      done = configure_stage(next, *change.live->object);
+      if (done) {
+        change.live->spec = std::move(next);
+        spec_.stages[change.live->slot] = change.live->spec;
+      }
+    }
+    if (!done) {
+      if (!change.needs_swap) (void)configure_stage(undo.spec, *change.live->object);  // a half-written set
+      roll_back();
+      return done;
+    }
+    applied.push_back(std::move(undo));
+  }
   return {};
+}
+
+void Pipeline::restore_configuration(Pipeline& previous, std::size_t count) {
+  for (std::size_t slot = count; slot-- > 0;) {
+    const LiveStage& stage = stages_[slot];
+    LiveStage* old = previous.find_stage(stage.spec.name);
+    if (!old || old->spec.plugin_name != stage.spec.plugin_name) continue;  // fresh maps: nothing shared
+    if (auto restored = configure_stage(old->spec, *old->object); !restored)
+      log::warn("restoring " + restored.error().message);
+  }
 }
 
 Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec) {
@@ -351,8 +448,11 @@ Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec) {
   if (!next) return next.error();
   if (attached()) {
     LIBBPF_OPTS(bpf_link_update_opts, options, .flags = BPF_F_REPLACE, .old_prog_fd = static_cast<__u32>(dispatcher_->prog_fd()));
-    if (bpf_link_update(link_fd_, (*next)->dispatcher_fd(), &options) != 0)
-      return fail("switching the interface to the new chain: ", std::strerror(errno));
+    if (bpf_link_update(link_fd_, (*next)->dispatcher_fd(), &options) != 0) {
+      const int err = errno;
+      (*next)->restore_configuration(*this, (*next)->stages_.size());
+      return fail("switching the interface to the new chain: ", std::strerror(err));
+    }
     (*next)->link_fd_ = link_fd_;
     link_fd_ = -1;
   }

@@ -54,6 +54,8 @@ struct SwapRequest {
   std::optional<std::filesystem::path> object;   // new BPF object; default: the stage's current one
   std::shared_ptr<LoadedPlugin> plugin;          // new plugin; default: the current one
   std::shared_ptr<Stage> stage;                  // already validated stage; default: created from the settings
+  std::optional<toml::table> settings;           // the settings `stage` was made from; default: unchanged
+  std::optional<std::filesystem::path> plugin_file;  // where `plugin` came from, for later reloads
   bool reset_state = false;                      // start with fresh maps instead of the old ones
 };
 
@@ -89,10 +91,11 @@ class Pipeline {
   /// then one atomic update of the chain slot switches it in. Any failure changes nothing.
   Status swap_stage(const std::string& name, SwapRequest request);
 
-  /// Applies new settings to stage `name`: its plugin rewrites the maps in place, or, when a load-time
-  /// constant changes, the same files are swapped in with the new settings. Any failure changes nothing.
-  /// `source` names where the settings came from in error messages (the file, or "set").
-  Status reconfigure_stage(const std::string& name, const toml::table& settings, const std::string& source);
+  /// Applies new settings to stages (name, settings): each plugin rewrites its maps in place, or, when a
+  /// load-time constant changes, the same files are swapped in with the new settings. Every change is
+  /// validated before any is applied; a failure puts back what was applied. `source` names where the
+  /// settings came from in messages (the file, or "set").
+  Status reconfigure_stages(const std::vector<std::pair<std::string, toml::table>>& changes, const std::string& source);
 
   /// A new pipeline for `spec` (other stages, order, or pipeline settings) with its own chain and
   /// dispatcher; stages whose name and plugin it shares with this one take over their maps (state).
@@ -132,6 +135,8 @@ class Pipeline {
   static Result<std::unique_ptr<Pipeline>> load_reusing(PipelineSpec spec, const SearchPaths& paths,
                                                         InterfaceInfo interface, Pipeline* previous);
   Status rebuild_event_readers();
+  /// Has `previous`'s stages rewrite the maps they share with the first `count` of this one's stages.
+  void restore_configuration(Pipeline& previous, std::size_t count);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   PipelineSpec spec_;

@@ -23,6 +23,19 @@ class LoadedPlugin {
 /// (its destructor and vtable live in the plugin).
 std::shared_ptr<Stage> adopt_stage(std::unique_ptr<Stage> stage, std::shared_ptr<LoadedPlugin> plugin);
 
+/// Calls into a plugin (before_load, configure, ...) and turns anything it throws into an Error while the
+/// plugin is still loaded (the exception's type and message may live in the plugin's code).
+template <class Call>
+Status call_plugin(const std::string& what, Call&& call) noexcept {
+  try {
+    return call();
+  } catch (const std::exception& error) {
+    return Error{what + ": the plugin threw: " + error.what()};
+  } catch (...) {
+    return Error{what + ": the plugin threw"};
+  }
+}
+
 /// Checks that `file` is owned by root and writable by nobody else (nor is its directory).
 Status check_plugin_file_safe(const std::filesystem::path& file);
 

@@ -163,13 +163,12 @@ class Runner {
     if (edited->metrics != running.metrics) return fail("the metrics address changed; that takes a new run");
     if (same_shape(running, *edited)) {
       // Same stages in the same order: untouched stages stay as they are, changed settings apply in place.
-      std::vector<std::string> changed;
+      std::vector<std::pair<std::string, toml::table>> changed;
       for (std::size_t i = 0; i < edited->stages.size(); ++i)
-        if (!(edited->stages[i].settings == running.stages[i].settings)) changed.push_back(edited->stages[i].name);
+        if (!(edited->stages[i].settings == running.stages[i].settings))
+          changed.emplace_back(edited->stages[i].name, edited->stages[i].settings);
       std::lock_guard lock(mutex_);
-      for (const auto& stage : changed) {
-        XDPP_TRY(pipeline_->reconfigure_stage(stage, edited->stages[index_of(*edited, stage)].settings, edited->file));
-      }
+      XDPP_TRY(pipeline_->reconfigure_stages(changed, edited->file));
       what = "reloaded " + edited->file + ": " + std::to_string(changed.size()) + " stage(s) reconfigured in place";
       return {};
     }
@@ -193,12 +192,6 @@ class Runner {
   void set_mode(std::string mode) { mode_ = std::move(mode); }
 
  private:
-  static std::size_t index_of(const PipelineSpec& spec, const std::string& stage) {
-    for (std::size_t i = 0; i < spec.stages.size(); ++i)
-      if (spec.stages[i].name == stage) return i;
-    return 0;
-  }
-
   Status swap(const nlohmann::json& request) {
     const std::string stage = request.value("stage", "");
     std::lock_guard lock(mutex_);
@@ -214,11 +207,11 @@ class Runner {
     auto plugin = load_plugin_fresh(plugin_file, pipeline_->spec().plugin_dirs, kRunRoot / (name_ + ".plugins"));
     if (!plugin) return plugin.error();
     swap.plugin = *plugin;
+    swap.plugin_file = plugin_file;
     const bool fresh_maps = swap.reset_state;
     const auto t1 = std::chrono::steady_clock::now();
     XDPP_TRY(pipeline_->swap_stage(stage, std::move(swap)));
     const auto t2 = std::chrono::steady_clock::now();
-    pipeline_->find_stage(stage)->spec.plugin_file = plugin_file;
     publish_quietly(fresh_maps);
     auto ms = [](auto a, auto b) { return std::to_string(std::chrono::duration<double, std::milli>(b - a).count()); };
     log::debug("stage '" + stage + "': swap: plugin " + ms(t0, t1) + " ms, load+verify+switch " + ms(t1, t2) +
@@ -234,7 +227,7 @@ class Runner {
     toml::table settings = live->spec.settings;
     for (const auto& assignment : request.value("assignments", std::vector<std::string>{}))
       XDPP_TRY(apply_assignment(settings, assignment));
-    XDPP_TRY(pipeline_->reconfigure_stage(stage, settings, "set"));
+    XDPP_TRY(pipeline_->reconfigure_stages({{stage, settings}}, "set"));
     publish_quietly();
     return {};
   }

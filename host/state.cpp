@@ -103,7 +103,7 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
                       {"slot", stage.slot},
                       {"prog_id", stage.prog_id},
                       {"object", stage.object->file().string()},
-                      {"plugin_file", stage.spec.plugin->path().string()},
+                      {"plugin_file", stage.spec.plugin_file.string()},
                       {"pins", pinning ? (root / stage.spec.name).string() : ""}});
   }
   nlohmann::json state = {{"name", name},

@@ -56,7 +56,8 @@ nlohmann::json counters_json(const CounterTotals& totals) {
 double rate(const Sample& before, const Sample& after, const std::string& key) {
   double seconds = std::chrono::duration<double>(after.at - before.at).count();
   if (seconds <= 0) return 0;
-  return (after.counters.at(key).packets - before.counters.at(key).packets) / seconds;
+  const auto then = before.counters.at(key).packets, now = after.counters.at(key).packets;
+  return now < then ? 0 : (now - then) / seconds;  // counters restart on a swap with fresh maps
 }
 
 nlohmann::json status_json(const RunState& run, const Sample& before, const Sample& after) {
@@ -123,6 +124,8 @@ int command_status(const CommandOptions& options) {
   signal(SIGTERM, on_stop);
   std::map<std::string, Sample> previous;
   do {
+    // A swap with fresh maps or a reload changes map ids: read the state anew each refresh.
+    runs = published_runs(name);
     nlohmann::json all = nlohmann::json::array();
     std::string screen;
     for (const RunState& run : runs) {

@@ -98,8 +98,10 @@ class Settings {
   /// The same, positioned at a source region: a key's own (toml::key::source()) inside a nested table.
   [[noreturn]] void fail(const toml::source_region& where, std::string_view key, const std::string& message) const {
     const auto& begin = where.begin;
-    throw ConfigError(file_ + ":" + std::to_string(begin.line) + ":" + std::to_string(begin.column) + ": " +
-                      scope_ + ": key '" + std::string(key) + "': " + message);
+    // A value that did not come from a file (`set KEY=VALUE`, a copied table) has no position.
+    const std::string position =
+        begin.line == 0 ? "" : ":" + std::to_string(begin.line) + ":" + std::to_string(begin.column);
+    throw ConfigError(file_ + position + ": " + scope_ + ": key '" + std::string(key) + "': " + message);
   }
 
   /// Throws a ConfigError positioned at the stage's table (for a missing key).
