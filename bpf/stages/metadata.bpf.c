@@ -57,6 +57,7 @@ static __always_inline void fill_from_packet(struct metadata_event *event, const
 	/* Ring memory is reused: leave no bytes of an older event behind. */
 	event->pad[0] = 0;
 	event->pad[1] = 0;
+	event->reserved = 0;
 }
 
 XDPP_STAGE(metadata)(struct xdp_md *xdp, struct xdpp_packet *pkt)

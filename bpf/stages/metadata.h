@@ -23,6 +23,8 @@ struct metadata_event {
 	__u8 pad[2];
 	__u8 saddr[16];         /* network order; IPv4 in the first 4 bytes */
 	__u8 daddr[16];
+	__u32 reserved;         /* explicit tail padding (the struct is 8-aligned): written as 0, so that no
+	                         * stale ring-buffer bytes reach user space */
 };
 
 /* metadata_cfg: BPF_MAP_TYPE_ARRAY, 1 entry. Runtime-changeable. */

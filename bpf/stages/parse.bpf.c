@@ -206,6 +206,16 @@ static __always_inline int parse_ipv6_ext(struct cursor *c, __u8 nexthdr, __u32 
 			return nexthdr;
 		}
 	}
+	/* Still an extension header after PARSE_MAX_IPV6_EXT of them: the upper-layer header cannot be
+	 * located, so no port rule could be applied to it. Malformed, so that the operator's malformed
+	 * verdict decides, rather than a silent pass past every later stage's rules. */
+	switch (nexthdr) {
+	case IPPROTO_HOPOPTS:
+	case IPPROTO_ROUTING:
+	case IPPROTO_DSTOPTS:
+	case IPPROTO_FRAGMENT:
+		return PARSE_MALFORMED;
+	}
 	return nexthdr;
 }
 
@@ -217,13 +227,14 @@ static __always_inline int parse_ipv6(struct cursor *c, struct xdpp_packet *pkt,
 		return PARSE_MALFORMED;
 	if (ip6h->version != 6)
 		return PARSE_MALFORMED;
-	/* Payload length 0 is a jumbogram's (RFC 2675): then the frame is the only bound. Anything else
-	 * must fit in the frame. */
+	/* The payload must fit in the frame. Length 0 bounds it to nothing: a jumbogram (RFC 2675) is longer
+	 * than 64 KiB and never an XDP frame, so an upper-layer header behind length 0 is cut short. Trusting
+	 * the frame instead would read Ethernet padding as ports. */
 	__u32 payload_len = bpf_ntohs(ip6h->payload_len);
-	if (payload_len && (void *)(ip6h + 1) + payload_len > c->end)
+	if ((void *)(ip6h + 1) + payload_len > c->end)
 		return PARSE_MALFORMED;
 	c->pos = ip6h + 1;
-	c->room = payload_len ? payload_len : 0xffffffff;
+	c->room = payload_len;
 
 	*flags |= XDPP_F_IPV6;
 	pkt->ttl = ip6h->hop_limit;

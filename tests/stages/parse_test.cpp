@@ -190,6 +190,18 @@ std::vector<ParseCase> cases() {
        .malformed = true},
       {.description = "ipv6 header cut short",
        .packet = {.l3 = Ipv6{}, .l4 = Tcp{.dport = 8080}, .truncate_to = 14 + 30}, .malformed = true},
+      // More extension headers than parse walks: the TCP header behind them cannot be located, so no port
+      // rule could see it. Malformed, not a silent pass around port_filter.
+      {.description = "tcp behind seven ipv6 extension headers",
+       .packet = {.l3 = Ipv6{.extensions = {{.type = Ipv6Extension::destination}, {.type = Ipv6Extension::destination},
+                                            {.type = Ipv6Extension::destination}, {.type = Ipv6Extension::destination},
+                                            {.type = Ipv6Extension::destination}, {.type = Ipv6Extension::destination},
+                                            {.type = Ipv6Extension::destination}}},
+                  .l4 = Tcp{.dport = 8080}},
+       .malformed = true},
+      // Payload length 0 is no jumbogram in an XDP frame: the bytes behind the header are not TCP.
+      {.description = "ipv6 payload length 0 before tcp bytes",
+       .packet = {.l3 = Ipv6{.payload_length = 0}, .l4 = Tcp{.dport = 8080}}, .malformed = true},
       {.description = "ipv6 extension header cut short",
        .packet = {.l3 = Ipv6{.extensions = {{.type = Ipv6Extension::destination, .size = 32}},
                              .payload_length = 16},
