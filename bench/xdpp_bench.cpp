@@ -973,6 +973,8 @@ void section_live() {
     const std::string ev0 = pipeline_toml("bench-ev0", lab.if_r, "drop", "wakeup_batch = 0");
     const std::string ev64 = pipeline_toml("bench-ev64", lab.if_r, "drop", "wakeup_batch = 64");
     std::unique_ptr<Pipeline> pipes[2] = {load_pipeline(ev0, lab.r), load_pipeline(ev64, lab.r)};
+    // As `run` does with text output: the plugin decodes each event into its text line only.
+    for (auto& pipe : pipes) pipe->set_events_need_json(false);
     const char* names[2] = {"wakeup_batch = 0 (wake on every event)", "wakeup_batch = 64"};
     std::vector<double> delivered_rate[2], lost_share[2], pkt_rate[2];
     std::uint64_t unaccounted[2] = {}, total_lost[2] = {}, total_delivered[2] = {}, total_meta[2] = {};
@@ -1054,7 +1056,7 @@ void section_live() {
        << "The pipeline with metadata at sample = 1 (default ring of 1 MiB) and `default_verdict = \"drop\"`, so that "
           "every packet (UDP to an unfiltered port) makes an event and is then dropped: the event path is the load, "
           "not the stack. Same generator as above. A thread on the other CPU calls `Pipeline::poll_events(50, ...)` "
-          "in a loop: each record goes through the metadata plugin's `on_event` (decoded to text and JSON) to a "
+          "in a loop: each record goes through the metadata plugin's `on_event` (decoded to its text line only, as `run` does) to a "
           "handler that counts it. Delivered = events handed to the handler while the generator ran, per second; "
           "lost = the metadata stage's `events_lost` counter (a full ring). "
        << opt.rounds << " rounds, the two settings interleaved; medians.\n\n"

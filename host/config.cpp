@@ -169,6 +169,7 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
     if (!plugin) settings.fail(*settings.find("plugin"), "plugin", plugin.error().message);
     stage.plugin = *plugin;
     stage.plugin_file = stage.plugin->path();
+    stage.plugin_signature = file_signature(stage.plugin_file);
     const StageFactory& factory = stage.plugin->factory();
 
     std::string object_file(factory.object_file());

@@ -35,6 +35,7 @@ struct StageSpec {
   std::filesystem::path object_path;   // the BPF object, resolved
   std::shared_ptr<LoadedPlugin> plugin;
   std::filesystem::path plugin_file;   // the plugin as found in the plugin path (swaps reload it)
+  std::string plugin_signature;        // file_signature(plugin_file) when it was loaded
   std::shared_ptr<Stage> stage;        // the plugin's validated, immutable stage
   toml::table settings;                // the stage's table as written (for reload comparisons)
 };

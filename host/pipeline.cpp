@@ -53,6 +53,7 @@ struct Pipeline::Impl {
   ring_buffer* manager = nullptr;
   const EventHandler* handler = nullptr;  // set while reading
   EventHandler handler_for_swaps;  // where a swap sends the leaving plugin's last events
+  bool events_need_json = true;
 
   ~Impl() {
     if (manager) ring_buffer__free(manager);
@@ -62,8 +63,10 @@ struct Pipeline::Impl {
   struct TaggingSink final : EventSink {
     const std::string& stage;
     const EventHandler& handler;
-    TaggingSink(const std::string& s, const EventHandler& h) : stage(s), handler(h) {}
+    bool json;
+    TaggingSink(const std::string& s, const EventHandler& h, bool j) : stage(s), handler(h), json(j) {}
     void emit(EventRecord record) override { handler(stage, std::move(record)); }
+    bool wants_json() const override { return json; }
   };
 
   static int on_record(void* context, void* data, std::size_t size) {
@@ -72,7 +75,7 @@ struct Pipeline::Impl {
     const EventHandler* handler = pipeline.impl_->handler;
     if (!handler) return 0;
     auto& stage = pipeline.stages_[ring->stage];
-    TaggingSink sink(stage.spec.name, *handler);
+    TaggingSink sink(stage.spec.name, *handler, pipeline.impl_->events_need_json);
     // A plugin that throws is contained: the event is reported as undecodable and the loop goes on.
     try {
       stage.spec.stage->on_event(ring->map, {static_cast<const std::byte*>(data), size}, sink);
@@ -291,6 +294,8 @@ Status Pipeline::rebuild_event_readers() {
 
 void Pipeline::set_swap_event_handler(EventHandler handler) { impl_->handler_for_swaps = std::move(handler); }
 
+void Pipeline::set_events_need_json(bool needed) { impl_->events_need_json = needed; }
+
 int Pipeline::event_fd() const { return impl_->manager ? ring_buffer__epoll_fd(impl_->manager) : -1; }
 
 Result<int> Pipeline::consume_events(const EventHandler& handler) {
@@ -314,6 +319,7 @@ Status Pipeline::swap_stage(const std::string& name, SwapRequest request) {
     next.plugin = request.plugin;
   }
   if (request.plugin_file) next.plugin_file = *request.plugin_file;
+  if (request.plugin_signature) next.plugin_signature = *request.plugin_signature;
   if (request.settings) next.settings = *request.settings;
   if (request.stage) {
     next.stage = request.stage;
@@ -395,7 +401,8 @@ Status Pipeline::reconfigure_stages(const std::vector<std::pair<std::string, tom
                                                                                  .plugin = undo->spec.plugin,
                                                                                  .stage = undo->spec.stage,
                                                                                  .settings = undo->spec.settings,
-                                                                                 .plugin_file = undo->spec.plugin_file})
+                                                                                 .plugin_file = undo->spec.plugin_file,
+                                                                                 .plugin_signature = undo->spec.plugin_signature})
                                       : configure_stage(undo->spec, *undo->live->object);
       if (restored) {
         undo->live->spec = undo->spec;

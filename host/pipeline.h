@@ -56,6 +56,7 @@ struct SwapRequest {
   std::shared_ptr<Stage> stage;                  // already validated stage; default: created from the settings
   std::optional<toml::table> settings;           // the settings `stage` was made from; default: unchanged
   std::optional<std::filesystem::path> plugin_file;  // where `plugin` came from, for later reloads
+  std::optional<std::string> plugin_signature;       // file_signature() of plugin_file when loaded
   bool reset_state = false;                      // start with fresh maps instead of the old ones
 };
 
@@ -105,6 +106,8 @@ class Pipeline {
 
   /// An fd that is readable when events wait (epoll of the ring buffers), or -1 without ring buffers.
   int event_fd() const;
+  /// Whether the handlers read EventRecord::json (default true); false lets plugins skip building it.
+  void set_events_need_json(bool needed);
   /// Where swap_stage() delivers the events still queued for a plugin that is being replaced.
   void set_swap_event_handler(EventHandler handler);
   /// Hands every waiting ring-buffer record to its plugin, without blocking.

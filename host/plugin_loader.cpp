@@ -50,6 +50,13 @@ std::shared_ptr<Stage> adopt_stage(std::unique_ptr<Stage> stage, std::shared_ptr
   return std::shared_ptr<Stage>(stage.release(), [plugin = std::move(plugin)](Stage* owned) { delete owned; });
 }
 
+std::string file_signature(const std::filesystem::path& file) {
+  struct stat info {};
+  if (::stat(file.c_str(), &info) != 0) return {};
+  return std::to_string(info.st_dev) + ":" + std::to_string(info.st_ino) + ":" + std::to_string(info.st_size) + ":" +
+         std::to_string(info.st_mtim.tv_sec) + "." + std::to_string(info.st_mtim.tv_nsec);
+}
+
 Status check_plugin_file_safe(const std::filesystem::path& file) {
   std::error_code error;
   auto real = std::filesystem::canonical(file, error);

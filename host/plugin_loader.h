@@ -36,6 +36,10 @@ Status call_plugin(const std::string& what, Call&& call) noexcept {
   }
 }
 
+/// Device, inode, size and modification time of `file` ("" when it cannot be read): tells a rebuilt
+/// plugin from the one loaded.
+std::string file_signature(const std::filesystem::path& file);
+
 /// Checks that `file` is owned by root and writable by nobody else (nor is its directory).
 Status check_plugin_file_safe(const std::filesystem::path& file);
 

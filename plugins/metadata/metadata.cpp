@@ -68,7 +68,7 @@ class MetadataStage final : public Stage {
     struct metadata_event event;
     std::memcpy(&event, data.data(), sizeof event);
     try {
-      sink.emit(decode(event));
+      sink.emit(decode(event, sink.wants_json() || config_.format == Format::json));
     } catch (...) {
       // on_event must not throw (bad_alloc, a sink's own failure); an undecodable event is dropped.
     }
@@ -85,7 +85,8 @@ class MetadataStage final : public Stage {
   }
 
  private:
-  EventRecord decode(const struct metadata_event& event) const {
+  // The text line always; the JSON object only when someone reads it (it costs most of the time).
+  EventRecord decode(const struct metadata_event& event, bool with_json) const {
     const bool parsed = event.packet_flags & XDPP_F_PARSED;
     std::string src, dst;
     if (parsed && (event.packet_flags & XDPP_F_IPV4)) {
@@ -100,6 +101,11 @@ class MetadataStage final : public Stage {
     const std::uint16_t sport = parsed ? event.sport : 0;
     const std::uint16_t dport = parsed ? event.dport : 0;
 
+    EventRecord record;
+    if (!with_json) {
+      record.text = text_line(src, sport, dst, dport, protocol, ipv6);
+      return record;
+    }
     nlohmann::json json = {
         {"ts_ns", event.timestamp_ns},
         {"ifindex", event.ifindex},
@@ -120,17 +126,20 @@ class MetadataStage final : public Stage {
       json["icmp_code"] = event.icmp_code;
     }
 
-    EventRecord record;
-    if (config_.format == Format::json) {
+    if (config_.format == Format::json)
       record.text = json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    } else {
-      auto endpoint = [ipv6](const std::string& address, std::uint16_t port) {
-        return (ipv6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
-      };
-      record.text = "Packet: " + endpoint(src, sport) + " -> " + endpoint(dst, dport) + ", protocol: " + protocol;
-    }
+    else
+      record.text = text_line(src, sport, dst, dport, protocol, ipv6);
     record.json = std::move(json);
     return record;
+  }
+
+  static std::string text_line(const std::string& src, std::uint16_t sport, const std::string& dst,
+                               std::uint16_t dport, const char* protocol, bool ipv6) {
+    auto endpoint = [ipv6](const std::string& address, std::uint16_t port) {
+      return (ipv6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
+    };
+    return "Packet: " + endpoint(src, sport) + " -> " + endpoint(dst, dport) + ", protocol: " + protocol;
   }
 
   const MetadataConfig config_;

@@ -37,8 +37,10 @@ extern "C" {
 
 namespace xdpp {
 
-/// Changes whenever anything in this header or the BPF contract changes shape.
-inline constexpr std::uint32_t kPluginAbiVersion = 1000u + XDPP_CONTRACT_VERSION;
+/// Revision of this header's interfaces; bumped with any change of their shape (a virtual added, ...).
+inline constexpr std::uint32_t kPluginInterfaceRevision = 2;
+/// What a plugin was built against: this header's revision and the BPF contract's version.
+inline constexpr std::uint32_t kPluginAbiVersion = kPluginInterfaceRevision * 1000u + XDPP_CONTRACT_VERSION;
 
 /// A setting that failed validation. Thrown only while reading configuration, never afterwards.
 class ConfigError : public std::runtime_error {
@@ -214,6 +216,9 @@ class EventSink {
  public:
   virtual ~EventSink() = default;
   virtual void emit(EventRecord record) = 0;
+  /// Whether anyone reads EventRecord::json (replay does; `run` in text mode does not). A plugin may skip
+  /// building it when false: at millions of events per second that is most of the cost.
+  virtual bool wants_json() const { return true; }
 };
 
 /// A live stage: its validated settings plus what it does with its maps and events.
