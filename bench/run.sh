@@ -23,7 +23,9 @@ if pgrep -x ninja >/dev/null || pgrep -x make >/dev/null; then
 fi
 
 body="$(mktemp)"
+swap="$(mktemp)"
 "$build/bin/xdpp-bench" --tag "$tag" "$@" >"$body"
+"$root/bench/swap_latency.sh" "$build/bin/xdp-pipeline" >"$swap"
 
 {
   echo "# Benchmarks"
@@ -50,6 +52,12 @@ body="$(mktemp)"
   echo
   if [ -f "$root/bench/analysis.md" ]; then cat "$root/bench/analysis.md"; echo; fi
   cat "$body"
+  echo
+  echo "## Hot swap latency"
+  echo
+  cat "$root/bench/swap_latency.md"
+  echo
+  cat "$swap"
 } >"$out"
-rm -f "$body"
+rm -f "$body" "$swap"
 echo "bench/run.sh: wrote $out" >&2

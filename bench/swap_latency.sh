@@ -8,8 +8,9 @@
 #   reload N_RELOAD times, alternating two files with flows before/after no-8080 (a new chain, switched
 #          by one bpf_link update),
 # each through the client with --json, which reports latency_ms (measured by the daemon, from the request
-# read to the change being live) and round_trip_ms (measured by the client, connect to reply). Prints
-# p50/p90/p99/max per operation, as a Markdown table.
+# read to the change being live: the chain slot, bpf_link or maps switched) and round_trip_ms (measured by
+# the client, connect to reply, which adds rewriting the state file). Prints p50/p90/p99/max per operation
+# (swaps per stage: a swap's cost is mostly the verifier's, which depends on the program), as Markdown.
 #
 # Usage (root): bench/swap_latency.sh [XDP_PIPELINE] [N_SWAP N_SET N_RELOAD]   (default 200 200 50)
 # Not part of CTest. Leaves nothing behind (lab, pins, /run files) however it ends.
@@ -71,7 +72,7 @@ measure() { # OUTFILE CLIENT-ARGS... (appends "latency_ms round_trip_ms")
   jq -r '"\(.latency_ms) \(.round_trip_ms)"' <<<"$reply" >>"$out"
 }
 stages=(ping-lb no-8080 parse)
-for ((i = 0; i < N_SWAP; i++)); do measure "$T/swap" swap "${stages[i % 3]}"; done
+for ((i = 0; i < N_SWAP; i++)); do measure "$T/swap ${stages[i % 3]}" swap "${stages[i % 3]}"; done
 for ((i = 0; i < N_SET; i++)); do
   if ((i % 2)); then measure "$T/set" set no-8080 'drop_tcp_dst-=8081'; else measure "$T/set" set no-8080 'drop_tcp_dst+=8081'; fi
 done
@@ -87,7 +88,7 @@ loss=$(sed -n 's/.* \([0-9.]*\)% packet loss.*/\1/p' "$T/ping.txt")
 pct() { sort -g <(cut -d' ' -f"$2" "$1") | awk -v q="$3" '{ v[NR] = $1 } END { i = int(q * NR); if (i < q * NR) i++; if (i < 1) i = 1; printf "%.2f", v[i] }'; }
 echo "| operation | runs | daemon latency_ms p50 | p90 | p99 | max | client round_trip_ms p50 | p90 | p99 | max |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
-for op in swap set reload; do
+for op in "swap ping-lb" "swap no-8080" "swap parse" set reload; do
   printf '| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$op" "$(wc -l <"$T/$op")" \
     "$(pct "$T/$op" 1 0.5)" "$(pct "$T/$op" 1 0.9)" "$(pct "$T/$op" 1 0.99)" "$(pct "$T/$op" 1 1)" \
     "$(pct "$T/$op" 2 0.5)" "$(pct "$T/$op" 2 0.9)" "$(pct "$T/$op" 2 0.99)" "$(pct "$T/$op" 2 1)"

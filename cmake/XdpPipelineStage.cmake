@@ -1,7 +1,7 @@
 # Functions that build stages: used by this repository and, once installed, by out-of-tree stages
 # through find_package(XdpPipeline) (cmake/XdpPipelineConfig.cmake.in sets the variables below first).
 #
-#   xdpp_bpf_object(NAME SOURCE [OUTPUT_DIR dir] [INCLUDES dir...])
+#   xdpp_bpf_object(NAME SOURCE [OUTPUT_DIR dir] [INCLUDES dir...] [DEFINES NAME=VALUE...])
 #       clang -target bpf -O2 -g (BTF on) SOURCE -> OUTPUT_DIR/NAME.bpf.o, target NAME_bpf.
 #   xdp_pipeline_add_stage(NAME BPF source.bpf.c PLUGIN source.cpp... [INCLUDES dir...] [INSTALL])
 #       The stage's BPF object and its plugin (a MODULE library NAME.so, target NAME). Out of tree both
@@ -41,7 +41,7 @@ if(NOT DEFINED XDPP_INSTALL_BPF_DIR)
 endif()
 
 function(xdpp_bpf_object NAME SOURCE)
-  cmake_parse_arguments(ARG "" "OUTPUT_DIR" "INCLUDES" ${ARGN})
+  cmake_parse_arguments(ARG "" "OUTPUT_DIR" "INCLUDES;DEFINES" ${ARGN})
   if(NOT ARG_OUTPUT_DIR)
     set(ARG_OUTPUT_DIR "${XDPP_BPF_OUTPUT_DIR}")
   endif()
@@ -55,6 +55,9 @@ function(xdpp_bpf_object NAME SOURCE)
   if(CMAKE_LIBRARY_ARCHITECTURE)
     list(APPEND include_flags "-idirafter" "/usr/include/${CMAKE_LIBRARY_ARCHITECTURE}")
   endif()
+  foreach(define IN LISTS ARG_DEFINES)
+    list(APPEND include_flags "-D${define}")
+  endforeach()
   add_custom_command(
     OUTPUT "${object}"
     COMMAND ${CMAKE_COMMAND} -E make_directory "${ARG_OUTPUT_DIR}"

@@ -25,11 +25,41 @@ struct icmp_lb_set {
 	struct icmp_lb_backend backends[ICMP_LB_MAX_BACKENDS];
 };
 #define ICMP_LB_SETS_MAP "icmp_lb_sets"
+#ifndef ICMP_LB_SETS
+#define ICMP_LB_SETS 2   /* overridable only to build a variant whose map has another shape (tests/live) */
+#endif
 #define ICMP_LB_ACTIVE_MAP "icmp_lb_active"
 
 /* icmp_lb_rr: BPF_MAP_TYPE_ARRAY, 1 entry, __u64 = requests balanced so far. Shared by all CPUs and
  * advanced atomically, so one ping stream alternates strictly and many CPUs still spread evenly.
  * It is state: it survives a swap of the stage's program. */
 #define ICMP_LB_RR_MAP "icmp_lb_rr"
+
+#ifdef __bpf__
+/* icmp_lb's maps. Declared here once, for the stage's program and for anything that must share their layout
+ * (bench/mono.bpf.c); BPF side only: the plugin opens them by name. */
+#include <bpf/bpf_helpers.h>
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ICMP_LB_SETS);
+	__type(key, __u32);
+	__type(value, struct icmp_lb_set);
+} icmp_lb_sets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} icmp_lb_active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} icmp_lb_rr SEC(".maps");
+#endif /* __bpf__ */
 
 #endif

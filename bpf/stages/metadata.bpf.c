@@ -11,25 +11,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, METADATA_DEFAULT_RING_SIZE);   /* the plugin may resize it before load */
-} metadata_events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct metadata_config);
-} metadata_cfg SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} metadata_seq SEC(".maps");
-
 /* Fills the packet part of the event; all zero when parse did not run (the record would be stale). */
 static __always_inline void fill_from_packet(struct metadata_event *event, const struct xdpp_packet *pkt)
 {
