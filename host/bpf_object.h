@@ -32,6 +32,9 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+/// libbpf's maps for global data (.rodata, .bss, .data): not state, never pinned or carried over.
+inline bool is_internal_map(const std::string& name) { return name.find('.') != std::string::npos; }
+
 /// A map's kernel-side identity.
 Result<MapHandle> map_handle_from_fd(int fd, const std::string& name);
 

@@ -31,24 +31,43 @@ SearchPaths SearchPaths::builtin() {
   return SearchPaths{.plugin_dirs = {pkglib / "plugins"}, .bpf_dirs = {pkglib / "bpf"}};
 }
 
-namespace {
-
-constexpr const char* kOffloadReason =
+const char* const kOffloadReason =
     "offload is impossible for a pipeline: it is built on bpf_tail_call through a BPF_MAP_TYPE_PROG_ARRAY, "
     "which no offloading driver supports (nfp, the only one in mainline, offers neither); use native, "
     "generic or auto";
+
+std::optional<AttachMode> parse_attach_mode(std::string_view text) {
+  if (text == "native") return AttachMode::native;
+  if (text == "generic") return AttachMode::generic;
+  if (text == "offload") return AttachMode::offload;
+  if (text == "auto") return AttachMode::automatic;
+  return std::nullopt;
+}
+
+namespace {
 
 bool valid_name(const std::string& name) {
   static const std::regex pattern("[A-Za-z0-9][A-Za-z0-9_.-]{0,31}");
   return std::regex_match(name, pattern);
 }
 
-std::optional<AttachMode> parse_mode(std::string_view text) {
-  if (text == "native") return AttachMode::native;
-  if (text == "generic") return AttachMode::generic;
-  if (text == "offload") return AttachMode::offload;
-  if (text == "auto") return AttachMode::automatic;
-  return std::nullopt;
+// Without [pipeline] name, the file's stem names the pipeline (pins, state, socket): characters a name
+// cannot hold become '-', and it is cut to 32.
+std::string name_from_file(const std::string& file_name) {
+  std::string name = std::filesystem::path(file_name).stem().string();
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') c = '-';
+  if (name.empty() || !std::isalnum(static_cast<unsigned char>(name.front()))) name.insert(0, "p");
+  return name.substr(0, 32);
+}
+
+// "PORT" or "IPV4:PORT", port 1..65535.
+bool valid_metrics_address(const std::string& text) {
+  auto colon = text.rfind(':');
+  std::string port = colon == std::string::npos ? text : text.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
+  if (int number = std::stoi(port); number < 1 || number > 65535) return false;
+  return colon == std::string::npos || net::parse_ipv4(text.substr(0, colon)).has_value();
 }
 
 // A string or array of strings, as paths relative to the pipeline file's directory.
@@ -89,11 +108,12 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
   const toml::table& pipeline_table = pipeline_node ? *pipeline_node->as_table() : empty;
   Settings pipeline(pipeline_table, file_name, "", "[pipeline]");
 
-  spec.name = pipeline.optional<std::string>("name").value_or(std::filesystem::path(file_name).stem().string());
-  if (!valid_name(spec.name)) {
-    if (const auto* node = pipeline.find("name"))
-      pipeline.fail(*node, "name", "'" + spec.name + "' is not a name (letters, digits, _ . -, at most 32)");
-    spec.name = "pipeline";
+  if (auto name = pipeline.optional<std::string>("name")) {
+    spec.name = *name;
+    if (!valid_name(spec.name))
+      pipeline.fail(*pipeline.find("name"), "name", "'" + spec.name + "' is not a name (letters, digits, _ . -, at most 32)");
+  } else {
+    spec.name = name_from_file(file_name);
   }
 
   auto interface = pipeline.optional<std::string>("interface");
@@ -102,7 +122,7 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
   spec.interface = overrides.interface.value_or(interface.value_or(""));
 
   if (auto mode = pipeline.optional<std::string>("mode")) {
-    auto parsed = parse_mode(*mode);
+    auto parsed = parse_attach_mode(*mode);
     if (!parsed) pipeline.fail(*pipeline.find("mode"), "mode", "'" + *mode + "' is not one of native, generic, offload, auto");
     if (*parsed == AttachMode::offload && !overrides.mode) pipeline.fail(*pipeline.find("mode"), "mode", kOffloadReason);
     spec.mode = *parsed;
@@ -121,9 +141,9 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
   }
 
   if (auto metrics = pipeline.optional<std::string>("metrics")) {
-    static const std::regex address("(([0-9.]+|\\[[0-9a-fA-F:]+\\]):)?[0-9]{1,5}");
-    if (!std::regex_match(*metrics, address))
-      pipeline.fail(*pipeline.find("metrics"), "metrics", "'" + *metrics + "' is not PORT or ADDR:PORT");
+    if (!valid_metrics_address(*metrics))
+      pipeline.fail(*pipeline.find("metrics"), "metrics",
+                    "'" + *metrics + "' is not PORT or IPV4:PORT (port 1..65535)");
     spec.metrics = *metrics;
   }
   if (overrides.metrics) spec.metrics = overrides.metrics;
@@ -183,6 +203,8 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
         settings.fail(*settings.find("plugin"), "plugin",
                       "plugin '" + stage.plugin_name + "' needs BPF object " + object_file + ", found in no BPF directory");
     }
+    if (auto safe = check_file_safe(stage.object_path, "BPF object"); !safe)
+      settings.fail(*settings.find(settings.find("object") ? "object" : "plugin"), "object", safe.error().message);
     settings.find("name");
     // What the plugin throws is the plugin's own code (vtable, type info). Unwinding past `stage`, its
     // last owner, unloads the plugin, and destroying that exception afterwards would jump into unmapped

@@ -19,6 +19,10 @@ namespace xdpp {
 
 enum class AttachMode { native, generic, offload, automatic };
 const char* to_string(AttachMode mode);
+/// "native", "generic", "offload", "auto"; nullopt for anything else.
+std::optional<AttachMode> parse_attach_mode(std::string_view text);
+/// Why a pipeline cannot be offloaded (said for `mode = "offload"` and `--mode offload`).
+extern const char* const kOffloadReason;
 
 /// Command-line values that override the file's.
 struct Overrides {

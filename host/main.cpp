@@ -91,13 +91,6 @@ void print_usage(std::ostream& out) {
   out << "\n`xdp-pipeline COMMAND --help` lists a command's options.\n";
 }
 
-std::optional<xdpp::AttachMode> parse_mode(const std::string& mode) {
-  if (mode == "native") return xdpp::AttachMode::native;
-  if (mode == "generic") return xdpp::AttachMode::generic;
-  if (mode == "auto") return xdpp::AttachMode::automatic;
-  if (mode == "offload") return xdpp::AttachMode::offload;
-  return std::nullopt;
-}
 
 }  // namespace
 
@@ -158,7 +151,7 @@ int main(int argc, char** argv) {
       options.overrides.plugin_dirs.push_back(dir);
   if (values.count("interface")) options.overrides.interface = values["interface"].as<std::string>();
   if (values.count("mode")) {
-    options.overrides.mode = parse_mode(values["mode"].as<std::string>());
+    options.overrides.mode = xdpp::parse_attach_mode(values["mode"].as<std::string>());
     if (!options.overrides.mode) {
       std::cerr << "xdp-pipeline " << name << ": --mode '" << values["mode"].as<std::string>()
                 << "' is not one of native, generic, offload, auto\n";

@@ -97,8 +97,6 @@ struct SharedMaps {
   int scratch;
 };
 
-bool is_internal_map(const std::string& name) { return name.find('.') != std::string::npos; }
-
 // Points every map of `object` (before load) at the map of the same name in `previous`, so that the
 // stage's state carries over. A map whose shape changed cannot carry over; with reset_state nothing does.
 Status carry_over_maps(LoadedObject& object, const LoadedObject& previous, bool reset_state) {
@@ -129,6 +127,7 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, s
                                                         const InterfaceInfo& interface, const LoadedObject* previous,
                                                         bool reset_state) {
   const std::string where = "stage '" + spec.name + "'";
+  XDPP_TRY(check_file_safe(spec.object_path, "BPF object").context(where));
   auto object = LoadedObject::open(spec.object_path, spec.name, interface, std::string(spec.plugin->factory().program_name()));
   if (!object) return fail(where, ": ", object.error().message);
   LoadedObject& loaded = **object;
@@ -214,6 +213,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
       break;
     }
   if (dispatcher_file.empty()) return fail("no ", kDispatcherObject, " in the BPF directories");
+  XDPP_TRY(check_file_safe(dispatcher_file, "BPF object"));
 
   auto dispatcher = LoadedObject::open(dispatcher_file, "dispatcher", self->interface_, kDispatcherProgram);
   if (!dispatcher) return dispatcher.error();
@@ -490,8 +490,7 @@ Result<AttachMode> Pipeline::attach(AttachMode mode) {
       if (fd < 0) return explain(-fd, "generic");
       break;
     case AttachMode::offload:
-      return fail("offload is impossible for a pipeline: it is built on bpf_tail_call through a "
-                  "BPF_MAP_TYPE_PROG_ARRAY, which no offloading driver supports");
+      return Error{kOffloadReason};
     case AttachMode::automatic:
       fd = try_mode(XDP_FLAGS_DRV_MODE);
       if (fd >= 0) {

@@ -30,16 +30,17 @@ std::string octal_mode(mode_t mode) {
   return text;
 }
 
-// Root-owned and writable by nobody else; `what` is "plugin" or "its directory".
-Status check_owner_and_mode(const std::filesystem::path& path, const char* what, const std::filesystem::path& file) {
+// Root-owned and writable by nobody else; `what` is "file" or "its directory", `kind` "plugin" or "BPF object".
+Status check_owner_and_mode(const std::filesystem::path& path, const char* what, const std::filesystem::path& file,
+                            const char* kind) {
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0)
-    return fail("plugin ", file.string(), ": ", what, " ", path.string(), ": ", std::strerror(errno));
+    return fail(kind, " ", file.string(), ": ", what, " ", path.string(), ": ", std::strerror(errno));
   if (info.st_uid != 0)
-    return fail("plugin ", file.string(), ": refused: ", what, " ", path.string(), " is owned by uid ",
+    return fail(kind, " ", file.string(), ": refused: ", what, " ", path.string(), " is owned by uid ",
                 std::to_string(info.st_uid), ", not root");
   if (info.st_mode & (S_IWGRP | S_IWOTH))
-    return fail("plugin ", file.string(), ": refused: ", what, " ", path.string(),
+    return fail(kind, " ", file.string(), ": refused: ", what, " ", path.string(),
                 " is writable by group or others (mode ", octal_mode(info.st_mode), ")");
   return {};
 }
@@ -57,19 +58,23 @@ std::string file_signature(const std::filesystem::path& file) {
          std::to_string(info.st_mtim.tv_sec) + "." + std::to_string(info.st_mtim.tv_nsec);
 }
 
-Status check_plugin_file_safe(const std::filesystem::path& file) {
+Status check_file_safe(const std::filesystem::path& file, const char* kind) {
   std::error_code error;
   auto real = std::filesystem::canonical(file, error);
-  if (error) return fail("plugin ", file.string(), ": ", error.message());
-  if (!std::filesystem::is_regular_file(real)) return fail("plugin ", file.string(), ": not a regular file");
-  XDPP_TRY(check_owner_and_mode(real, "file", file));
-  XDPP_TRY(check_owner_and_mode(real.parent_path(), "its directory", file));
+  if (error) return fail(kind, " ", file.string(), ": ", error.message());
+  if (!std::filesystem::is_regular_file(real)) return fail(kind, " ", file.string(), ": not a regular file");
+  XDPP_TRY(check_owner_and_mode(real, "file", file, kind));
+  XDPP_TRY(check_owner_and_mode(real.parent_path(), "its directory", file, kind));
   return {};
 }
 
+Status check_plugin_file_safe(const std::filesystem::path& file) { return check_file_safe(file, "plugin"); }
+
 Result<std::shared_ptr<LoadedPlugin>> load_plugin_file(const std::filesystem::path& file) {
   XDPP_TRY(check_plugin_file_safe(file));
-  auto real = std::filesystem::canonical(file);
+  std::error_code gone;
+  auto real = std::filesystem::canonical(file, gone);
+  if (gone) return fail("plugin ", file.string(), ": ", gone.message());
   boost::dll::shared_library library;
   std::error_code error;  // BOOST_DLL_USE_STD_FS: Boost.DLL speaks std::filesystem
   // RTLD_LOCAL: two plugins may define the same internal names without clashing.
@@ -125,7 +130,11 @@ Result<std::shared_ptr<LoadedPlugin>> find_plugin(const std::string& name,
   if (name.empty() || name.find('/') != std::string::npos || name.front() == '.')
     return fail("'", name, "' is not a plugin name");
   static std::mutex mutex;
-  static std::map<std::filesystem::path, std::weak_ptr<LoadedPlugin>> cache;
+  struct Cached {
+    std::weak_ptr<LoadedPlugin> plugin;
+    std::string signature;  // file_signature() when loaded
+  };
+  static std::map<std::filesystem::path, Cached> cache;
   std::string looked;
   for (const auto& dir : dirs) {
     auto file = dir / (name + ".so");
@@ -134,13 +143,18 @@ Result<std::shared_ptr<LoadedPlugin>> find_plugin(const std::string& name,
       continue;
     }
     std::lock_guard lock(mutex);
-    if (auto cached = cache[file].lock()) return cached;
-    auto plugin = load_plugin_file(file);
+    auto& entry = cache[file];
+    auto cached = entry.plugin.lock();
+    if (cached && entry.signature == file_signature(file)) return cached;
+    // Rebuilt since it was loaded (a reload after a build): the dynamic loader would hand back the old code
+    // for the same path, so load a private copy.
+    auto plugin = cached ? load_plugin_fresh(file, {dir}, "/run/xdp-pipeline/plugins." + std::to_string(::getpid()))
+                         : load_plugin_file(file);
     if (!plugin) return plugin.error();
     if (plugin->get()->factory().plugin_name() != name)
       return fail("plugin ", file.string(), ": refused: it calls itself '",
                   std::string(plugin->get()->factory().plugin_name()), "', not '", name, "'");
-    cache[file] = *plugin;
+    entry = {*plugin, file_signature(file)};
     return plugin;
   }
   return fail("unknown plugin '", name, "' (no ", name, ".so in ", looked.empty() ? "an empty plugin path" : looked, ")");

@@ -40,7 +40,10 @@ Status call_plugin(const std::string& what, Call&& call) noexcept {
 /// plugin from the one loaded.
 std::string file_signature(const std::filesystem::path& file);
 
-/// Checks that `file` is owned by root and writable by nobody else (nor is its directory).
+/// Checks that `file` is owned by root and writable by nobody else (nor is its directory); `kind` names
+/// it in messages ("plugin", "BPF object"): the daemon runs as root, so neither may come from a file that
+/// anyone else could change.
+Status check_file_safe(const std::filesystem::path& file, const char* kind);
 Status check_plugin_file_safe(const std::filesystem::path& file);
 
 /// Loads `file`: safety check, then the ABI version symbol, then the factory symbol.

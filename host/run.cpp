@@ -280,8 +280,7 @@ int command_check(const CommandOptions& options) {
 
 int command_run(const CommandOptions& options) {
   if (options.overrides.mode == AttachMode::offload) {
-    log::error("--mode offload is impossible for a pipeline: it is built on bpf_tail_call through a "
-               "BPF_MAP_TYPE_PROG_ARRAY, which no offloading driver supports; use native, generic or auto");
+    log::error(std::string("--mode ") + kOffloadReason);  // "--mode offload is impossible ..."
     return kExitUsage;
   }
   auto spec = read_pipeline(options);

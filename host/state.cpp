@@ -50,7 +50,7 @@ Status pin_object_maps(const LoadedObject& object, const std::filesystem::path& 
   bpf_object__for_each_map(map, object.raw()) {
     std::string name = bpf_map__name(map);
     // Internal maps (.rodata, .bss) are not state, and a pinned PROG_ARRAY would keep programs alive.
-    if (name.find('.') != std::string::npos || bpf_map__type(map) == BPF_MAP_TYPE_PROG_ARRAY) continue;
+    if (is_internal_map(name) || bpf_map__type(map) == BPF_MAP_TYPE_PROG_ARRAY) continue;
     if (object.stage_name() != "dispatcher" && (name == XDPP_CHAIN_MAP_NAME || name == XDPP_SCRATCH_MAP_NAME)) continue;
     auto path = dir / name;
     if (bpf_obj_pin(bpf_map__fd(map), path.c_str()) != 0)
