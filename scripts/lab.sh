@@ -200,7 +200,10 @@ _lab_cmd_down() {
 
 _lab_abort() { # EXIT trap of `up`: undo a partial setup
   local rc=$1
-  trap - EXIT INT TERM HUP
+  # Ignore, not default: a Ctrl-C reaches the whole process group and timeout(1) forwards it once more, so
+  # a second SIGINT would otherwise kill this cleanup halfway and leave namespaces behind.
+  trap - EXIT
+  trap '' INT TERM HUP
   if [[ -n ${_LAB_CREATING:-} ]]; then
     _lab_err "setup of lab '$_LAB_CREATING' failed or was interrupted (status $rc); removing what was created"
     [[ -z ${_LAB_TMP:-} ]] || rm -rf -- "$_LAB_TMP"

@@ -232,7 +232,11 @@ check "a setup failing after the XDP program leaves nothing behind" failed_setup
 interrupted_setup() {
   local name=$RUN-d pid i id rc=0
   set -m
-  LAB_PAUSE_AT=links LAB_QUIET='' timeout 60 "$BASH" "$LAB_SH" up "$name" >"$TMP/int.out" 2>"$TMP/int.err" &
+  # A shell started as a background job of a non-interactive shell (as CI may start this test) inherits
+  # SIGINT ignored, and bash cannot trap a signal ignored on entry: restore the default for `up`, so this
+  # checks what Ctrl-C on a terminal does, however the test itself was started.
+  LAB_PAUSE_AT=links LAB_QUIET='' env --default-signal=INT timeout 60 "$BASH" "$LAB_SH" up "$name" \
+    >"$TMP/int.out" 2>"$TMP/int.err" &
   pid=$!
   set +m
   for ((i = 0; i < 200; i++)); do
