@@ -15,15 +15,7 @@
 namespace xdpp::test {
 namespace {
 
-const std::string kFourStages = R"(
-[pipeline]
-interface = "test0"
-mode = "generic"
-
-[[stage]]
-name = "parse"
-plugin = "parse"
-
+const std::string kFourStages = std::string(kParseFirst) + R"(
 [[stage]]
 name = "no-8080"
 plugin = "port_filter"

@@ -29,15 +29,7 @@ constexpr const char* kVip = "192.168.1.2";
 constexpr const char* kClient = "192.168.1.100";
 
 std::string pipeline_toml(const std::vector<Backend>& backends, const std::string& lb_mac = "") {
-  std::string text = R"(
-[pipeline]
-interface = "test0"
-mode = "generic"
-
-[[stage]]
-name = "parse"
-plugin = "parse"
-
+  std::string text = std::string(kParseFirst) + R"(
 [[stage]]
 name = "ping-lb"
 plugin = "icmp_lb"

@@ -14,15 +14,7 @@ namespace xdpp::test {
 namespace {
 
 std::string pipeline_toml(const std::string& format, int sample = 1) {
-  return R"(
-[pipeline]
-interface = "test0"
-mode = "generic"
-
-[[stage]]
-name = "parse"
-plugin = "parse"
-
+  return std::string(kParseFirst) + R"(
 [[stage]]
 name = "flows"
 plugin = "metadata"

@@ -225,15 +225,7 @@ class ParseTest : public BpfTestWithParam<ParseParam> {};
 TEST_P(ParseTest, FillsPacketContext) {
   const ParseCase& c = GetParam().test;
   const std::string& policy = GetParam().malformed_policy;
-  auto pipeline = load_pipeline(R"(
-[pipeline]
-interface = "test0"
-mode = "generic"
-
-[[stage]]
-name = "parse"
-plugin = "parse"
-malformed = ")" + policy + "\"\n");
+  auto pipeline = load_pipeline(std::string(kParseFirst) + R"(malformed = ")" + policy + "\"\n");
   ASSERT_NE(pipeline, nullptr);
 
   Frame frame = build(c.packet);
@@ -303,15 +295,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, ParseTest, ::testing::ValuesIn(params()),
 class ParseRuntTest : public BpfTest {};
 
 TEST_F(ParseRuntTest, FramesShorterThanEthernetAreRefusedByTestRun) {
-  auto pipeline = load_pipeline(R"(
-[pipeline]
-interface = "test0"
-mode = "generic"
-
-[[stage]]
-name = "parse"
-plugin = "parse"
-malformed = "drop"
+  auto pipeline = load_pipeline(std::string(kParseFirst) + R"(malformed = "drop"
 )");
   ASSERT_NE(pipeline, nullptr);
   for (std::size_t size : {1u, 6u, 13u}) {

@@ -13,15 +13,7 @@ namespace xdpp::test {
 namespace {
 
 std::string pipeline_toml(const std::string& fragments) {
-  return R"(
-[pipeline]
-interface = "test0"
-mode = "generic"
-
-[[stage]]
-name = "parse"
-plugin = "parse"
-
+  return std::string(kParseFirst) + R"(
 [[stage]]
 name = "no-8080"
 plugin = "port_filter"
@@ -242,15 +234,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, PortFilterTest, ::testing::ValuesIn(params()),
 class PortFilterStreamTest : public BpfTest {};
 
 TEST_F(PortFilterStreamTest, CountersMatchPacketsSent) {
-  auto pipeline = load_pipeline(R"(
-[pipeline]
-interface = "test0"
-mode = "generic"
-
-[[stage]]
-name = "parse"
-plugin = "parse"
-malformed = "drop"
+  auto pipeline = load_pipeline(std::string(kParseFirst) + R"(malformed = "drop"
 
 [[stage]]
 name = "no-8080"

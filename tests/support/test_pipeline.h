@@ -36,6 +36,18 @@ InterfaceInfo test_interface();
 /// SearchPaths{ {XDPP_TEST_PLUGIN_DIR}, {XDPP_TEST_BPF_DIR} }: the plugins and objects of this build.
 SearchPaths test_search_paths();
 
+/// The start of every stage test's pipeline: [pipeline] (test0, generic) and the parse stage, whose table a
+/// test may continue (`malformed = "drop"`) before adding its own [[stage]] tables.
+inline constexpr std::string_view kParseFirst = R"(
+[pipeline]
+interface = "test0"
+mode = "generic"
+
+[[stage]]
+name = "parse"
+plugin = "parse"
+)";
+
 /// Loads `toml` as "<test name>.toml". On any error, records a test failure carrying the message and
 /// returns nullptr: `auto pipeline = load_pipeline(...); ASSERT_NE(pipeline, nullptr);`
 std::unique_ptr<Pipeline> load_pipeline(std::string_view toml);
