@@ -79,7 +79,12 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
                   "); give this one another [pipeline] name");
     if (existing->pid != ::getpid()) log::warn("pipeline '" + name + "': removing the leftovers of a killed run (pid " + std::to_string(existing->pid) + ")");
   }
-  if (repin) unpublish(name);
+  // Re-pinning replaces the pins; the state file stays until it is replaced (rename below), so a `status`
+  // during a reload never finds the pipeline missing.
+  if (repin) {
+    std::error_code error;
+    std::filesystem::remove_all(kPinRoot / name, error);
+  }
   XDPP_TRY(ensure_private_dir(kRunRoot, 0700));
   const auto root = kPinRoot / name;
   // `ip netns exec` remounts /sys, hiding the host's bpffs: then nothing is pinned (status reads the
