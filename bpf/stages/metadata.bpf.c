@@ -11,36 +11,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Fills the packet part of the event; all zero when parse did not run (the record would be stale). */
-static __always_inline void fill_from_packet(struct metadata_event *event, const struct xdpp_packet *pkt)
-{
-	if (pkt->flags & XDPP_F_PARSED) {
-		event->eth_proto = pkt->eth_proto;
-		event->l4_proto = pkt->l4_proto;
-		event->tcp_flags = pkt->tcp_flags;
-		event->sport = pkt->sport;
-		event->dport = pkt->dport;
-		event->icmp_type = pkt->icmp_type;
-		event->icmp_code = pkt->icmp_code;
-		__builtin_memcpy(event->saddr, pkt->saddr, sizeof(event->saddr));
-		__builtin_memcpy(event->daddr, pkt->daddr, sizeof(event->daddr));
-	} else {
-		event->eth_proto = 0;
-		event->l4_proto = 0;
-		event->tcp_flags = 0;
-		event->sport = 0;
-		event->dport = 0;
-		event->icmp_type = 0;
-		event->icmp_code = 0;
-		__builtin_memset(event->saddr, 0, sizeof(event->saddr));
-		__builtin_memset(event->daddr, 0, sizeof(event->daddr));
-	}
-	/* Ring memory is reused: leave no bytes of an older event behind. */
-	event->pad[0] = 0;
-	event->pad[1] = 0;
-	event->reserved = 0;
-}
-
 XDPP_STAGE(metadata)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 {
 	__u32 zero = 0;
@@ -82,7 +52,7 @@ XDPP_STAGE(metadata)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 	event->rx_queue = xdp->rx_queue_index;
 	event->pkt_len = data_end - data;
 	event->packet_flags = pkt->flags;
-	fill_from_packet(event, pkt);
+	metadata_fill_event(event, pkt);
 	bpf_ringbuf_submit(event, rb_flags);
 	return XDPP_CONTINUE;
 }

@@ -44,6 +44,7 @@ struct metadata_config {
 /* metadata's maps (the plugin may resize the ring before load). Declared here once, for the stage's program and for anything that must share their layout
  * (bench/mono.bpf.c); BPF side only: the plugin opens them by name. */
 #include <bpf/bpf_helpers.h>
+#include <xdp_pipeline/contract.h>
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -63,6 +64,36 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } metadata_seq SEC(".maps");
+
+/* Fills the packet part of the event; all zero when parse did not run (the record would be stale). */
+static __always_inline void metadata_fill_event(struct metadata_event *event, const struct xdpp_packet *pkt)
+{
+	if (pkt->flags & XDPP_F_PARSED) {
+		event->eth_proto = pkt->eth_proto;
+		event->l4_proto = pkt->l4_proto;
+		event->tcp_flags = pkt->tcp_flags;
+		event->sport = pkt->sport;
+		event->dport = pkt->dport;
+		event->icmp_type = pkt->icmp_type;
+		event->icmp_code = pkt->icmp_code;
+		__builtin_memcpy(event->saddr, pkt->saddr, sizeof(event->saddr));
+		__builtin_memcpy(event->daddr, pkt->daddr, sizeof(event->daddr));
+	} else {
+		event->eth_proto = 0;
+		event->l4_proto = 0;
+		event->tcp_flags = 0;
+		event->sport = 0;
+		event->dport = 0;
+		event->icmp_type = 0;
+		event->icmp_code = 0;
+		__builtin_memset(event->saddr, 0, sizeof(event->saddr));
+		__builtin_memset(event->daddr, 0, sizeof(event->daddr));
+	}
+	/* Ring memory is reused: leave no bytes of an older event behind. */
+	event->pad[0] = 0;
+	event->pad[1] = 0;
+	event->reserved = 0;
+}
 #endif /* __bpf__ */
 
 #endif
