@@ -117,6 +117,7 @@ Result<std::shared_ptr<LoadedPlugin>> load_plugin_fresh(const std::filesystem::p
   ::chmod(copy.c_str(), 0500);
   auto plugin = load_plugin_file(copy);
   std::filesystem::remove(copy, error);  // the mapping outlives the name
+  std::filesystem::remove(private_dir, error);  // and the directory, once empty: nothing is left in /run
   if (!plugin) return fail(plugin.error().message, " (loaded from a copy of ", real.string(), ")");
   if (plugin->get()->factory().plugin_name() != real.stem().string())
     return fail("plugin ", file.string(), ": refused: it calls itself '",
