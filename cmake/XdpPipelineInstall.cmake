@@ -9,6 +9,10 @@ set(CMAKE_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS
     OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
 
 set(XDPP_CMAKE_PACKAGE_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/XdpPipeline")
+set(XDPP_PYTHON_DIR "${CMAKE_INSTALL_DATADIR}/xdp-pipeline/python")
+
+# The helper a stage's replay-driven test imports (the skeleton's and syn_guard's do).
+install(FILES "${CMAKE_SOURCE_DIR}/sdk/python/xdpp_replay.py" DESTINATION "${XDPP_PYTHON_DIR}")
 
 install(TARGETS xdp-pipeline EXPORT XdpPipelineTargets RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}")
 get_property(xdpp_dispatcher_object TARGET dispatcher_bpf PROPERTY XDPP_OBJECT)
@@ -30,7 +34,7 @@ configure_package_config_file(
   "${CMAKE_SOURCE_DIR}/cmake/XdpPipelineConfig.cmake.in"
   "${CMAKE_BINARY_DIR}/cmake/XdpPipelineConfig.cmake"
   INSTALL_DESTINATION "${XDPP_CMAKE_PACKAGE_DIR}"
-  PATH_VARS CMAKE_INSTALL_INCLUDEDIR XDPP_PKGLIBDIR)
+  PATH_VARS CMAKE_INSTALL_INCLUDEDIR XDPP_PKGLIBDIR XDPP_PYTHON_DIR)
 # 0.x: a minor version may change the plugin ABI (which xdp-pipeline checks at load time anyway).
 write_basic_package_version_file(
   "${CMAKE_BINARY_DIR}/cmake/XdpPipelineConfigVersion.cmake"

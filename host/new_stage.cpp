@@ -197,8 +197,8 @@ add_test(NAME @NAME@_replay
                  --xdp-pipeline "$<TARGET_FILE:XdpPipeline::xdp-pipeline>"
                  --pipeline "${CMAKE_CURRENT_BINARY_DIR}/@NAME@.toml"
                  --work-dir "${CMAKE_CURRENT_BINARY_DIR}")
-# 77: not root, so no BPF_PROG_TEST_RUN.
-set_tests_properties(@NAME@_replay PROPERTIES SKIP_RETURN_CODE 77)
+# 77: not root, so no BPF_PROG_TEST_RUN. xdpp_replay.py comes with the SDK.
+set_tests_properties(@NAME@_replay PROPERTIES SKIP_RETURN_CODE 77 ENVIRONMENT "PYTHONPATH=${XDPP_PYTHON_DIR}")
 )tmpl";
 
 constexpr std::string_view kPipeline = R"tmpl(# The built-in parse stage, then @NAME@. CMake writes this file into the build directory with
@@ -226,72 +226,27 @@ constexpr std::string_view kTest = R"tmpl(#!/usr/bin/env python3
 `xdp-pipeline replay --json` and checks every packet's verdict and deciding stage.
 
 The expectations follow @NAME@.toml.in (udp_port = 5353, action = "drop"). Needs root for
-BPF_PROG_TEST_RUN; exits 77 (skipped) otherwise. Standard library only.
+BPF_PROG_TEST_RUN; exits 77 (skipped) otherwise. Frames and replay come from the SDK's xdpp_replay
+(on PYTHONPATH: XDPP_PYTHON_DIR of the XdpPipeline package).
 """
 import argparse
-import ipaddress
-import json
 import os
-import struct
-import subprocess
 import sys
+
+from xdpp_replay import ipv4, ipv6, replay, tcp, udp
 
 STAGE = "@NAME@"
 PORT = 5353
-
-CLIENT_MAC = bytes.fromhex("020000000001")
-SERVER_MAC = bytes.fromhex("020000000002")
-
-
-def ip_checksum(header):
-    total = sum(struct.unpack("!%dH" % (len(header) // 2), header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def ethernet(ethertype, payload):
-    return SERVER_MAC + CLIENT_MAC + struct.pack("!H", ethertype) + payload
-
-
-def ipv4(src, dst, proto, payload):
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
-                         bytes(map(int, src.split("."))), bytes(map(int, dst.split("."))))
-    header = header[:10] + struct.pack("!H", ip_checksum(header)) + header[12:]
-    return ethernet(0x0800, header + payload)
-
-
-def ipv6(src, dst, next_header, payload):
-    header = struct.pack("!IHBB16s16s", 6 << 28, len(payload), next_header, 64,
-                         ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed)
-    return ethernet(0x86DD, header + payload)
-
-
-def udp(sport, dport, data=b"hello"):
-    return struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
-
-
-def tcp(sport, dport, flags=0x02):
-    return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, flags, 65535, 0, 0)
 
 
 # (what, frame, expected verdict, expected deciding stage or None for "any")
 CASES = [
     ("UDP to the watched port", ipv4("10.0.0.1", "10.0.0.2", 17, udp(40000, PORT)), "drop", STAGE),
     ("UDP to another port", ipv4("10.0.0.1", "10.0.0.2", 17, udp(40000, 53)), "pass", None),
-    ("TCP to the watched port", ipv4("10.0.0.1", "10.0.0.2", 6, tcp(40000, PORT)), "pass", None),
+    ("TCP to the watched port", ipv4("10.0.0.1", "10.0.0.2", 6, tcp(40000, PORT, 0x02)), "pass", None),
     ("UDP over IPv6 to the watched port", ipv6("2001:db8::1", "2001:db8::2", 17, udp(40000, PORT)), "drop", STAGE),
     ("UDP over IPv6 to another port", ipv6("2001:db8::1", "2001:db8::2", 17, udp(40000, 123)), "pass", None),
 ]
-
-
-def write_pcap(path, frames):
-    with open(path, "wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))  # LINKTYPE_ETHERNET
-        for index, frame in enumerate(frames):
-            frame = frame + bytes(max(0, 60 - len(frame)))  # Ethernet minimum, as on the wire
-            out.write(struct.pack("<IIII", 1700000000 + index, 0, len(frame), len(frame)))
-            out.write(frame)
 
 
 def main():
@@ -305,15 +260,9 @@ def main():
         return 77
 
     pcap = os.path.join(args.work_dir, STAGE + "_test.pcap")
-    write_pcap(pcap, [frame for _, frame, _, _ in CASES])
-    run = subprocess.run([args.xdp_pipeline, "replay", args.pipeline, "--pcap", pcap, "--json"],
-                         capture_output=True, text=True)
-    if run.returncode != 0:
-        print(run.stdout + run.stderr)
-        print("FAIL: xdp-pipeline replay exited with %d" % run.returncode)
+    packets, _ = replay(args.xdp_pipeline, args.pipeline, [frame for _, frame, _, _ in CASES], pcap)
+    if packets is None:
         return 1
-    lines = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
-    packets = [line for line in lines if "packet" in line]
 
     failures = 0
     for index, (what, _, verdict, stage) in enumerate(CASES):

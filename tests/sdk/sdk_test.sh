@@ -39,7 +39,7 @@ step "install into $prefix"
 cmake --install "$build" --prefix "$prefix" >/dev/null
 for file in bin/xdp-pipeline include/xdp_pipeline/{contract.h,stage.h,plugin.h,result.h,net.h} \
             lib*/cmake/XdpPipeline/XdpPipelineConfig.cmake lib*/xdp-pipeline/plugins/parse.so \
-            lib*/xdp-pipeline/bpf/{parse,dispatcher}.bpf.o; do
+            lib*/xdp-pipeline/bpf/{parse,dispatcher}.bpf.o share/xdp-pipeline/python/xdpp_replay.py; do
   compgen -G "$prefix/$file" >/dev/null || { echo "FAIL: $file was not installed"; exit 1; }
 done
 step "the installed xdp-pipeline finds its built-in stages"
@@ -81,7 +81,8 @@ plugin = "syn_guard"
 syn_per_second = 1
 burst = 2
 TOML
-"$python" "$source/tests/sdk/chain_replay.py" "$xdpp" "$work/chain.toml" "$work/chain.pcap"
+PYTHONPATH="$prefix/share/xdp-pipeline/python" \
+  "$python" "$source/tests/sdk/chain_replay.py" "$xdpp" "$work/chain.toml" "$work/chain.pcap"
 
 step "an installed out-of-tree stage is found without plugin_dir"
 cmake --install "$work/syn_guard-build" --prefix "$prefix" >/dev/null

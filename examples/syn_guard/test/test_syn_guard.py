@@ -4,59 +4,21 @@
 
 Thresholds from test/pipeline.toml.in: 1 SYN/s, burst 3, IPv6 per /64. The refill (one SYN per second)
 is far slower than the replay, so the outcome does not depend on timing. Needs root for
-BPF_PROG_TEST_RUN; exits 77 (skipped) otherwise. Standard library only.
+BPF_PROG_TEST_RUN; exits 77 (skipped) otherwise. Frames and replay come from the SDK's xdpp_replay.
 """
 import argparse
-import ipaddress
-import json
 import os
-import struct
-import subprocess
 import sys
 
-SYN, ACK = 0x02, 0x10
-CLIENT_MAC = bytes.fromhex("020000000001")
-SERVER_MAC = bytes.fromhex("020000000002")
-
-
-def ip_checksum(header):
-    total = sum(struct.unpack("!%dH" % (len(header) // 2), header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def ethernet(ethertype, payload):
-    return SERVER_MAC + CLIENT_MAC + struct.pack("!H", ethertype) + payload
-
-
-def ipv4(src, dst, proto, payload):
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
-                         ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
-    header = header[:10] + struct.pack("!H", ip_checksum(header)) + header[12:]
-    return ethernet(0x0800, header + payload)
-
-
-def ipv6(src, dst, next_header, payload):
-    header = struct.pack("!IHBB16s16s", 6 << 28, len(payload), next_header, 64,
-                         ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed)
-    return ethernet(0x86DD, header + payload)
-
-
-def tcp(flags, sport=40000, dport=80):
-    return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, flags, 65535, 0, 0)
-
-
-def udp(sport=40000, dport=53):
-    return struct.pack("!HHHH", sport, dport, 8, 0)
+from xdpp_replay import ACK, SYN, ipv4, ipv6, replay, tcp, udp
 
 
 def syn4(src):
-    return ipv4(src, "192.0.2.80", 6, tcp(SYN))
+    return ipv4(src, "192.0.2.80", 6, tcp(40000, 80, SYN))
 
 
 def syn6(src):
-    return ipv6(src, "2001:db8:ffff::80", 6, tcp(SYN))
+    return ipv6(src, "2001:db8:ffff::80", 6, tcp(40000, 80, SYN))
 
 
 # (what, frame, verdict, deciding stage, event text or None)
@@ -66,10 +28,10 @@ CASES = [
     ("10.0.0.1 SYN 3 (burst)", syn4("10.0.0.1"), "pass", "syn_guard", None),
     ("10.0.0.1 SYN 4: over", syn4("10.0.0.1"), "drop", "syn_guard", "syn_guard: 10.0.0.1 over 1 SYN/s, dropping"),
     ("10.0.0.1 SYN 5: still over, no second event", syn4("10.0.0.1"), "drop", "syn_guard", None),
-    ("10.0.0.1 SYN-ACK is not a connection attempt", ipv4("10.0.0.1", "192.0.2.80", 6, tcp(SYN | ACK)), "pass",
+    ("10.0.0.1 SYN-ACK is not a connection attempt", ipv4("10.0.0.1", "192.0.2.80", 6, tcp(40000, 80, SYN | ACK)), "pass",
      "syn_guard", None),
-    ("10.0.0.1 ACK of an admitted handshake", ipv4("10.0.0.1", "192.0.2.80", 6, tcp(ACK)), "pass", "syn_guard", None),
-    ("10.0.0.1 UDP", ipv4("10.0.0.1", "192.0.2.80", 17, udp()), "pass", "syn_guard", None),
+    ("10.0.0.1 ACK of an admitted handshake", ipv4("10.0.0.1", "192.0.2.80", 6, tcp(40000, 80, ACK)), "pass", "syn_guard", None),
+    ("10.0.0.1 UDP", ipv4("10.0.0.1", "192.0.2.80", 17, udp(40000, 53)), "pass", "syn_guard", None),
     ("10.0.0.2 SYN: another source", syn4("10.0.0.2"), "pass", "syn_guard", None),
     ("2001:db8:1::1 SYN", syn6("2001:db8:1::1"), "pass", "syn_guard", None),
     ("2001:db8:1::2 SYN, same /64", syn6("2001:db8:1::2"), "pass", "syn_guard", None),
@@ -78,15 +40,6 @@ CASES = [
      "syn_guard: 2001:db8:1::/64 over 1 SYN/s, dropping"),
     ("2001:db8:2::1 SYN: another /64", syn6("2001:db8:2::1"), "pass", "syn_guard", None),
 ]
-
-
-def write_pcap(path, frames):
-    with open(path, "wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))  # LINKTYPE_ETHERNET
-        for index, frame in enumerate(frames):
-            frame = frame + bytes(max(0, 60 - len(frame)))  # Ethernet minimum, as on the wire
-            out.write(struct.pack("<IIII", 1700000000 + index, 0, len(frame), len(frame)))
-            out.write(frame)
 
 
 def main():
@@ -101,16 +54,9 @@ def main():
 
     os.makedirs(args.work_dir, exist_ok=True)
     pcap = os.path.join(args.work_dir, "syn_guard_test.pcap")
-    write_pcap(pcap, [case[1] for case in CASES])
-    run = subprocess.run([args.xdp_pipeline, "replay", args.pipeline, "--pcap", pcap, "--json"],
-                         capture_output=True, text=True)
-    if run.returncode != 0:
-        print(run.stdout + run.stderr)
-        print("FAIL: xdp-pipeline replay exited with %d" % run.returncode)
+    packets, summary = replay(args.xdp_pipeline, args.pipeline, [case[1] for case in CASES], pcap)
+    if packets is None:
         return 1
-    lines = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
-    packets = [line for line in lines if "packet" in line]
-    summary = next((line["summary"] for line in lines if "summary" in line), {})
 
     failures = 0
     for index, (what, _, verdict, stage, event) in enumerate(CASES):
