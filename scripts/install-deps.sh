@@ -10,7 +10,7 @@ packages=(
   libgtest-dev googletest libpcap-dev nlohmann-json3-dev prometheus-cpp-dev
   # runtime and end-to-end tests
   iproute2 iputils-ping netcat-openbsd socat tcpdump tshark procps
-  util-linux bridge-utils curl jq
+  util-linux bridge-utils curl jq python3-scapy
 )
 
 if [[ $(id -u) -ne 0 ]]; then
