@@ -20,12 +20,12 @@ struct {
 	__type(value, __u64);
 } bench_drop_count SEC(".maps");
 
-SEC("xdp") int bench_pass(struct xdp_md *xdp)
+SEC("xdp.frags") int bench_pass(struct xdp_md *xdp)
 {
 	return XDP_PASS;
 }
 
-SEC("xdp") int bench_drop(struct xdp_md *xdp)
+SEC("xdp.frags") int bench_drop(struct xdp_md *xdp)
 {
 	__u32 zero = 0;
 	__u64 *count = bpf_map_lookup_elem(&bench_drop_count, &zero);
@@ -34,7 +34,7 @@ SEC("xdp") int bench_drop(struct xdp_md *xdp)
 	return XDP_DROP;
 }
 
-SEC("xdp") int bench_pass_counted(struct xdp_md *xdp)
+SEC("xdp.frags") int bench_pass_counted(struct xdp_md *xdp)
 {
 	__u32 zero = 0;
 	__u64 *count = bpf_map_lookup_elem(&bench_drop_count, &zero);
@@ -43,7 +43,7 @@ SEC("xdp") int bench_pass_counted(struct xdp_md *xdp)
 	return XDP_PASS;
 }
 
-SEC("xdp") int bench_tx(struct xdp_md *xdp)
+SEC("xdp.frags") int bench_tx(struct xdp_md *xdp)
 {
 	return XDP_TX;
 }

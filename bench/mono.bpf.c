@@ -345,7 +345,7 @@ static __always_inline void record(struct xdp_md *xdp, const struct xdpp_packet 
 	bpf_ringbuf_submit(e, wake);
 }
 
-SEC("xdp") int xdpp_mono(struct xdp_md *xdp)
+SEC("xdp.frags") int xdpp_mono(struct xdp_md *xdp)
 {
 	__u32 zero = 0;
 	struct xdpp_counters *counters = bpf_map_lookup_elem(&xdpp_counters, &zero);

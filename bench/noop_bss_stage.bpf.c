@@ -11,7 +11,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 __u32 noop_bss_next;   /* set by the harness before load (initial value of .bss) */
 
-SEC("xdp") int noop_bss(struct xdp_md *xdp)
+SEC("xdp.frags") int noop_bss(struct xdp_md *xdp)
 {
 	__u32 zero = 0;
 	struct xdpp_counters *counters = bpf_map_lookup_elem(&xdpp_counters, &zero);

@@ -24,7 +24,10 @@ fi
 
 body="$(mktemp)"
 swap="$(mktemp)"
-"$build/bin/xdpp-bench" --tag "$tag" "$@" >"$body"
+# Section 6 runs this build's programs beside those of the last commit before multi-buffer awareness.
+mkdir -p "/tmp/$tag"
+baseline_commit=$("$root/bench/baseline.sh" "/tmp/$tag/baseline")
+"$build/bin/xdpp-bench" --tag "$tag" --baseline-bpf "/tmp/$tag/baseline" --baseline-commit "$baseline_commit" "$@" >"$body"
 "$root/bench/swap_latency.sh" "$build/bin/xdp-pipeline" >"$swap"
 
 {

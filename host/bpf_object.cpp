@@ -56,7 +56,7 @@ Result<std::unique_ptr<LoadedObject>> LoadedObject::open(const std::filesystem::
   }
   if (!self->program_) return fail("BPF object ", file.string(), ": no program named '", program_name, "'");
   if (bpf_program__type(self->program_) != BPF_PROG_TYPE_XDP)
-    return fail("BPF object ", file.string(), ": program '", program_name, "' is not SEC(\"xdp\")");
+    return fail("BPF object ", file.string(), ": program '", program_name, "' is not an XDP program (SEC(\"xdp.frags\"))");
 
   auto version = self->rodata_variable("xdpp_contract_version");
   if (!version)
@@ -145,6 +145,8 @@ Status LoadedObject::load() {
 }
 
 int LoadedObject::prog_fd() const { return bpf_program__fd(program_); }
+
+bool LoadedObject::multi_buffer() const { return (bpf_program__flags(program_) & BPF_F_XDP_HAS_FRAGS) != 0; }
 
 std::uint32_t LoadedObject::prog_id() const {
   bpf_prog_info info{};

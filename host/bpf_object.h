@@ -63,6 +63,8 @@ class LoadedObject final : public StageObject {
   Status load();
 
   int prog_fd() const;
+  /// Whether the program is multi-buffer aware: SEC("xdp.frags"), loaded with BPF_F_XDP_HAS_FRAGS.
+  bool multi_buffer() const;
   std::uint32_t prog_id() const;
   /// Every map of the given BPF_MAP_TYPE_* (e.g. the ring buffers), after load.
   std::vector<MapHandle> maps_of_type(std::uint32_t type) const;

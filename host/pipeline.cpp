@@ -9,6 +9,7 @@
 #include <exception>
 #include <map>
 
+#include "attach.h"
 #include "bpf_object.h"
 #include "log.h"
 
@@ -92,9 +93,11 @@ Pipeline::~Pipeline() { detach(); }
 
 namespace {
 
+// What every stage of a chain shares with its dispatcher.
 struct SharedMaps {
   int chain;
   int scratch;
+  bool multi_buffer;  // the dispatcher's SEC("xdp.frags"): the kernel wants every program of the chain to agree
 };
 
 // Points every map of `object` (before load) at the map of the same name in `previous`, so that the
@@ -131,6 +134,15 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, s
   auto object = LoadedObject::open(spec.object_path, spec.name, interface, std::string(spec.plugin->factory().program_name()));
   if (!object) return fail(where, ": ", object.error().message);
   LoadedObject& loaded = **object;
+  // The kernel would refuse the program at load with a bare EINVAL (a prog array's programs must agree on
+  // BPF_F_XDP_HAS_FRAGS); say what is wrong and what to do instead.
+  if (loaded.multi_buffer() != shared.multi_buffer) {
+    auto section = [](bool frags) { return frags ? "SEC(\"xdp.frags\") (multi-buffer aware)" : "SEC(\"xdp\") (single buffer)"; };
+    return fail(where, ": ", spec.object_path.string(), ": program '", std::string(spec.plugin->factory().program_name()),
+                "' is ", section(loaded.multi_buffer()), " but the dispatcher is ", section(shared.multi_buffer),
+                ", and the kernel requires every program of one chain to agree; rebuild the stage with XDPP_STAGE() "
+                "from <xdp_pipeline/stage.h>, which declares SEC(\"xdp.frags\")");
+  }
   std::uint32_t next = slot + 1 < count ? slot + 1 : XDPP_NO_NEXT;
   XDPP_TRY(loaded.set_constant("xdpp_next_slot", next));
   XDPP_TRY(loaded.set_constant("xdpp_default_verdict", default_verdict));
@@ -227,7 +239,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
   auto chain = self->dispatcher_->map(XDPP_CHAIN_MAP_NAME);
   auto scratch = self->dispatcher_->map(XDPP_SCRATCH_MAP_NAME);
   if (!chain || !scratch) return fail("dispatcher: shared maps missing");
-  const SharedMaps shared{.chain = chain->fd, .scratch = scratch->fd};
+  const SharedMaps shared{.chain = chain->fd, .scratch = scratch->fd, .multi_buffer = self->dispatcher_->multi_buffer()};
 
   for (std::size_t slot = 0; slot < stages.size(); ++slot) {
     const StageSpec& stage = stages[slot];
@@ -332,7 +344,8 @@ Status Pipeline::swap_stage(const std::string& name, SwapRequest request) {
   auto scratch = dispatcher_->map(XDPP_SCRATCH_MAP_NAME);
   if (!chain || !scratch) return fail("dispatcher: shared maps missing");
   auto object = load_stage_object(next, live->slot, stages_.size(), spec_.default_verdict,
-                                  SharedMaps{.chain = chain->fd, .scratch = scratch->fd}, interface_, live->object.get(),
+                                  SharedMaps{.chain = chain->fd, .scratch = scratch->fd, .multi_buffer = dispatcher_->multi_buffer()},
+                                  interface_, live->object.get(),
                                   request.reset_state);
   if (!object) return object.error();
 
@@ -469,41 +482,11 @@ Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec) {
 Result<AttachMode> Pipeline::attach(AttachMode mode) {
   if (attached()) return fail("already attached");
   if (interface_.ifindex <= 0) return fail("interface '", interface_.name, "' has no ifindex");
-  auto try_mode = [&](std::uint32_t flags) {
-    LIBBPF_OPTS(bpf_link_create_opts, options, .flags = flags);
-    return bpf_link_create(dispatcher_->prog_fd(), interface_.ifindex, BPF_XDP, &options);
-  };
-  auto explain = [&](int err, const char* mode_name) {
-    std::string text = "attaching to " + interface_.name + " in " + mode_name + " mode: " + std::strerror(err);
-    if (err == EBUSY || err == EEXIST)
-      text += " (the interface already has an XDP program; xdp-pipeline does not replace it: detach it first)";
-    return Error{text};
-  };
-  int fd = -1;
-  switch (mode) {
-    case AttachMode::native:
-      fd = try_mode(XDP_FLAGS_DRV_MODE);
-      if (fd < 0) return explain(-fd, "native");
-      break;
-    case AttachMode::generic:
-      fd = try_mode(XDP_FLAGS_SKB_MODE);
-      if (fd < 0) return explain(-fd, "generic");
-      break;
-    case AttachMode::offload:
-      return Error{kOffloadReason};
-    case AttachMode::automatic:
-      fd = try_mode(XDP_FLAGS_DRV_MODE);
-      if (fd >= 0) {
-        mode = AttachMode::native;
-        break;
-      }
-      if (-fd == EBUSY || -fd == EEXIST) return explain(-fd, "native");
-      fd = try_mode(XDP_FLAGS_SKB_MODE);
-      if (fd < 0) return explain(-fd, "generic (after native failed)");
-      mode = AttachMode::generic;
-      break;
-  }
-  link_fd_ = fd;
+  std::string fallback_reason;
+  auto fd = attach_xdp_link(dispatcher_->prog_fd(), dispatcher_->multi_buffer(), interface_, mode, fallback_reason);
+  if (!fd) return fd.error();
+  link_fd_ = *fd;
+  fallback_reason_ = std::move(fallback_reason);
   return mode;
 }
 
@@ -573,7 +556,7 @@ std::uint64_t verdicts_total(const CounterTotals& totals) {
 }
 }  // namespace
 
-Result<TestRunResult> Pipeline::test_run(std::span<const std::uint8_t> frame) {
+Result<TestRunResult> Pipeline::test_run(std::span<const std::uint8_t> frame, std::uint32_t first_buffer) {
   // The stage that decided is the one whose verdict counters moved.
   std::vector<std::uint64_t> before;
   for (int index = -1; index < static_cast<int>(stages_.size()); ++index) {
@@ -587,6 +570,13 @@ Result<TestRunResult> Pipeline::test_run(std::span<const std::uint8_t> frame) {
   LIBBPF_OPTS(bpf_test_run_opts, options, .data_in = frame.data(), .data_out = out.data(),
               .data_size_in = static_cast<__u32>(frame.size()), .data_size_out = static_cast<__u32>(out.size()),
               .repeat = 1);
+  // The kernel (6.18) builds the first buffer of ctx.data_end bytes and puts the rest in fragments.
+  xdp_md context{};
+  if (first_buffer != 0) {
+    context.data_end = first_buffer;
+    options.ctx_in = &context;
+    options.ctx_size_in = sizeof(context);
+  }
   if (int err = bpf_prog_test_run_opts(dispatcher_->prog_fd(), &options))
     return fail("BPF_PROG_TEST_RUN: ", std::strerror(-err));
   result.verdict = options.retval;

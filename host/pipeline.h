@@ -80,8 +80,11 @@ class Pipeline {
   static Result<std::unique_ptr<Pipeline>> load(PipelineSpec spec, const SearchPaths& paths,
                                                 InterfaceInfo interface);
 
-  /// Attaches the dispatcher to the interface through a bpf_link; says which mode it got.
+  /// Attaches the dispatcher to the interface through a bpf_link; says which mode it got. Errors name the
+  /// cause and the remedy (host/attach.h).
   Result<AttachMode> attach(AttachMode mode);
+  /// Why `auto` fell back to generic mode in attach(), or "" when it did not.
+  const std::string& fallback_reason() const { return fallback_reason_; }
   /// Detaches (destroys the link). Also done by the destructor.
   void detach();
   bool attached() const { return link_fd_ >= 0; }
@@ -113,8 +116,11 @@ class Pipeline {
   /// Hands every waiting ring-buffer record to its plugin, without blocking.
   Result<int> consume_events(const EventHandler& handler);
 
-  /// Runs one packet through the dispatcher with BPF_PROG_TEST_RUN and drains the ring buffers.
-  Result<TestRunResult> test_run(std::span<const std::uint8_t> frame);
+  /// Runs one packet through the dispatcher with BPF_PROG_TEST_RUN and drains the ring buffers. A frame
+  /// longer than the kernel's first buffer (about 3.5 KB) continues in fragments, as a jumbo frame from a
+  /// driver does; `first_buffer` (1..frame size) sets the first buffer's length instead, so that headers
+  /// can be split across buffers. 0: the kernel's choice.
+  Result<TestRunResult> test_run(std::span<const std::uint8_t> frame, std::uint32_t first_buffer = 0);
 
   /// Polls every ring buffer up to timeout_ms; each record goes to its stage's plugin, whose decoded
   /// events go to `handler`. Returns the number of records, or an error.
@@ -148,6 +154,7 @@ class Pipeline {
   std::unique_ptr<LoadedObject> dispatcher_;
   std::vector<LiveStage> stages_;
   int link_fd_ = -1;
+  std::string fallback_reason_;
 };
 
 const char* verdict_name(std::uint32_t action);

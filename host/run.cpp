@@ -318,6 +318,9 @@ int command_run(const CommandOptions& options) {
     log::error("pipeline '" + name + "': " + mode.error().message);
     return kExitFailure;
   }
+  if (!(*loaded)->fallback_reason().empty())
+    log::warn("pipeline '" + name + "': mode auto fell back to generic mode (the slow path): " +
+              (*loaded)->fallback_reason());
   Runner runner(std::move(*loaded), options);
   runner.set_mode(to_string(*mode));
   log::info("pipeline '" + name + "' attached to " + interface->name + " in " + to_string(*mode) + " mode" +

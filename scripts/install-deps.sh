@@ -9,7 +9,7 @@ packages=(
   libboost-dev libboost-program-options-dev libtomlplusplus-dev
   libgtest-dev googletest libpcap-dev nlohmann-json3-dev prometheus-cpp-dev
   # runtime and end-to-end tests
-  iproute2 iputils-ping netcat-openbsd socat tcpdump tshark procps
+  iproute2 iputils-ping netcat-openbsd socat tcpdump tshark hping3 procps
   util-linux bridge-utils curl jq python3-scapy
 )
 

@@ -37,6 +37,7 @@
 #   LAB_IP_<ROLE>, LAB_VIP           addresses (LAB_VIP = LAB_IP_LB); LAB_NET (e.g. 10.200.7),
 #   LAB_PREFIX (24), LAB_SUBNET (e.g. 10.200.7.0/24)
 #   LAB_XDP_PASS_PORT                the bridge port that carries the XDP_PASS program (see below)
+#   LAB_MTU                          the MTU of every link (XDPP_LAB_MTU)
 #
 # XDP_TX: a veth delivers frames sent with XDP_TX (or redirected into it) only if its peer runs NAPI,
 # otherwise the kernel drops them silently. The lab attaches a trivial XDP_PASS program (compiled with
@@ -47,7 +48,8 @@
 # entries for the other hosts (no ARP; the client's entry for the VIP is the lb's MAC), and the bridge has
 # static FDB entries for the four hosts (no flooding), while MAC learning stays on for anything else.
 #
-# Environment: XDPP_LAB_NET=A.B.C picks the /24 (default 10.200.X, X from the run id);
+# Environment: XDPP_LAB_NET=A.B.C picks the /24 (default 10.200.X, X from the run id); XDPP_LAB_MTU=N sets
+# the MTU of every link and of the bridge (default 1500; 9000 for jumbo frames, LAB_MTU records it);
 # LAB_STATE_DIR (default /run/xdp-pipeline-lab); LAB_QUIET=1 silences progress messages.
 # Test hooks (used by tests/e2e/lab_smoke.sh): LAB_FAIL_AT=STEP makes `up` fail after STEP,
 # LAB_PAUSE_AT=STEP makes it sleep 30 s after STEP; STEP is one of namespaces, links, bridge, xdp, neigh.
@@ -217,10 +219,12 @@ _lab_compile_pass() { # DIR: writes DIR/xdp_pass.o
   cat >"$dir/xdp_pass.c" <<'EOF'
 // Trivial XDP_PASS program for the bridge-side veth of the lab's load balancer: having an XDP program
 // gives that veth NAPI, so frames the load balancer sends back with XDP_TX are delivered to the bridge.
+// Multi-buffer aware (xdp.frags): only such a program attaches natively to a veth whose peer's MTU needs
+// more than one buffer per frame (XDPP_LAB_MTU=9000).
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-SEC("xdp")
+SEC("xdp.frags")
 int xdp_pass(struct xdp_md *ctx)
 {
 	return XDP_PASS;
@@ -249,6 +253,10 @@ _lab_cmd_up() {
     [[ $XDPP_LAB_NET =~ ^(10\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.) ]] ||
       { _lab_err "XDPP_LAB_NET must be in a private range (10/8, 172.16/12, 192.168/16)"; return 2; }
   fi
+
+  local mtu=${XDPP_LAB_MTU:-1500}
+  [[ $mtu =~ ^[0-9]{2,5}$ ]] && ((mtu >= 68 && mtu <= 65535)) ||
+    { _lab_err "XDPP_LAB_MTU must be a number from 68 to 65535 (got '$mtu')"; return 2; }
 
   mkdir -p "$LAB_STATE_DIR"
   chmod 0755 "$LAB_STATE_DIR"
@@ -287,6 +295,7 @@ _lab_cmd_up() {
   _lab_state_set LAB_NET "$net"
   _lab_state_set LAB_PREFIX 24
   _lab_state_set LAB_SUBNET "$net.0/24"
+  _lab_state_set LAB_MTU "$mtu"
   _lab_msg "creating lab '$name': run id $id, subnet $net.0/24"
 
   # Namespaces. Anything named $id-* is ours (checked above), so a failure from here on removes it.
@@ -304,7 +313,7 @@ _lab_cmd_up() {
 
   # The switch.
   _lab_state_set LAB_BRIDGE "$id-br"
-  ip -n "$id-sw" link add "$id-br" address "02:${id:2:2}:${id:4:2}:${id:6:2}:02:00" type bridge \
+  ip -n "$id-sw" link add "$id-br" address "02:${id:2:2}:${id:4:2}:${id:6:2}:02:00" mtu "$mtu" type bridge \
     stp_state 0 mcast_snooping 0
   ip -n "$id-sw" link set "$id-br" up
 
@@ -322,7 +331,8 @@ _lab_cmd_up() {
     _lab_state_set "LAB_PORT_$key" "$port"
     _lab_state_set "LAB_MAC_$key" "$mac"
     _lab_state_set "LAB_IP_$key" "$net.$n"
-    ip -n "$id-sw" link add "$port" address "$pmac" type veth peer name "$hostif" address "$mac" netns "$id-$role"
+    ip -n "$id-sw" link add "$port" address "$pmac" mtu "$mtu" type veth peer name "$hostif" address "$mac" mtu "$mtu" \
+      netns "$id-$role"
     ip -n "$id-$role" addr add "$net.$n/24" dev "$hostif"
     ip -n "$id-$role" link set "$hostif" up
     ip -n "$id-sw" link set "$port" master "$id-br"
@@ -337,7 +347,7 @@ _lab_cmd_up() {
   _LAB_TMP=$(mktemp -d /tmp/xdp-pipeline-lab.XXXXXX)
   _lab_state_set LAB_TMPDIR "$_LAB_TMP"
   _lab_compile_pass "$_LAB_TMP"
-  ip -n "$id-sw" link set dev "$id-lbp" xdpdrv obj "$_LAB_TMP/xdp_pass.o" sec xdp
+  ip -n "$id-sw" link set dev "$id-lbp" xdpdrv obj "$_LAB_TMP/xdp_pass.o" sec xdp.frags
   _lab_state_set LAB_XDP_PASS_PORT "$id-lbp"
   rm -rf -- "$_LAB_TMP"
   _LAB_TMP=

@@ -10,7 +10,9 @@ char LICENSE[] SEC("license") = "GPL";
 
 XDPP_STAGE(xdpp_dispatcher)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 {
-	/* Only the flag word: parse fills every other field before it sets XDPP_F_PARSED. */
+	/* Only the flag word: parse fills every other field before it sets XDPP_F_PARSED. The first buffer's
+	 * length stands for the frame's until parse learns the whole length: asking the kernel
+	 * (bpf_xdp_get_buff_len) on every packet would cost a helper call where most frames have one buffer. */
 	pkt->flags = 0;
 	pkt->pkt_len = xdp->data_end - xdp->data;
 	return XDPP_CONTINUE;

@@ -6,6 +6,12 @@
  * incrementally, RFC 1624), destination MAC := backend MAC, source MAC := the balancer's own MAC, and the
  * frame leaves through the interface it came in on (XDP_TX). The backend answers the client directly.
  * Everything else (echo replies, other ICMP, other addresses, IPv6, fragments) continues down the chain.
+ *
+ * Multi-buffer frames (jumbo echo requests): the stage writes only the Ethernet header and the IPv4 header,
+ * which drivers put in the first buffer; it reads and writes them there directly. Should they reach past
+ * the first buffer (a frame built that way, e.g. in a test), they are copied out with bpf_xdp_load_bytes and
+ * written back with bpf_xdp_store_bytes. The payload, in whichever buffer, is never touched, and the ICMP
+ * checksum stays valid (it does not cover the IP header).
  */
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -65,10 +71,16 @@ XDPP_STAGE(icmp_lb)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 		return XDPP_CONTINUE;
 	struct ethhdr *eth = data;
 	struct iphdr *iph = data + l3_off;
+	struct iphdr iph_copy;
 	/* Two checks: the IP header pointer carries a variable offset, so a range learnt for it says nothing
 	 * to the verifier about the Ethernet header at data. */
-	if ((void *)(eth + 1) > data_end || (void *)(iph + 1) > data_end)
-		return XDPP_CONTINUE;
+	const int in_first_buffer = (void *)(eth + 1) <= data_end && (void *)(iph + 1) <= data_end;
+	if (!in_first_buffer) {
+		/* Split across buffers: work on a copy of the IP header (parse saw it whole in the frame). */
+		if (bpf_xdp_load_bytes(xdp, l3_off, &iph_copy, sizeof(iph_copy)))
+			return XDPP_CONTINUE;
+		iph = &iph_copy;
+	}
 	if (iph->daddr != set->vip)
 		return XDPP_CONTINUE;
 
@@ -89,7 +101,17 @@ XDPP_STAGE(icmp_lb)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 	iph->check = csum_replace4(iph->check, old_daddr, new_daddr);
 	/* The ICMP checksum covers the ICMP message only, no pseudo-header: it stays valid. */
 
-	__builtin_memcpy(eth->h_dest, backend->mac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, set->lb_mac, ETH_ALEN);
+	if (in_first_buffer) {
+		__builtin_memcpy(eth->h_dest, backend->mac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, set->lb_mac, ETH_ALEN);
+		return XDP_TX;
+	}
+	/* Both MACs are the first 12 bytes of the frame; the helper writes across buffers. */
+	__u8 macs[2 * ETH_ALEN];
+	__builtin_memcpy(macs, backend->mac, ETH_ALEN);
+	__builtin_memcpy(macs + ETH_ALEN, set->lb_mac, ETH_ALEN);
+	if (bpf_xdp_store_bytes(xdp, l3_off, &iph_copy, sizeof(iph_copy)) ||
+	    bpf_xdp_store_bytes(xdp, 0, macs, sizeof(macs)))
+		return XDP_ABORTED;   /* cannot happen: both ranges were read from this frame */
 	return XDP_TX;
 }

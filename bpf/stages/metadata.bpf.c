@@ -45,12 +45,12 @@ XDPP_STAGE(metadata)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 		xdpp_count_event_lost();
 		return XDPP_CONTINUE;
 	}
-	void *data = (void *)(long)xdp->data;
-	void *data_end = (void *)(long)xdp->data_end;
 	event->timestamp_ns = bpf_ktime_get_ns();
 	event->ifindex = xdp->ingress_ifindex;
 	event->rx_queue = xdp->rx_queue_index;
-	event->pkt_len = data_end - data;
+	/* The whole frame, all buffers: parse's record when it ran (it asked the kernel only if the frame
+	 * needed it), else the kernel's answer. */
+	event->pkt_len = (pkt->flags & XDPP_F_PARSED) ? pkt->pkt_len : bpf_xdp_get_buff_len(xdp);
 	event->packet_flags = pkt->flags;
 	metadata_fill_event(event, pkt);
 	bpf_ringbuf_submit(event, rb_flags);

@@ -11,7 +11,7 @@ struct metadata_event {
 	__u64 timestamp_ns;     /* bpf_ktime_get_ns() */
 	__u32 ifindex;          /* ingress interface */
 	__u32 rx_queue;
-	__u32 pkt_len;          /* bytes on the wire (data_end - data) */
+	__u32 pkt_len;          /* bytes of the whole frame, all buffers (xdpp_packet.pkt_len) */
 	__u32 packet_flags;     /* xdpp_packet.flags (0 when parse did not run) */
 	__u16 eth_proto;        /* host order */
 	__u8 l4_proto;

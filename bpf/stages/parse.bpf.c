@@ -9,10 +9,20 @@
  *
  * The shape is xdp-tools' parsing_helpers.h idea: a cursor walks the packet and one small parse_*()
  * helper per header checks its bounds, records what it learnt and returns the next protocol, or
- * PARSE_MALFORMED. Each bounds check compares a pointer derived from the cursor with data_end just before
- * the access, which is the form the verifier understands (it then knows the accessed range is inside the
- * packet), and which is also the correct check: header start + header length <= data_end. Headers after
- * the IP header must also lie inside the IP datagram (total / payload length), see struct cursor.
+ * PARSE_MALFORMED. Headers after the IP header must also lie inside the IP datagram (total / payload
+ * length), see struct cursor.
+ *
+ * Multi-buffer frames (jumbo MTU): the frame is the first buffer (data .. data_end) plus fragments. Lengths
+ * are checked against the whole frame (bpf_xdp_get_buff_len), asked for only when a datagram reaches past
+ * the first buffer, so a frame that fits in one buffer costs no helper call. Headers are read in one of two
+ * modes, the same code compiled twice (`split` is a constant in each copy):
+ *   - direct (split = 0): pointers into the first buffer. Each bounds check compares a pointer derived
+ *     from the cursor with data_end just before the access, the form the verifier understands. A header
+ *     that reaches past data_end ends this mode with PARSE_SPLIT;
+ *   - split (split = 1): the frame is parsed again from the start, each header copied out of whichever
+ *     buffers hold it with bpf_xdp_load_bytes, which fails past the frame's end (cut short: malformed).
+ * Drivers fill the first buffer before they add fragments, so headers are split only in odd frames (and
+ * in tests); a truncated frame also takes the second mode to be found malformed.
  */
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -60,21 +70,80 @@ struct icmp_hdr {
 #define VLAN_VID_MASK 0x0fff
 #define MAX_VLAN_DEPTH 2
 
+/* A header reaches past the first buffer: parse the frame again in split mode. Not an XDP action, not
+ * XDPP_CONTINUE. */
+#define PARSE_SPLIT (-2)
+
 struct cursor {
-	void *pos;
+	void *data;             /* the first buffer: data .. end */
 	void *end;
-	/* Bytes of the IP datagram left at pos (total / payload length minus the headers walked). A frame
-	 * can be longer than its datagram (Ethernet pads to 60 bytes): headers past the datagram's end are
-	 * cut short as much as headers past data_end, and padding is never read as ports. */
+	void *pos;              /* direct mode: where the next header starts */
+	__u32 off;              /* split mode: the same, as an offset from data */
+	/* Bytes of the IP datagram left at the cursor (total / payload length minus the headers walked). A
+	 * frame can be longer than its datagram (Ethernet pads to 60 bytes): headers past the datagram's end
+	 * are cut short as much as headers past the frame's end, and padding is never read as ports. */
 	__u32 room;
+	__u32 frame_len;        /* the whole frame, all buffers; 0 until asked for */
+	struct xdp_md *xdp;
 };
 
-/* The bounds check every header does: in the frame (for the verifier and for safety), and in the
- * datagram. The pointer comparison must stay a comparison with c->end, the form the verifier learns
- * a packet range from. */
-static __always_inline int header_fits(const struct cursor *c, __u32 len)
+static __always_inline __u32 cursor_off(const struct cursor *c, const int split)
 {
-	return c->pos + len <= c->end && len <= c->room;
+	return split ? c->off : (__u32)(c->pos - c->data);
+}
+
+static __always_inline void advance(struct cursor *c, __u32 len, const int split)
+{
+	if (split)
+		c->off += len;
+	else
+		c->pos += len;
+}
+
+/* The whole frame's length, all buffers: one helper call, remembered. */
+static __always_inline __u32 whole_frame_len(struct cursor *c)
+{
+	if (!c->frame_len)
+		c->frame_len = bpf_xdp_get_buff_len(c->xdp);
+	return c->frame_len;
+}
+
+/* Whether the frame holds bytes up to offset `end_off`. Asks the kernel for the whole length only when
+ * the first buffer is too short, so a one-buffer frame costs no helper call. */
+static __always_inline int frame_holds(struct cursor *c, __u32 end_off)
+{
+	return end_off <= (__u32)(c->end - c->data) || end_off <= whole_frame_len(c);
+}
+
+/*
+ * The `len` bytes of header at the cursor. Direct: a pointer into the first buffer, or NULL when they
+ * reach past it (the caller returns PARSE_SPLIT). Split: the bytes copied into `copy`, or NULL when they
+ * reach past the frame (malformed). `len` is a constant in split mode (the helper wants a known size).
+ */
+static __always_inline void *header_at(struct cursor *c, __u32 len, void *copy, const int split)
+{
+	if (split)
+		return bpf_xdp_load_bytes(c->xdp, c->off, copy, len) ? NULL : copy;
+	if (c->pos + len > c->end)
+		return NULL;
+	return c->pos;
+}
+
+/* What a header that is not there means: another try in split mode, or cut short. */
+#define MISSING(split) ((split) ? PARSE_MALFORMED : PARSE_SPLIT)
+
+/* The header must also lie in the datagram. */
+static __always_inline int in_datagram(const struct cursor *c, __u32 len)
+{
+	return len <= c->room;
+}
+
+/* A variable-length part of a header (IPv4 or TCP options, an IPv6 extension header) that is skipped, not
+ * read: direct mode needs it in the first buffer (the verifier checks every later access against it);
+ * split mode only needs it in the datagram, which frame_holds() already placed in the frame. */
+static __always_inline int skippable(const struct cursor *c, __u32 len, const int split)
+{
+	return split || c->pos + len <= c->end;
 }
 
 /* struct ethhdr is packed, so clang reads h_proto as two bytes. Ethertypes sit at even offsets from
@@ -91,26 +160,28 @@ static __always_inline int is_vlan(__be16 proto)
 }
 
 /* Ethernet and up to two VLAN tags. Returns the innermost ethertype (host order). */
-static __always_inline int parse_eth(struct cursor *c, struct xdpp_packet *pkt, __u32 *flags)
+static __always_inline int parse_eth(struct cursor *c, struct xdpp_packet *pkt, __u32 *flags, const int split)
 {
-	struct ethhdr *eth = c->pos;
-	if ((void *)(eth + 1) > c->end)
-		return PARSE_MALFORMED;   /* runt frame */
-	c->pos = eth + 1;
-
+	struct ethhdr eth_copy;
+	struct ethhdr *eth = header_at(c, sizeof(*eth), &eth_copy, split);
+	if (!eth)
+		return MISSING(split);   /* a runt frame ends up malformed in split mode */
 	__be16 proto = load_be16(&eth->h_proto);
+	advance(c, sizeof(*eth), split);
+
 #pragma unroll
 	for (int i = 0; i < MAX_VLAN_DEPTH; i++) {
 		if (!is_vlan(proto))
 			break;
-		struct vlan_tag *tag = c->pos;
-		if ((void *)(tag + 1) > c->end)
-			return PARSE_MALFORMED;
-		c->pos = tag + 1;
+		struct vlan_tag tag_copy;
+		struct vlan_tag *tag = header_at(c, sizeof(*tag), &tag_copy, split);
+		if (!tag)
+			return MISSING(split);
 		pkt->vlan_id[i] = bpf_ntohs(tag->tci) & VLAN_VID_MASK;
 		pkt->vlan_depth = i + 1;
 		*flags |= XDPP_F_VLAN;
 		proto = load_be16(&tag->encap_proto);
+		advance(c, sizeof(*tag), split);
 	}
 	/* A third tag is left alone: eth_proto is then 0x8100/0x88A8, an ethertype parse does not know. */
 	pkt->eth_proto = bpf_ntohs(proto);
@@ -118,11 +189,12 @@ static __always_inline int parse_eth(struct cursor *c, struct xdpp_packet *pkt, 
 }
 
 /* IPv4 header and options. Returns the IP protocol. */
-static __always_inline int parse_ipv4(struct cursor *c, struct xdpp_packet *pkt, __u32 *flags)
+static __always_inline int parse_ipv4(struct cursor *c, struct xdpp_packet *pkt, __u32 *flags, const int split)
 {
-	struct iphdr *iph = c->pos;
-	if ((void *)(iph + 1) > c->end)
-		return PARSE_MALFORMED;
+	struct iphdr iph_copy;
+	struct iphdr *iph = header_at(c, sizeof(*iph), &iph_copy, split);
+	if (!iph)
+		return MISSING(split);
 	if (iph->version != 4 || iph->ihl < 5)
 		return PARSE_MALFORMED;
 
@@ -130,15 +202,16 @@ static __always_inline int parse_ipv4(struct cursor *c, struct xdpp_packet *pkt,
 	__u32 tot_len = bpf_ntohs(iph->tot_len);
 	if (tot_len < hdr_len)
 		return PARSE_MALFORMED;
-	/* A frame may be longer than the datagram (Ethernet padding), never shorter. */
-	if (c->pos + tot_len > c->end)
-		return PARSE_MALFORMED;
-	/* Implied by the two checks above, but the verifier cannot learn a packet range from a length of up
-	 * to 65535 (it only does below MAX_PACKET_OFF), so the options get their own check. */
-	if (c->pos + hdr_len > c->end)
-		return PARSE_MALFORMED;
-	c->pos += hdr_len;
-	c->room = tot_len - hdr_len;
+	/* A frame may be longer than the datagram (Ethernet padding), never shorter. Direct mode compares
+	 * with data_end first: a datagram inside the first buffer needs no helper call. */
+	if (split || c->pos + tot_len > c->end) {
+		if (!frame_holds(c, cursor_off(c, split) + tot_len))
+			return PARSE_MALFORMED;
+	}
+	/* The options are in the datagram (checked above), but the verifier cannot learn a packet range from a
+	 * length of up to 65535 (it only does below MAX_PACKET_OFF), so they get their own check. */
+	if (!skippable(c, hdr_len, split))
+		return PARSE_SPLIT;
 
 	*flags |= XDPP_F_IPV4;
 	if (hdr_len > sizeof(*iph))
@@ -152,7 +225,10 @@ static __always_inline int parse_ipv4(struct cursor *c, struct xdpp_packet *pkt,
 	pkt->ttl = iph->ttl;
 	__builtin_memcpy(pkt->saddr, &iph->saddr, sizeof(iph->saddr));
 	__builtin_memcpy(pkt->daddr, &iph->daddr, sizeof(iph->daddr));
-	return iph->protocol;
+	int protocol = iph->protocol;
+	advance(c, hdr_len, split);
+	c->room = tot_len - hdr_len;
+	return protocol;
 }
 
 /*
@@ -163,7 +239,7 @@ static __always_inline int parse_ipv4(struct cursor *c, struct xdpp_packet *pkt,
  * Unrolled: each header adds a variable length to the cursor, and the verifier keeps checking each access
  * against data_end with the accumulated variable offset (at most 6 * 2048 + 62, far below 64 KiB).
  */
-static __always_inline int parse_ipv6_ext(struct cursor *c, __u8 nexthdr, __u32 *flags)
+static __always_inline int parse_ipv6_ext(struct cursor *c, __u8 nexthdr, __u32 *flags, const int split)
 {
 #pragma unroll
 	for (int i = 0; i < PARSE_MAX_IPV6_EXT; i++) {
@@ -171,28 +247,36 @@ static __always_inline int parse_ipv6_ext(struct cursor *c, __u8 nexthdr, __u32 
 		case IPPROTO_HOPOPTS:
 		case IPPROTO_ROUTING:
 		case IPPROTO_DSTOPTS: {
-			struct ipv6_opt_hdr *opt = c->pos;
 			/* Every extension header is a multiple of 8 bytes, at least 8. */
-			if (!header_fits(c, 8))
+			struct ipv6_opt_hdr opt_copy;
+			if (!in_datagram(c, 8))
 				return PARSE_MALFORMED;
+			struct ipv6_opt_hdr *opt = header_at(c, sizeof(*opt), &opt_copy, split);
+			if (!opt)
+				return MISSING(split);
 			__u32 len = (opt->hdrlen + 1) * 8;
-			if (!header_fits(c, len))
+			if (!in_datagram(c, len))
 				return PARSE_MALFORMED;
+			if (!skippable(c, len, split))
+				return PARSE_SPLIT;
 			nexthdr = opt->nexthdr;
-			c->pos += len;
+			advance(c, len, split);
 			c->room -= len;
 			*flags |= XDPP_F_IP_OPTIONS;
 			break;
 		}
 		case IPPROTO_FRAGMENT: {
-			struct ipv6_frag_hdr *fh = c->pos;
-			if (!header_fits(c, sizeof(*fh)))
+			struct ipv6_frag_hdr fh_copy;
+			if (!in_datagram(c, sizeof(fh_copy)))
 				return PARSE_MALFORMED;
-			c->pos = fh + 1;
-			c->room -= sizeof(*fh);
-			*flags |= XDPP_F_IP_OPTIONS;
+			struct ipv6_frag_hdr *fh = header_at(c, sizeof(*fh), &fh_copy, split);
+			if (!fh)
+				return MISSING(split);
 			nexthdr = fh->nexthdr;
 			__u16 frag = bpf_ntohs(fh->frag_off);
+			advance(c, sizeof(*fh), split);
+			c->room -= sizeof(*fh);
+			*flags |= XDPP_F_IP_OPTIONS;
 			/* Offset 0 without M is an atomic fragment (RFC 6946): a whole datagram. */
 			if (frag & (IPV6_FRAG_OFFSET | IPV6_FRAG_MF)) {
 				*flags |= XDPP_F_FRAGMENT;
@@ -220,60 +304,75 @@ static __always_inline int parse_ipv6_ext(struct cursor *c, __u8 nexthdr, __u32 
 }
 
 /* IPv6 fixed header, then its extension headers. Returns the upper-layer protocol. */
-static __always_inline int parse_ipv6(struct cursor *c, struct xdpp_packet *pkt, __u32 *flags)
+static __always_inline int parse_ipv6(struct cursor *c, struct xdpp_packet *pkt, __u32 *flags, const int split)
 {
-	struct ipv6hdr *ip6h = c->pos;
-	if ((void *)(ip6h + 1) > c->end)
-		return PARSE_MALFORMED;
+	struct ipv6hdr ip6h_copy;
+	struct ipv6hdr *ip6h = header_at(c, sizeof(*ip6h), &ip6h_copy, split);
+	if (!ip6h)
+		return MISSING(split);
 	if (ip6h->version != 6)
 		return PARSE_MALFORMED;
 	/* The payload must fit in the frame. Length 0 bounds it to nothing: a jumbogram (RFC 2675) is longer
 	 * than 64 KiB and never an XDP frame, so an upper-layer header behind length 0 is cut short. Trusting
 	 * the frame instead would read Ethernet padding as ports. */
 	__u32 payload_len = bpf_ntohs(ip6h->payload_len);
-	if ((void *)(ip6h + 1) + payload_len > c->end)
-		return PARSE_MALFORMED;
-	c->pos = ip6h + 1;
-	c->room = payload_len;
+	if (split || (void *)(ip6h + 1) + payload_len > c->end) {
+		if (!frame_holds(c, cursor_off(c, split) + sizeof(*ip6h) + payload_len))
+			return PARSE_MALFORMED;
+	}
 
 	*flags |= XDPP_F_IPV6;
 	pkt->ttl = ip6h->hop_limit;
 	__builtin_memcpy(pkt->saddr, &ip6h->saddr, sizeof(ip6h->saddr));
 	__builtin_memcpy(pkt->daddr, &ip6h->daddr, sizeof(ip6h->daddr));
-	return parse_ipv6_ext(c, ip6h->nexthdr, flags);
+	__u8 nexthdr = ip6h->nexthdr;
+	advance(c, sizeof(*ip6h), split);
+	c->room = payload_len;
+	return parse_ipv6_ext(c, nexthdr, flags, split);
 }
 
-static __always_inline int parse_tcp(struct cursor *c, struct xdpp_packet *pkt)
+static __always_inline int parse_tcp(struct cursor *c, struct xdpp_packet *pkt, const int split)
 {
-	struct tcphdr *tcph = c->pos;
-	if (!header_fits(c, sizeof(*tcph)))
+	struct tcphdr tcph_copy;
+	if (!in_datagram(c, sizeof(tcph_copy)))
 		return PARSE_MALFORMED;
+	struct tcphdr *tcph = header_at(c, sizeof(*tcph), &tcph_copy, split);
+	if (!tcph)
+		return MISSING(split);
 	if (tcph->doff < 5)
 		return PARSE_MALFORMED;
 	/* The options must be there too: doff * 4 is at most 60, a range the verifier tracks. */
-	if (!header_fits(c, tcph->doff * 4))
+	if (!in_datagram(c, tcph->doff * 4))
 		return PARSE_MALFORMED;
+	if (!skippable(c, tcph->doff * 4, split))
+		return PARSE_SPLIT;
 	pkt->sport = bpf_ntohs(tcph->source);
 	pkt->dport = bpf_ntohs(tcph->dest);
 	pkt->tcp_flags = ((__u8 *)tcph)[13];   /* FIN..URG, plus ECE/CWR in the top bits */
 	return 0;
 }
 
-static __always_inline int parse_udp(struct cursor *c, struct xdpp_packet *pkt)
+static __always_inline int parse_udp(struct cursor *c, struct xdpp_packet *pkt, const int split)
 {
-	struct udphdr *udph = c->pos;
-	if (!header_fits(c, sizeof(*udph)))
+	struct udphdr udph_copy;
+	if (!in_datagram(c, sizeof(udph_copy)))
 		return PARSE_MALFORMED;
+	struct udphdr *udph = header_at(c, sizeof(*udph), &udph_copy, split);
+	if (!udph)
+		return MISSING(split);
 	pkt->sport = bpf_ntohs(udph->source);
 	pkt->dport = bpf_ntohs(udph->dest);
 	return 0;
 }
 
-static __always_inline int parse_icmp(struct cursor *c, struct xdpp_packet *pkt)
+static __always_inline int parse_icmp(struct cursor *c, struct xdpp_packet *pkt, const int split)
 {
-	struct icmp_hdr *icmph = c->pos;
-	if (!header_fits(c, sizeof(*icmph)))
+	struct icmp_hdr icmph_copy;
+	if (!in_datagram(c, sizeof(icmph_copy)))
 		return PARSE_MALFORMED;
+	struct icmp_hdr *icmph = header_at(c, sizeof(*icmph), &icmph_copy, split);
+	if (!icmph)
+		return MISSING(split);
 	pkt->icmp_type = icmph->type;
 	pkt->icmp_code = icmph->code;
 	return 0;
@@ -281,53 +380,56 @@ static __always_inline int parse_icmp(struct cursor *c, struct xdpp_packet *pkt)
 
 /*
  * The L4 header at the cursor, if parse knows it. Returns 1 when one was read (XDPP_F_L4), 0 for a
- * protocol without a header parse knows, PARSE_MALFORMED when the header is cut short.
+ * protocol without a header parse knows, PARSE_MALFORMED when the header is cut short, PARSE_SPLIT.
  */
-static __always_inline int parse_l4(struct cursor *c, struct xdpp_packet *pkt, int proto, __u32 flags)
+static __always_inline int parse_l4(struct cursor *c, struct xdpp_packet *pkt, int proto, __u32 flags,
+				    const int split)
 {
 	int ret;
 
 	if (proto == IPPROTO_TCP)
-		ret = parse_tcp(c, pkt);
+		ret = parse_tcp(c, pkt, split);
 	else if (proto == IPPROTO_UDP)
-		ret = parse_udp(c, pkt);
+		ret = parse_udp(c, pkt, split);
 	else if ((proto == IPPROTO_ICMP && (flags & XDPP_F_IPV4)) ||
 		 (proto == IPPROTO_ICMPV6 && (flags & XDPP_F_IPV6)))
-		ret = parse_icmp(c, pkt);
+		ret = parse_icmp(c, pkt, split);
 	else
 		return 0;
-	return ret < 0 ? PARSE_MALFORMED : 1;
+	return ret < 0 ? ret : 1;
 }
 
-XDPP_STAGE(parse)(struct xdp_md *xdp, struct xdpp_packet *pkt)
+/* The whole parse in one mode. Returns XDPP_CONTINUE, the malformed verdict, or PARSE_SPLIT (direct mode
+ * only: the caller starts over in split mode, which overwrites everything written here). */
+static __always_inline int parse_frame(struct cursor *c, struct xdpp_packet *pkt, const int split)
 {
-	void *data = (void *)(long)xdp->data;
-	void *data_end = (void *)(long)xdp->data_end;
-	struct cursor c = { .pos = data, .end = data_end, .room = 0 };
 	__u32 flags = 0;
 	int proto;
 
 	/* Every field starts at "does not apply"; the helpers fill what the packet has. Map values are
 	 * 8-byte aligned, which lets the zeroing use 8-byte stores. */
 	__builtin_memset(__builtin_assume_aligned(pkt, 8), 0, sizeof(*pkt));
-	pkt->pkt_len = data_end - data;
 
-	proto = parse_eth(&c, pkt, &flags);
+	proto = parse_eth(c, pkt, &flags, split);
 	if (proto < 0)
-		goto malformed;
-	pkt->l3_off = c.pos - data;
+		goto stop;
+	pkt->l3_off = cursor_off(c, split);
 
-	if (proto == ETH_P_IP)
-		proto = parse_ipv4(&c, pkt, &flags);
-	else if (proto == ETH_P_IPV6)
-		proto = parse_ipv6(&c, pkt, &flags);
-	else
-		goto done;   /* ARP, LLDP, ...: known to be not IP, and the chain goes on */
+	if (proto == ETH_P_IP) {
+		proto = parse_ipv4(c, pkt, &flags, split);
+	} else if (proto == ETH_P_IPV6) {
+		proto = parse_ipv6(c, pkt, &flags, split);
+	} else {
+		/* ARP, LLDP, ...: known to be not IP, and the chain goes on. No IP length tells whether more
+		 * buffers follow, so the kernel is asked (such frames are rare). */
+		whole_frame_len(c);
+		goto done;
+	}
 	if (proto < 0)
-		goto malformed;
+		goto stop;
 
 	/* l4_off is where the upper protocol's bytes start, also for a protocol parse does not read. */
-	pkt->l4_off = c.pos - data;
+	pkt->l4_off = cursor_off(c, split);
 	pkt->l4_proto = proto;
 
 	/* A non-first fragment starts in the middle of the datagram: what sits at l4_off is payload, and
@@ -335,19 +437,41 @@ XDPP_STAGE(parse)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 	if ((flags & (XDPP_F_FRAGMENT | XDPP_F_FIRST_FRAG)) == XDPP_F_FRAGMENT)
 		goto done;
 
-	switch (parse_l4(&c, pkt, proto, flags)) {
-	case PARSE_MALFORMED:
-		goto malformed;
-	case 1:
-		flags |= XDPP_F_L4;
-		break;
+	int l4 = parse_l4(c, pkt, proto, flags, split);
+	if (l4 < 0) {
+		proto = l4;
+		goto stop;
 	}
+	if (l4 == 1)
+		flags |= XDPP_F_L4;
 
 done:
+	/* The whole frame when a datagram (or a non-IP frame) sent parse to the kernel for it; otherwise
+	 * the first buffer, which then holds the whole datagram: drivers fill it before adding fragments. */
+	pkt->pkt_len = c->frame_len ? c->frame_len : (__u32)(c->end - c->data);
 	pkt->flags = flags | XDPP_F_PARSED;
 	return XDPP_CONTINUE;
 
-malformed:
+stop:
+	if (proto == PARSE_SPLIT)
+		return PARSE_SPLIT;
+	pkt->pkt_len = c->frame_len ? c->frame_len : (__u32)(c->end - c->data);
 	pkt->flags = flags | XDPP_F_PARSED | XDPP_F_MALFORMED;
 	return parse_malformed_verdict;
+}
+
+XDPP_STAGE(parse)(struct xdp_md *xdp, struct xdpp_packet *pkt)
+{
+	void *data = (void *)(long)xdp->data;
+	void *data_end = (void *)(long)xdp->data_end;
+	struct cursor c = { .data = data, .end = data_end, .pos = data, .off = 0, .room = 0, .frame_len = 0,
+			    .xdp = xdp };
+
+	int verdict = parse_frame(&c, pkt, 0);
+	if (verdict != PARSE_SPLIT)
+		return verdict;
+	/* A header reaches past the first buffer (or past the frame: then split mode finds it cut short). */
+	c.off = 0;
+	c.room = 0;
+	return parse_frame(&c, pkt, 1);
 }

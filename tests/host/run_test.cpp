@@ -185,6 +185,9 @@ TEST_F(RunTest, SecondRunOnBusyInterfaceFails) {
     EXPECT_EQ(second.exit_code, 1) << describe(second);
     EXPECT_NE(second.err.find(std::string("attaching to ") + kVeth), std::string::npos) << describe(second);
     EXPECT_NE(second.err.find("already has an XDP program"), std::string::npos) << describe(second);
+    // It names who attached it: the first run, by pipeline name and pid.
+    EXPECT_NE(second.err.find("pipeline '" + name_ + "' (xdp-pipeline run, pid " + std::to_string(child_->pid()) + ")"),
+              std::string::npos) << describe(second);
     EXPECT_TRUE(child_->running()) << "the first run ended: " << child_->stderr_text();
     EXPECT_EQ(netns_->xdp_prog_id(), first_id) << netns_->link_show();
     EXPECT_FALSE(published(name_ + "-b")) << "the failed run left pins or a state file";

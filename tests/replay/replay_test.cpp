@@ -167,15 +167,18 @@ std::uint32_t pseudo_sum(const std::string& src, const std::string& dst, std::ui
   return sum + protocol + static_cast<std::uint32_t>(size);
 }
 
-Bytes tcp_v4(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport) {
+Bytes tcp_v4(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport,
+             std::size_t payload = 0) {
   Bytes segment(20, 0);
   put16(segment, 0, sport);
   put16(segment, 2, dport);
   segment[7] = 1;        // sequence number 1
   segment[12] = 5 << 4;  // data offset: 5 words
-  segment[13] = 0x02;    // SYN
+  segment[13] = payload ? 0x18 : 0x02;  // PSH ACK with data, else SYN
   put16(segment, 14, 64240);
-  put16(segment, 16, internet_checksum(segment.data(), segment.size(), pseudo_sum(src, dst, kProtoTcp, 20)));
+  append(segment, pattern(payload));
+  put16(segment, 16, internet_checksum(segment.data(), segment.size(),
+                                       pseudo_sum(src, dst, kProtoTcp, segment.size())));
   return ethernet(kEthIpv4, ipv4(src, dst, kProtoTcp, segment));
 }
 
@@ -192,8 +195,9 @@ Bytes udp_v4(const std::string& src, std::uint16_t sport, const std::string& dst
   return ethernet(kEthIpv4, ipv4(src, dst, kProtoUdp, datagram));
 }
 
-Bytes ping(const std::string& src, const std::string& dst, std::uint16_t seq, std::uint8_t type = 8) {
-  return ethernet(kEthIpv4, ipv4(src, dst, kProtoIcmp, icmp_echo(type, 0x4242, seq), 0x1000 + seq));
+Bytes ping(const std::string& src, const std::string& dst, std::uint16_t seq, std::uint8_t type = 8,
+           std::size_t payload = 32) {
+  return ethernet(kEthIpv4, ipv4(src, dst, kProtoIcmp, icmp_echo(type, 0x4242, seq, payload), 0x1000 + seq));
 }
 
 // What icmp_lb must make of an echo request: destination MAC and address of the backend, source MAC
@@ -613,6 +617,73 @@ TEST_F(ReplayTest, ChainVerdictsStagesEventsAndSummary) {
   EXPECT_EQ(summary["stages"],
             (json{{"ping-lb", {{"tx", 3}}}, {"no-8080", {{"drop", 1}}}, {"parse", {{"drop", 1}}}, {"flows", {{"pass", 4}}}}));
   EXPECT_FALSE(summary.contains("written"));  // only with --out
+}
+
+// Jumbo frames (9000 and 65535 bytes, held by the kernel in a first buffer and fragments): every verdict and
+// event is what a dissector's reading of the same frames implies. tshark reads the pcap; for each frame the
+// expected verdict follows from its fields (TCP to 8080: drop by no-8080; echo request to the VIP: tx by
+// ping-lb; else pass by flows), and the flows event carries tshark's addresses, ports, protocol and frame
+// length (the whole frame, not the first buffer).
+TEST_F(ReplayTest, JumboFramesMatchTshark) {
+  const char* tshark_path = access("/usr/bin/tshark", X_OK) == 0 ? "/usr/bin/tshark" : "/usr/local/bin/tshark";
+  if (access(tshark_path, X_OK) != 0) GTEST_SKIP() << "tshark is not installed (scripts/install-deps.sh installs it)";
+  auto udp_v6 = [](std::size_t size) {
+    Bytes datagram(8, 0);
+    put16(datagram, 0, 5353);
+    put16(datagram, 2, 53);
+    put16(datagram, 4, static_cast<std::uint16_t>(size - 14 - 40));
+    append(datagram, pattern(size - 14 - 40 - 8));
+    return ethernet(kEthIpv6, ipv6("2001:db8::1", "2001:db8::2", kProtoUdp, datagram));
+  };
+  std::vector<Bytes> frames = {
+      tcp_v4("192.168.1.3", 35668, kVip, 8080, 9000 - 54),       // drop by no-8080
+      tcp_v4("192.168.1.3", 35668, kVip, 22, 65535 - 54),        // pass
+      udp_v4("10.0.0.1", 5353, "10.0.0.2", 53, 9000 - 42),       // pass
+      ping(kClient, kVip, 1, 8, 9000 - 42),                      // tx by ping-lb
+      udp_v6(65535),                                             // pass
+      ping(kClient, kVip, 2, 0, 65535 - 42),                     // pass: an echo reply
+  };
+  ASSERT_EQ(frames[1].size(), 65535u);
+  ASSERT_EQ(frames[4].size(), 65535u);
+  auto file = write_file("full.toml", pipeline_header(kNoInterface, "") + kFullStages);
+  auto input = pcap("jumbo.pcap", frames);
+  auto outcome = replay(file, input, {"--json", "--mac", kFlagMac});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.describe();
+  ASSERT_EQ(outcome.lines.size(), frames.size() + 1) << outcome.describe();
+
+  auto dissected = run({"-r", input.string(), "-T", "fields", "-E", "separator=/t", "-E", "occurrence=f", "-e",
+                        "frame.len", "-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst", "-e",
+                        "tcp.srcport", "-e", "tcp.dstport", "-e", "udp.srcport", "-e", "udp.dstport", "-e", "icmp.type"},
+                       dir_, tshark_path);
+  ASSERT_EQ(dissected.exit_code, 0) << dissected.describe();
+  std::istringstream rows(dissected.out);
+  std::string row;
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    ASSERT_TRUE(std::getline(rows, row)) << dissected.out;
+    std::vector<std::string> f;
+    std::istringstream cells(row);
+    for (std::string cell; std::getline(cells, cell, '\t');) f.push_back(cell);
+    f.resize(10);
+    SCOPED_TRACE("frame " + std::to_string(i) + ", tshark: " + row);
+    const json& line = outcome.lines[i];
+    const std::string src = f[1].empty() ? f[3] : f[1], dst = f[2].empty() ? f[4] : f[2];
+    const bool tcp = !f[6].empty(), udp = !f[8].empty(), icmp = !f[9].empty();
+    const int sport = tcp ? std::stoi(f[5]) : udp ? std::stoi(f[7]) : 0;
+    const int dport = tcp ? std::stoi(f[6]) : udp ? std::stoi(f[8]) : 0;
+    EXPECT_EQ(std::stoul(f[0]), frames[i].size());
+    if (tcp && dport == 8080) {
+      expect_packet(line, i, "drop", "no-8080", std::nullopt);
+      EXPECT_TRUE(line["events"].empty());
+    } else if (icmp && f[9] == "8" && dst == kVip) {
+      expect_packet(line, i, "tx", "ping-lb", balanced(frames[i], kBackend1Mac, kBackend1, mac(kFlagMac)));
+      EXPECT_EQ(line.value("length", 0), static_cast<int>(frames[i].size()));
+    } else {
+      expect_packet(line, i, "pass", "flows", std::nullopt);
+      ASSERT_EQ(line["events"].size(), 1u) << line.dump();
+      expect_event(line["events"][0], src, dst, sport, dport, tcp ? "TCP" : udp ? "UDP" : "ICMP");
+      EXPECT_EQ(line["events"][0].value("len", 0ul), std::stoul(f[0]));
+    }
+  }
 }
 
 TEST_F(ReplayTest, ShippedFullConfigReplays) {

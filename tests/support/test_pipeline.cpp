@@ -57,8 +57,8 @@ std::unique_ptr<Pipeline> load_pipeline(std::string_view toml) {
   return std::move(pipeline).value();
 }
 
-std::optional<TestRunResult> run(Pipeline& pipeline, std::span<const std::uint8_t> frame) {
-  auto result = pipeline.test_run(frame);
+std::optional<TestRunResult> run(Pipeline& pipeline, std::span<const std::uint8_t> frame, std::uint32_t first_buffer) {
+  auto result = pipeline.test_run(frame, first_buffer);
   if (!result) {
     ADD_FAILURE() << "test_run of a " << frame.size() << "-byte frame failed: " << result.error().message;
     return std::nullopt;

@@ -52,8 +52,9 @@ plugin = "parse"
 /// returns nullptr: `auto pipeline = load_pipeline(...); ASSERT_NE(pipeline, nullptr);`
 std::unique_ptr<Pipeline> load_pipeline(std::string_view toml);
 
-/// Runs `frame` through the pipeline. An error records a failure and returns nullopt.
-std::optional<TestRunResult> run(Pipeline& pipeline, std::span<const std::uint8_t> frame);
+/// Runs `frame` through the pipeline (the first `first_buffer` bytes in the first buffer, the rest in
+/// fragments; 0: the kernel's split). An error records a failure and returns nullopt.
+std::optional<TestRunResult> run(Pipeline& pipeline, std::span<const std::uint8_t> frame, std::uint32_t first_buffer = 0);
 inline std::optional<TestRunResult> run(Pipeline& pipeline, const Frame& frame) {
   return run(pipeline, frame.bytes);
 }

@@ -63,7 +63,8 @@ struct xdpp_packet {
 	__u8 icmp_code;
 	__u8 tcp_flags;         /* FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 URG=0x20 */
 	__u8 ttl;               /* IPv4 TTL or IPv6 hop limit */
-	__u32 pkt_len;          /* data_end - data when the dispatcher entered */
+	__u32 pkt_len;          /* bytes of the frame: the whole frame (all buffers) once parse ran; before
+	                         * that, the first buffer (data_end - data), which the dispatcher sets */
 	__u8 saddr[16];
 	__u8 daddr[16];
 };
@@ -79,7 +80,8 @@ struct xdpp_packet {
  */
 struct xdpp_counters {
 	__u64 packets;                  /* entered this stage */
-	__u64 bytes;                    /* bytes of those packets */
+	__u64 bytes;                    /* pkt_len of those packets: whole frames from parse on; the
+	                                 * dispatcher, which runs before parse, counts first buffers */
 	__u64 verdict[XDPP_VERDICTS];   /* decided here, by XDP action */
 	__u64 fell_off;                 /* tail call to the next slot failed (empty slot); verdict = default */
 	__u64 events_lost;              /* events dropped because a ring buffer was full */

@@ -11,6 +11,14 @@
  *     }
  *
  * The body returns an XDP action to end the chain here, or XDPP_CONTINUE to hand the packet on.
+ *
+ * Multi-buffer frames. Every program is SEC("xdp.frags") (BPF_F_XDP_HAS_FRAGS): the kernel requires all
+ * programs of one prog array to agree, and only such programs attach natively where the MTU needs more
+ * than one buffer per frame (a veth at MTU 9000). A frame may then be a first buffer (data .. data_end)
+ * followed by fragments: data_end - data is the first buffer only, bpf_xdp_get_buff_len() is the whole
+ * frame, and bytes past data_end are read with bpf_xdp_load_bytes() and written with
+ * bpf_xdp_store_bytes(). parse records the whole frame's length in pkt->pkt_len and reads headers split
+ * across buffers; docs/writing-a-stage.md has the rules for a stage that reads or writes packet bytes.
  */
 #ifndef XDP_PIPELINE_STAGE_H
 #define XDP_PIPELINE_STAGE_H
@@ -98,13 +106,17 @@ static __always_inline int xdpp_finish(struct xdp_md *xdp, struct xdpp_counters 
 	return verdict;
 }
 
+/* The section of every pipeline program: multi-buffer aware (see the top of this file). */
+#define XDPP_SEC "xdp.frags"
+
 /*
- * Defines SEC("xdp") program NAME around the body that follows the macro. The wrapper counts the packet
- * in, runs the body, and finishes it (verdict or next stage).
+ * Defines SEC("xdp.frags") program NAME around the body that follows the macro. The wrapper counts the
+ * packet in, runs the body, counts its bytes (pkt_len, which the body may have set: the dispatcher sets the
+ * first buffer's length, parse the whole frame's), and finishes it (verdict or next stage).
  */
 #define XDPP_STAGE(NAME)                                                                        \
 	static __always_inline int NAME##_body(struct xdp_md *xdp, struct xdpp_packet *pkt);   \
-	SEC("xdp") int NAME(struct xdp_md *xdp)                                                 \
+	SEC(XDPP_SEC) int NAME(struct xdp_md *xdp)                                              \
 	{                                                                                       \
 		__u32 zero = 0;                                                                 \
 		struct xdpp_counters *counters = bpf_map_lookup_elem(&xdpp_counters, &zero);    \
@@ -112,8 +124,9 @@ static __always_inline int xdpp_finish(struct xdp_md *xdp, struct xdpp_counters 
 		if (!counters || !pkt)                                                          \
 			return XDP_ABORTED;                                                     \
 		counters->packets++;                                                            \
-		counters->bytes += xdp->data_end - xdp->data;                                   \
-		return xdpp_finish(xdp, counters, NAME##_body(xdp, pkt));                       \
+		int verdict = NAME##_body(xdp, pkt);                                            \
+		counters->bytes += pkt->pkt_len;                                                \
+		return xdpp_finish(xdp, counters, verdict);                                     \
 	}                                                                                       \
 	static __always_inline int NAME##_body
 
