@@ -150,7 +150,7 @@ class Runner {
     live_at_ = {};
     invalid_ = false;
     const std::string op = request.value("op", "");
-    Status done = invalid(fail("unknown request '", op, "'"));
+    Status done;
     std::string what;
     if (op == "swap") {
       what = "swapped stage '" + request.value("stage", "") + "'";
@@ -160,6 +160,8 @@ class Runner {
       done = set(request);
     } else if (op == "reload") {
       done = reload(request.value("file", ""), what);
+    } else {
+      done = invalid(fail("unknown request '", op, "'"));
     }
     const auto finished = std::chrono::steady_clock::now();
     auto ms_since = [&](auto at) { return std::chrono::duration<double, std::milli>(at - started).count(); };
@@ -201,8 +203,7 @@ class Runner {
     // Stages added, removed or reordered: a whole new chain, switched in by one bpf_link update.
     std::lock_guard lock(mutex_);
     auto next = pipeline_->rebuild(std::move(*edited));
-    if (!next)
-      return with_reset_hint(next.error(), kReloadResetHint);
+    if (!next) return with_reset_hint(next.error(), kReloadResetHint);
     live_at_ = std::chrono::steady_clock::now();
     (void)pipeline_->consume_events(print_event);  // the leaving plugins' last events
     std::unique_ptr<Pipeline> old = std::move(pipeline_);
