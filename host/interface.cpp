@@ -44,10 +44,12 @@ Result<InterfaceInfo> lookup_interface(const std::string& name) {
 }
 
 std::string describe_netns() {
-  struct stat self {}, host {};
+  // The host's namespace is the kernel's initial one, whose inode number is fixed (PROC_NET_INIT_INO in
+  // include/linux/proc_ns.h): /proc/1/ns/net may be unreadable, e.g. when pid 1 is in another namespace.
+  constexpr ino_t kInitialNetnsInode = 0xEFFFFFF9U;
+  struct stat self {};
   if (::stat("/proc/thread-self/ns/net", &self) != 0) return "this network namespace";
-  if (::stat("/proc/1/ns/net", &host) == 0 && host.st_ino == self.st_ino && host.st_dev == self.st_dev)
-    return "the host's network namespace";
+  if (self.st_ino == kInitialNetnsInode) return "the host's network namespace";
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator("/run/netns", error)) {
     struct stat named {};

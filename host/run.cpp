@@ -88,7 +88,8 @@ Status apply_assignment(toml::table& settings, const std::string& assignment) {
       parsed.insert_or_assign("value", text);
     } else {
       const auto& begin = error.source().begin;
-      const std::string why = explain_syntax_error("value = " + text, begin.line, begin.column, error.description()).message;
+      std::string why = explain_syntax_error("value = " + text, begin.line, begin.column, error.description()).message;
+      if (auto at = why.find("of 'value'"); at != std::string::npos) why.replace(at, 10, "of '" + key + "'");
       return fail("'", assignment, "': the value is not TOML (", why, "); values are TOML: 8080, \"text\", [1, 2], "
                   "{ ip = \"...\" }. A string with spaces or quotes is written in double quotes, the whole "
                   "assignment in single quotes for the shell: '", key, "=\"...\"'");

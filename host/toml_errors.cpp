@@ -216,11 +216,12 @@ SyntaxError explain_syntax_error(std::string_view text, std::size_t line, std::s
   if (says("dangling comma"))
     return at(line, column, "remove the comma before '}': TOML allows none at the end of an inline table");
 
-  // An array or inline table left open: the parser stops at the next key or table header, lines later.
+  // An array or inline table left open: the parser stops at the next key or table header, lines later,
+  // or at the end of the text.
   if (auto brackets = open_brackets(lines, line, column); !brackets.empty()) {
     const Bracket& outer = brackets.front();
     const bool next_statement = is_header(here) || !key_of(here).empty();
-    if (outer.line < line && next_statement) {
+    if ((outer.line < line && next_statement) || says("end-of-file")) {
       const std::string of = outer.key.empty() ? "" : " of '" + outer.key + "'";
       return at(outer.line, outer.column,
                 outer.open == '['

@@ -82,7 +82,8 @@ refused 2 "^xdp-pipeline: error: stage 'no-8080': key 'drop_tcp_dst': .*70000.*o
 refused 2 "^xdp-pipeline: error: stage 'no-8080': key 'bogus': unknown key" set no-8080 'bogus=1'
 refused 2 "key 'drop_tcp_dts': unknown key; did you mean 'drop_tcp_dst'\?" set no-8080 'drop_tcp_dts=[1]'
 refused 2 "not a port" set no-8080 'drop_tcp_dst=["http"]'
-refused 2 "the value is not TOML.*values are TOML" set no-8080 'drop_tcp_dst=[80'
+refused 2 "the value is not TOML \(the array of 'drop_tcp_dst' that starts here is not closed.*values are TOML" \
+  set no-8080 'drop_tcp_dst=[80'
 refused 2 "no stage 'nope' in pipeline '$PIPELINE_NAME' \(its stages: parse, no-8080, ping-lb, flows\)" set nope 'x=1'
 # A ring buffer's size is fixed when the map is made: the hint names an option this command has.
 refused 1 "changed shape.*add --reset-state to this \`xdp-pipeline set\`" set flows ring_size=2097152
@@ -133,7 +134,11 @@ shape=$(bpftool -j map show pinned "/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME/ping
 ok "--reset-state: the shape-changed object went in with fresh maps (counters from 0, round robin from $LAB_IP_BE1, pins updated)"
 
 # A bare word is the string it obviously is (parse's malformed is a load-time constant: a swap).
-refused 2 "key 'malformed': 'dorp' is not" set parse malformed=dorp
+# (Not through `refused`: the round robin restarted with the reset above, so the sources no longer
+# continue the sequence that `behaves_as_before` checks.)
+rc=0
+out=$("$XDPP" set parse malformed=dorp -p "$PIPELINE_NAME" 2>&1) || rc=$?
+((rc == 2)) && grep -q "key 'malformed': 'dorp' is not" <<<"$out" || fail "set parse malformed=dorp: exit $rc, '$out'"
 before=$(status_json)
 ctl_ok set parse malformed=drop
 [[ $(prog_id "$(status_json)" parse) != "$(prog_id "$before" parse)" ]] || fail "set parse malformed=drop: parse was not swapped"
