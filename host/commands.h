@@ -21,6 +21,7 @@ struct CommandOptions {
   std::optional<std::array<std::uint8_t, 6>> mac;
   bool json = false;
   std::optional<std::string> netns;  // run: enter /run/netns/NAME first
+  bool metrics_in_pipeline_netns = false;  // run --metrics-netns pipeline: metrics listen inside --netns
   // swap, set, reload
   std::optional<std::string> pipeline;  // which running pipeline; default: the only one
   std::optional<std::string> object;

@@ -10,6 +10,7 @@
 #include <regex>
 #include <sstream>
 
+#include "toml_errors.h"
 #include <xdp_pipeline/net.h>
 
 namespace xdpp {
@@ -161,6 +162,9 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
   const toml::node* stages_node = root.find("stage");
   if (!stages_node) root.fail("stage", "no stages: add at least one [[stage]] table");
   const toml::array* stages = stages_node->as_array();
+  if (stages_node->is_table())
+    root.fail(*stages_node, "stage",
+              "[stage] is written [[stage]]: every stage is one table of the list of stages, in double brackets");
   if (!stages || !stages->is_array_of_tables())
     root.fail(*stages_node, "stage", "expected [[stage]] tables");
   if (stages->empty()) root.fail(*stages_node, "stage", "no stages: add at least one [[stage]] table");
@@ -234,8 +238,9 @@ Result<PipelineSpec> parse_pipeline(std::string_view text, const std::string& fi
     document = toml::parse(text, file_name);
   } catch (const toml::parse_error& error) {
     const auto& begin = error.source().begin;
-    return fail(file_name, ":", std::to_string(begin.line), ":", std::to_string(begin.column),
-                ": syntax error: ", std::string(error.description()));
+    SyntaxError explained = explain_syntax_error(text, begin.line, begin.column, error.description());
+    return fail(file_name, ":", std::to_string(explained.line), ":", std::to_string(explained.column),
+                ": syntax error: ", explained.message);
   }
   try {
     return read_document(document, file_name, overrides, paths);

@@ -6,10 +6,12 @@
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "bpf_object.h"
 
@@ -39,6 +41,31 @@ Result<InterfaceInfo> lookup_interface(const std::string& name) {
     info.mac = mac;
   }
   return info;
+}
+
+std::string describe_netns() {
+  // The host's namespace is the kernel's initial one, whose inode number is fixed (PROC_NET_INIT_INO in
+  // include/linux/proc_ns.h): /proc/1/ns/net may be unreadable, e.g. when pid 1 is in another namespace.
+  constexpr ino_t kInitialNetnsInode = 0xEFFFFFF9U;
+  struct stat self {};
+  if (::stat("/proc/thread-self/ns/net", &self) != 0) return "this network namespace";
+  if (self.st_ino == kInitialNetnsInode) return "the host's network namespace";
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/run/netns", error)) {
+    struct stat named {};
+    if (::stat(entry.path().c_str(), &named) == 0 && named.st_ino == self.st_ino && named.st_dev == self.st_dev)
+      return "network namespace '" + entry.path().filename().string() + "'";
+  }
+  return "network namespace net:[" + std::to_string(self.st_ino) + "]";
+}
+
+std::vector<std::string> interface_names() {
+  std::vector<std::string> names;
+  if (struct if_nameindex* list = if_nameindex()) {
+    for (struct if_nameindex* item = list; item->if_index != 0; ++item) names.emplace_back(item->if_name);
+    if_freenameindex(list);
+  }
+  return names;
 }
 
 }  // namespace xdpp

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <xdp_pipeline/plugin.h>
 #include <xdp_pipeline/result.h>
@@ -14,5 +15,12 @@ Status enter_netns(const std::string& name);
 
 /// ifindex and MAC address of interface `name` in the current network namespace.
 Result<InterfaceInfo> lookup_interface(const std::string& name);
+
+/// The calling thread's network namespace in words: "the host's network namespace" (init's),
+/// "network namespace 'NAME'" (one of `ip netns`), else "network namespace net:[INODE]".
+std::string describe_netns();
+
+/// The names of the interfaces in the current network namespace, in ifindex order.
+std::vector<std::string> interface_names();
 
 }  // namespace xdpp

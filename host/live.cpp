@@ -33,7 +33,9 @@ int send(const CommandOptions& options, const nlohmann::json& request) {
   }
   if (!reply->value("ok", false)) {
     if (!options.json) log::error(reply->value("error", "refused"));
-    return kExitFailure;
+    // A request the daemon found invalid exits 2, as `check` does for a bad file; a valid change that
+    // failed while being applied exits 1. Either way the running pipeline is unchanged.
+    return reply->value("invalid", false) ? kExitUsage : kExitFailure;
   }
   if (!options.json)
     std::printf("%s (live in %.2f ms, round trip %.2f ms)\n", reply->value("message", "done").c_str(),
@@ -55,7 +57,8 @@ int command_set(const CommandOptions& options) {
     log::error("set needs KEY=VALUE after the stage name");
     return kExitUsage;
   }
-  return send(options, {{"op", "set"}, {"stage", options.file}, {"assignments", options.args}});
+  return send(options, {{"op", "set"}, {"stage", options.file}, {"assignments", options.args},
+                        {"reset_state", options.reset_state}});
 }
 
 int command_reload(const CommandOptions& options) {

@@ -13,39 +13,59 @@ namespace po = boost::program_options;
 
 namespace {
 
+constexpr const char* kCommonSynopsis = "[-h|--help] [-v|--verbose] [-q|--quiet]";
+
+// Where plugins are looked for first: for the commands that read a pipeline file themselves.
+void add_plugin_dir(po::options_description& options) {
+  options.add_options()("plugin-dir", po::value<std::vector<std::string>>()->composing(),
+                        "look for plugins and BPF objects in DIR first; repeatable");
+}
+
 struct Command {
   const char* name;
-  const char* synopsis;
+  const char* synopsis;  // every option of the command but the common ones (kCommonSynopsis)
   const char* summary;
+  const char* example;
   std::function<void(po::options_description&)> add_options;
   std::function<int(const xdpp::CommandOptions&)> handler;
 };
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
-      {"run", "run FILE [--interface IF] [--mode native|generic|offload|auto]",
+      {"run",
+       "run FILE [--interface IF] [--mode native|generic|offload|auto] [--netns NS] [--metrics [ADDR:]PORT] "
+       "[--metrics-netns host|pipeline] [--plugin-dir DIR]...",
        "load the pipeline, attach it, print its events until SIGINT/SIGTERM, detach",
+       "xdp-pipeline run configs/full.toml --interface eth1 --mode native --metrics 9100",
        [](po::options_description& options) {
          options.add_options()("interface,i", po::value<std::string>(), "interface to attach to (overrides the file)")(
              "mode,m", po::value<std::string>(), "native, generic, offload or auto (overrides the file)")(
              "metrics", po::value<std::string>(), "serve Prometheus metrics at PORT (loopback) or ADDR:PORT")(
              "netns", po::value<std::string>(),
-             "run in network namespace NAME (ip netns); unlike `ip netns exec` this keeps /sys/fs/bpf for the pins");
+             "run in network namespace NS (ip netns); unlike `ip netns exec` this keeps /sys/fs/bpf for the pins")(
+             "metrics-netns", po::value<std::string>(),
+             "with --netns: where metrics listen, `host` (the namespace run started in, which a Prometheus on "
+             "the host reaches; the default) or `pipeline` (NS)");
+         add_plugin_dir(options);
        },
        xdpp::command_run},
-      {"check", "check FILE", "validate the pipeline file and every stage's settings; load nothing",
-       [](po::options_description&) {}, xdpp::command_check},
-      {"replay", "replay FILE --pcap IN [--out OUT.pcap] [--json] [--mac MAC]",
+      {"check", "check FILE [--plugin-dir DIR]...", "validate the pipeline file and every stage's settings; load nothing",
+       "xdp-pipeline check configs/full.toml",
+       [](po::options_description& options) { add_plugin_dir(options); }, xdpp::command_check},
+      {"replay", "replay FILE --pcap IN [--out OUT.pcap] [--json] [--mac MAC] [--plugin-dir DIR]...",
        "run the pipeline over a pcap file with BPF_PROG_TEST_RUN, no NIC: verdicts, rewrites, events",
+       "xdp-pipeline replay configs/full.toml --pcap in.pcap --out out.pcap --mac 02:00:00:00:00:01",
        [](po::options_description& options) {
+         add_plugin_dir(options);
          options.add_options()("pcap", po::value<std::string>(), "the packets to replay (Ethernet pcap)")(
              "out", po::value<std::string>(), "write the leaving packets (tx, pass, redirect) to this pcap")(
              "json", "one JSON object per packet, then a {\"summary\": ...} line")(
              "mac", po::value<std::string>(), "the interface's MAC, for stages that need it (overrides the file)");
        },
        xdpp::command_replay},
-      {"swap", "swap STAGE [--object PATH] [--plugin PATH] [--reset-state] [--pipeline NAME]",
+      {"swap", "swap STAGE [--object PATH] [--plugin PATH] [--reset-state] [--pipeline NAME] [--json]",
        "replace a running stage's program and/or plugin (default: reload its files); its maps carry over",
+       "xdp-pipeline swap ping-lb --object build/lib/xdp-pipeline/bpf/icmp_lb.bpf.o",
        [](po::options_description& options) {
          options.add_options()("object", po::value<std::string>(), "the new BPF object")(
              "plugin", po::value<std::string>(), "the new plugin (in the pipeline's plugin path)")(
@@ -54,15 +74,20 @@ const std::vector<Command>& commands() {
              "json", "print the reply as JSON");
        },
        xdpp::command_swap},
-      {"set", "set STAGE KEY=VALUE... [--pipeline NAME]",
-       "change a running stage's settings: KEY=VALUE, KEY+=VALUE (append), KEY-=VALUE (remove); values are TOML",
+      {"set", "set STAGE KEY=VALUE... [--reset-state] [--pipeline NAME] [--json]",
+       "change a running stage's settings: KEY=VALUE, KEY+=VALUE (append), KEY-=VALUE (remove); values are "
+       "TOML, a bare word is a string",
+       "xdp-pipeline set no-8080 drop_tcp_dst+=8081 fragments=drop",
        [](po::options_description& options) {
-         options.add_options()("pipeline,p", po::value<std::string>(), "the running pipeline (default: the only one)")(
+         options.add_options()("reset-state",
+                               "a setting that needs a new program (a map's size) starts the stage with fresh maps")(
+             "pipeline,p", po::value<std::string>(), "the running pipeline (default: the only one)")(
              "json", "print the reply as JSON");
        },
        xdpp::command_set},
-      {"reload", "reload FILE [--pipeline NAME]",
+      {"reload", "reload FILE [--pipeline NAME] [--json]",
        "apply an edited pipeline file to the running pipeline (SIGHUP to run does the same with its own file)",
+       "xdp-pipeline reload configs/full.toml --pipeline full",
        [](po::options_description& options) {
          options.add_options()("pipeline,p", po::value<std::string>(), "the running pipeline (default: the only one)")(
              "json", "print the reply as JSON");
@@ -70,13 +95,15 @@ const std::vector<Command>& commands() {
        xdpp::command_reload},
       {"status", "status [NAME] [--json] [--watch]",
        "counters and rates of running pipelines (all, or the one named), from their pinned maps",
+       "xdp-pipeline status full --watch",
        [](po::options_description& options) {
          options.add_options()("json", "JSON: one object for NAME, else {\"pipelines\": [...]}")(
              "watch,w", "refresh every second, like top, until Ctrl-C");
        },
        xdpp::command_status},
-      {"new-stage", "new-stage NAME DIR",
+      {"new-stage", "new-stage NAME DIR (or --dir DIR)",
        "write a skeleton stage (BPF program, plugin, CMakeLists.txt, replay test) into a new or empty DIR",
+       "xdp-pipeline new-stage syn_guard ./syn_guard",
        [](po::options_description& options) {
          options.add_options()("dir", po::value<std::string>(), "DIR (also positional): where to write the stage");
        },
@@ -88,7 +115,14 @@ const std::vector<Command>& commands() {
 void print_usage(std::ostream& out) {
   out << "usage: xdp-pipeline COMMAND [options]\n\ncommands:\n";
   for (const auto& command : commands()) out << "  " << command.synopsis << "\n      " << command.summary << "\n";
-  out << "\n`xdp-pipeline COMMAND --help` lists a command's options.\n";
+  out << "  --version\n      the version of this build\n"
+      << "\nEvery command also takes " << kCommonSynopsis << ".\n"
+      << "`xdp-pipeline COMMAND --help` lists a command's options with an example.\n";
+}
+
+void print_version() {
+  std::cout << "xdp-pipeline " << XDPP_VERSION << " (plugin ABI " << xdpp::kPluginAbiVersion << ", BPF contract "
+            << XDPP_CONTRACT_VERSION << ")\n";
 }
 
 
@@ -104,6 +138,10 @@ int main(int argc, char** argv) {
     print_usage(std::cout);
     return 0;
   }
+  if (name == "--version" || name == "version") {
+    print_version();
+    return 0;
+  }
   const Command* command = nullptr;
   for (const auto& candidate : commands())
     if (name == candidate.name) command = &candidate;
@@ -115,8 +153,7 @@ int main(int argc, char** argv) {
 
   po::options_description visible("options");
   visible.add_options()("help,h", "show this command's options")("verbose,v", "debug logs, including libbpf's")(
-      "quiet,q", "warnings and errors only")("plugin-dir", po::value<std::vector<std::string>>()->composing(),
-                                             "look for plugins and BPF objects in DIR first; repeatable");
+      "quiet,q", "warnings and errors only");
   command->add_options(visible);
   po::options_description all;
   all.add(visible).add_options()("file", po::value<std::string>())("args", po::value<std::vector<std::string>>());
@@ -130,15 +167,18 @@ int main(int argc, char** argv) {
     po::store(po::command_line_parser(argc - 1, argv + 1).options(all).positional(positional).run(), values);
     po::notify(values);
   } catch (const po::error& error) {
-    std::cerr << "xdp-pipeline " << name << ": " << error.what() << "\n";
+    std::cerr << "xdp-pipeline " << name << ": " << error.what() << "\nusage: xdp-pipeline " << command->synopsis
+              << "\n(`xdp-pipeline " << name << " --help` explains every option)\n";
     return xdpp::kExitUsage;
   }
   if (values.count("help")) {
-    std::cout << "usage: xdp-pipeline " << command->synopsis << "\n" << command->summary << "\n\n" << visible;
+    std::cout << "usage: xdp-pipeline " << command->synopsis << " " << kCommonSynopsis << "\n"
+              << command->summary << "\n\nexample:\n  " << command->example << "\n\n" << visible;
     return 0;
   }
   if (!values.count("file") && name != "status" && name != "new-stage") {
-    std::cerr << "xdp-pipeline " << name << ": missing " << (name == "swap" || name == "set" ? "the STAGE" : "the pipeline FILE") << "\n";
+    std::cerr << "xdp-pipeline " << name << ": missing " << (name == "swap" || name == "set" ? "the STAGE" : "the pipeline FILE")
+              << "\nusage: xdp-pipeline " << command->synopsis << "\nexample: " << command->example << "\n";
     return xdpp::kExitUsage;
   }
 
@@ -170,6 +210,19 @@ int main(int argc, char** argv) {
   if (values.count("netns")) options.netns = values["netns"].as<std::string>();
   if (values.count("dir")) options.dir = values["dir"].as<std::string>();
   if (values.count("metrics")) options.overrides.metrics = values["metrics"].as<std::string>();
+  if (values.count("metrics-netns")) {
+    const std::string where = values["metrics-netns"].as<std::string>();
+    if (where != "host" && where != "pipeline") {
+      std::cerr << "xdp-pipeline " << name << ": --metrics-netns '" << where << "' is not host or pipeline\n";
+      return xdpp::kExitUsage;
+    }
+    if (!options.netns) {
+      std::cerr << "xdp-pipeline " << name << ": --metrics-netns chooses between the host's namespace and --netns NS: "
+                   "give --netns too\n";
+      return xdpp::kExitUsage;
+    }
+    options.metrics_in_pipeline_netns = where == "pipeline";
+  }
   if (values.count("mac")) {
     options.mac = xdpp::net::parse_mac(values["mac"].as<std::string>());
     if (!options.mac) {

@@ -38,7 +38,17 @@ class CounterCollector final : public prometheus::Collectable {
       add(fell_off, stage.counters.fell_off);
       add(lost, stage.counters.events_lost);
     }
-    return {packets, bytes, verdicts, fell_off, lost};
+    // The build serving these metrics, as a gauge of 1 whose labels carry the information (the
+    // Prometheus convention for build info).
+    prometheus::MetricFamily build{.name = "xdp_pipeline_build_info",
+                                   .help = "The xdp-pipeline build serving these metrics (always 1)",
+                                   .type = prometheus::MetricType::Gauge,
+                                   .metric = {}};
+    prometheus::ClientMetric info;
+    info.label = {{"pipeline", pipeline_}, {"version", XDPP_VERSION}};
+    info.gauge.value = 1;
+    build.metric.push_back(std::move(info));
+    return {packets, bytes, verdicts, fell_off, lost, build};
   }
 
  private:

@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -118,7 +119,7 @@ Status carry_over_maps(LoadedObject& object, const LoadedObject& previous, bool 
                   std::to_string(old->key_size), "/", std::to_string(old->value_size), "/",
                   std::to_string(old->max_entries), " -> ", std::to_string(bpf_map__type(map)), "/",
                   std::to_string(bpf_map__key_size(map)), "/", std::to_string(bpf_map__value_size(map)), "/",
-                  std::to_string(bpf_map__max_entries(map)), "), so its state cannot carry over; use --reset-state");
+                  std::to_string(bpf_map__max_entries(map)), "), so its state cannot carry over");
     XDPP_TRY(object.reuse_map(name, old->fd));
   }
   return {};
@@ -378,8 +379,17 @@ Status Pipeline::swap_stage(const std::string& name, SwapRequest request) {
   return {};
 }
 
+Status Pipeline::validate_settings(const std::string& name, const toml::table& settings,
+                                   const std::string& source) const {
+  auto live = std::find_if(stages_.begin(), stages_.end(), [&](const LiveStage& s) { return s.spec.name == name; });
+  if (live == stages_.end()) return fail("no stage '", name, "' in pipeline '", spec_.name, "'");
+  std::string error;
+  if (!create_stage(live->spec.plugin, settings, source, name, error)) return Error{error};
+  return {};
+}
+
 Status Pipeline::reconfigure_stages(const std::vector<std::pair<std::string, toml::table>>& changes,
-                                    const std::string& source) {
+                                    const std::string& source, bool reset_state) {
   // Validate every change before applying any.
   struct Change {
     LiveStage* live;
@@ -432,6 +442,7 @@ Status Pipeline::reconfigure_stages(const std::vector<std::pair<std::string, tom
       SwapRequest request;
       request.stage = change.stage;
       request.settings = *change.settings;
+      request.reset_state = reset_state;
       done = swap_stage(change.live->spec.name, std::move(request));
     } else {
       StageSpec next = change.live->spec;

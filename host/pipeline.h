@@ -99,7 +99,13 @@ class Pipeline {
   /// load-time constant changes, the same files are swapped in with the new settings. Every change is
   /// validated before any is applied; a failure puts back what was applied. `source` names where the
   /// settings came from in messages (the file, or "set").
-  Status reconfigure_stages(const std::vector<std::pair<std::string, toml::table>>& changes, const std::string& source);
+  /// `reset_state`: a stage that must be swapped starts with fresh maps (needed when a map's size changes).
+  Status reconfigure_stages(const std::vector<std::pair<std::string, toml::table>>& changes, const std::string& source,
+                            bool reset_state = false);
+
+  /// Whether stage `name`'s plugin accepts `settings` (nothing is applied). `source` as above; "" for
+  /// settings from a command line, which have no position.
+  Status validate_settings(const std::string& name, const toml::table& settings, const std::string& source) const;
 
   /// A new pipeline for `spec` (other stages, order, or pipeline settings) with its own chain and
   /// dispatcher; stages whose name and plugin it shares with this one take over their maps (state).

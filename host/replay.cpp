@@ -53,7 +53,7 @@ InterfaceInfo replay_interface(const PipelineSpec& spec, const CommandOptions& o
     source = "[pipeline] mac";
   } else if (auto local = lookup_interface(spec.interface); local && local->mac) {
     info.mac = local->mac;
-    source = "local interface " + spec.interface;
+    source = "interface " + spec.interface + " of this machine, in " + describe_netns();
   }
   return info;
 }
@@ -85,10 +85,11 @@ void use_capture_time(EventRecord& record, std::uint64_t capture_ns) {
   if (text_is_json) record.text = dump(record.json);
 }
 
-// One line per packet for people: "#3 tx by ping-lb, rewritten, 98 bytes" plus its events.
-void print_human(std::size_t index, const TestRunResult& result) {
-  std::printf("#%zu %s by %s%s, %zu bytes\n", index, verdict_name(result.verdict), result.stage.c_str(),
-              result.modified ? ", rewritten" : "", result.packet.size());
+// One line per packet for people: "#3 tx by ping-lb, rewritten, 98 bytes" plus its events; a packet parse
+// could not read whole says so: "#5 pass by parse (malformed), 30 bytes".
+void print_human(std::size_t index, const TestRunResult& result, bool malformed) {
+  std::printf("#%zu %s by %s%s%s, %zu bytes\n", index, verdict_name(result.verdict), result.stage.c_str(),
+              malformed ? " (malformed)" : "", result.modified ? ", rewritten" : "", result.packet.size());
   if (result.modified) std::printf("    out: %s\n", hex(result.packet).c_str());
   for (const auto& event : result.events) std::printf("    %s: %s\n", event.stage.c_str(), event.record.text.c_str());
 }
@@ -118,11 +119,18 @@ int command_replay(const CommandOptions& options) {
 
   std::string mac_source;
   InterfaceInfo interface = replay_interface(*spec, options, mac_source);
-  if (interface.mac)
+  // A MAC taken from this machine's interface of the same name is a guess: the machine the pipeline is
+  // written for has its own. Say so, and how to give the right one.
+  if (!interface.mac)
+    log::warn("replay: no MAC for interface " + interface.name + ": it does not exist here and neither --mac nor " +
+              "[pipeline] mac gives one; stages that use the interface's MAC (icmp_lb's source MAC) see none");
+  else if (!options.mac && !spec->interface_mac)
+    log::warn("replay: the MAC of interface " + interface.name + " is taken from the " + mac_source + ": " +
+              net::format_mac(*interface.mac) + "; the pipeline's own machine may differ: give --mac MAC or " +
+              "[pipeline] mac");
+  else
     log::info("replay: interface " + interface.name + " has MAC " + net::format_mac(*interface.mac) + " (from " +
               mac_source + ")");
-  else
-    log::info("replay: no MAC for interface " + interface.name + " (give [pipeline] mac or --mac if a stage needs it)");
 
   auto pipeline = Pipeline::load(std::move(*spec), SearchPaths::builtin(), interface);
   if (!pipeline) {
@@ -144,7 +152,7 @@ int command_replay(const CommandOptions& options) {
   pin_to_one_cpu();
   std::map<std::string, std::map<std::string, std::uint64_t>> per_stage;
   std::map<std::string, std::uint64_t> verdicts;
-  std::uint64_t packets = 0, skipped = 0, written = 0;
+  std::uint64_t packets = 0, skipped = 0, written = 0, malformed_count = 0;
   for (std::size_t index = 0;; ++index) {
     pcap_pkthdr* header = nullptr;
     const u_char* data = nullptr;
@@ -170,6 +178,12 @@ int command_replay(const CommandOptions& options) {
       return kExitFailure;
     }
     ++packets;
+    // The dispatcher clears the per-CPU context on entry and parse flags what it could not read; every
+    // packet of a replay runs on this one CPU (pin_to_one_cpu), so its context is this packet's.
+    bool malformed = false;
+    if (int cpu = sched_getcpu(); cpu >= 0)
+      if (auto context = (*pipeline)->packet_context(cpu)) malformed = context->flags & XDPP_F_MALFORMED;
+    if (malformed) ++malformed_count;
     const std::uint64_t capture_ns =
         std::uint64_t(header->ts.tv_sec) * 1000000000ull + std::uint64_t(header->ts.tv_usec) * 1000ull;
     for (auto& event : result->events) use_capture_time(event.record, capture_ns);
@@ -179,7 +193,7 @@ int command_replay(const CommandOptions& options) {
 
     if (options.json) {
       nlohmann::json line = {{"packet", index}, {"verdict", verdict}, {"stage", result->stage},
-                             {"modified", result->modified}, {"length", result->packet.size()}};
+                             {"malformed", malformed}, {"modified", result->modified}, {"length", result->packet.size()}};
       if (result->modified) line["data"] = hex(result->packet);
       nlohmann::json events = nlohmann::json::array();
       for (auto& event : result->events) {
@@ -190,7 +204,7 @@ int command_replay(const CommandOptions& options) {
       line["events"] = std::move(events);
       std::printf("%s\n", line.dump().c_str());
     } else {
-      print_human(index, *result);
+      print_human(index, *result, malformed);
     }
     if (output && (result->verdict == XDP_TX || result->verdict == XDP_PASS || result->verdict == XDP_REDIRECT)) {
       pcap_pkthdr out_header = *header;
@@ -200,13 +214,14 @@ int command_replay(const CommandOptions& options) {
     }
   }
 
-  nlohmann::json summary = {{"packets", packets}, {"skipped", skipped}, {"verdicts", verdicts}, {"stages", per_stage}};
+  nlohmann::json summary = {{"packets", packets}, {"skipped", skipped}, {"malformed", malformed_count},
+                            {"verdicts", verdicts}, {"stages", per_stage}};
   if (options.out) summary["written"] = written;
   if (options.json) {
     std::printf("%s\n", nlohmann::json{{"summary", summary}}.dump().c_str());
   } else {
-    std::fprintf(stderr, "replay: %llu packets, %llu skipped", static_cast<unsigned long long>(packets),
-                 static_cast<unsigned long long>(skipped));
+    std::fprintf(stderr, "replay: %llu packets, %llu skipped, %llu malformed", static_cast<unsigned long long>(packets),
+                 static_cast<unsigned long long>(skipped), static_cast<unsigned long long>(malformed_count));
     for (const auto& [name, count] : verdicts) std::fprintf(stderr, ", %s %llu", name.c_str(), static_cast<unsigned long long>(count));
     std::fprintf(stderr, "\n");
     for (const auto& [stage, counts] : per_stage) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <mutex>
+#include <regex>
 #include <sstream>
 
 #include "commands.h"
@@ -15,6 +16,7 @@
 #include "metrics.h"
 #include "pipeline.h"
 #include "state.h"
+#include "toml_errors.h"
 
 namespace xdpp {
 namespace {
@@ -74,11 +76,24 @@ Status apply_assignment(toml::table& settings, const std::string& assignment) {
   while (!key.empty() && key.back() == ' ') key.pop_back();
   if (key.empty() || key == "name" || key == "plugin" || key == "object")
     return fail("'", assignment, "': key '", key, "' cannot be set live");
+  const std::string text = assignment.substr(equals + 1);
   toml::table parsed;
   try {
-    parsed = toml::parse("value = " + assignment.substr(equals + 1), std::string_view("set"));
+    parsed = toml::parse("value = " + text, std::string_view("set"));
   } catch (const toml::parse_error& error) {
-    return fail("'", assignment, "': the value is not TOML: ", std::string(error.description()));
+    // A bare word (`set parse malformed=drop`, `drop_tcp_dst+=9000-9100`) is the string it obviously is;
+    // a plugin that expects another type says so.
+    static const std::regex bare_word("[A-Za-z0-9_.:/-]+");
+    if (std::regex_match(text, bare_word)) {
+      parsed.insert_or_assign("value", text);
+    } else {
+      const auto& begin = error.source().begin;
+      std::string why = explain_syntax_error("value = " + text, begin.line, begin.column, error.description()).message;
+      if (auto at = why.find("of 'value'"); at != std::string::npos) why.replace(at, 10, "of '" + key + "'");
+      return fail("'", assignment, "': the value is not TOML (", why, "); values are TOML: 8080, \"text\", [1, 2], "
+                  "{ ip = \"...\" }. A string with spaces or quotes is written in double quotes, the whole "
+                  "assignment in single quotes for the shell: '", key, "=\"...\"'");
+    }
   }
   toml::node& value = *parsed.get("value");
   if (op == '=') {
@@ -134,8 +149,9 @@ class Runner {
   nlohmann::json handle(const nlohmann::json& request) {
     const auto started = std::chrono::steady_clock::now();
     live_at_ = {};
+    invalid_ = false;
     const std::string op = request.value("op", "");
-    Status done = fail("unknown request '", op, "'");
+    Status done;
     std::string what;
     if (op == "swap") {
       what = "swapped stage '" + request.value("stage", "") + "'";
@@ -145,6 +161,8 @@ class Runner {
       done = set(request);
     } else if (op == "reload") {
       done = reload(request.value("file", ""), what);
+    } else {
+      done = invalid(fail("unknown request '", op, "'"));
     }
     const auto finished = std::chrono::steady_clock::now();
     auto ms_since = [&](auto at) { return std::chrono::duration<double, std::milli>(at - started).count(); };
@@ -154,7 +172,9 @@ class Runner {
     const double total_ms = ms_since(finished);
     if (!done) {
       log::warn("pipeline '" + name_ + "': " + op + " refused, nothing changed: " + done.error().message);
-      return {{"ok", false}, {"error", done.error().message}};
+      // "invalid": the request itself is wrong (the client exits 2, as `check` does for a bad file);
+      // otherwise a valid change failed while being applied (exit 1).
+      return {{"ok", false}, {"error", done.error().message}, {"invalid", invalid_}};
     }
     log::info("pipeline '" + name_ + "': " + what + " in " + std::to_string(ms) + " ms");
     return {{"ok", true}, {"message", what}, {"latency_ms", ms}, {"total_ms", total_ms}};
@@ -162,12 +182,13 @@ class Runner {
 
   Status reload(const std::string& file, std::string& what) {
     auto edited = load_pipeline_file(file.empty() ? pipeline_->spec().file : file, options_.overrides, SearchPaths::builtin());
-    if (!edited) return edited.error();
+    if (!edited) return invalid(edited.error());
     const PipelineSpec& running = pipeline_->spec();
-    if (edited->name != running.name) return fail("the file names pipeline '", edited->name, "', this is '", running.name, "'");
-    if (edited->interface != running.interface) return fail("the interface changed; that takes a new run");
-    if (edited->mode != running.mode) return fail("the attach mode changed; that takes a new run");
-    if (edited->metrics != running.metrics) return fail("the metrics address changed; that takes a new run");
+    if (edited->name != running.name)
+      return invalid(fail("the file names pipeline '", edited->name, "', this is '", running.name, "'"));
+    if (edited->interface != running.interface) return invalid(fail("the interface changed; that takes a new run"));
+    if (edited->mode != running.mode) return invalid(fail("the attach mode changed; that takes a new run"));
+    if (edited->metrics != running.metrics) return invalid(fail("the metrics address changed; that takes a new run"));
     if (same_shape(running, *edited)) {
       // Same stages in the same order: untouched stages stay as they are, changed settings apply in place.
       std::vector<std::pair<std::string, toml::table>> changed;
@@ -175,7 +196,7 @@ class Runner {
         if (!(edited->stages[i].settings == running.stages[i].settings))
           changed.emplace_back(edited->stages[i].name, edited->stages[i].settings);
       std::lock_guard lock(mutex_);
-      XDPP_TRY(pipeline_->reconfigure_stages(changed, edited->file));
+      XDPP_TRY(with_reset_hint(pipeline_->reconfigure_stages(changed, edited->file), kReloadResetHint));
       live_at_ = std::chrono::steady_clock::now();
       what = "reloaded " + edited->file + ": " + std::to_string(changed.size()) + " stage(s) reconfigured in place";
       return {};
@@ -183,7 +204,7 @@ class Runner {
     // Stages added, removed or reordered: a whole new chain, switched in by one bpf_link update.
     std::lock_guard lock(mutex_);
     auto next = pipeline_->rebuild(std::move(*edited));
-    if (!next) return next.error();
+    if (!next) return with_reset_hint(next.error(), kReloadResetHint);
     live_at_ = std::chrono::steady_clock::now();
     (void)pipeline_->consume_events(print_event);  // the leaving plugins' last events
     std::unique_ptr<Pipeline> old = std::move(pipeline_);
@@ -202,14 +223,35 @@ class Runner {
   void set_mode(std::string mode) { mode_ = std::move(mode); }
 
  private:
+  Status invalid(Error error) {
+    invalid_ = true;
+    return error;
+  }
+
+  static constexpr const char* kReloadResetHint =
+      "reload keeps every stage's state, so apply that setting with `xdp-pipeline set STAGE KEY=VALUE "
+      "--reset-state` (fresh maps), or restart `xdp-pipeline run`";
+
+  // A map whose shape changed cannot keep its state: say how to start it afresh, in the terms of the
+  // command that was refused.
+  static Status with_reset_hint(Status status, const std::string& hint) {
+    if (status || status.error().message.find("changed shape") == std::string::npos) return status;
+    return fail(status.error().message, "; ", hint);
+  }
+
   Status swap(const nlohmann::json& request) {
     const std::string stage = request.value("stage", "");
     std::lock_guard lock(mutex_);
     LiveStage* live = pipeline_->find_stage(stage);
-    if (!live) return fail("no stage '", stage, "' in pipeline '", name_, "'");
+    if (!live) return invalid(no_stage(stage));
     SwapRequest swap;
     swap.reset_state = request.value("reset_state", false);
-    if (request.contains("object")) swap.object = request["object"].get<std::string>();
+    if (request.contains("object")) {
+      swap.object = request["object"].get<std::string>();
+      std::error_code error;
+      if (!std::filesystem::is_regular_file(*swap.object, error))
+        return invalid(fail("--object ", swap.object->string(), ": not found (no such regular file)"));
+    }
     // Always a fresh plugin instance: the one named, or the stage's own file as rebuilt on disk.
     std::filesystem::path plugin_file = request.contains("plugin") ? std::filesystem::path(request["plugin"].get<std::string>())
                                                                   : live->spec.plugin_file;
@@ -220,13 +262,14 @@ class Runner {
                            !live->spec.plugin_signature.empty();
     auto plugin = unchanged ? Result<std::shared_ptr<LoadedPlugin>>(live->spec.plugin)
                             : load_plugin_fresh(plugin_file, pipeline_->spec().plugin_dirs, kRunRoot / (name_ + ".plugins"));
-    if (!plugin) return plugin.error();
+    if (!plugin) return invalid(plugin.error());
     swap.plugin = *plugin;
     swap.plugin_signature = file_signature(plugin_file);
     swap.plugin_file = plugin_file;
     const bool fresh_maps = swap.reset_state;
     const auto t1 = std::chrono::steady_clock::now();
-    XDPP_TRY(pipeline_->swap_stage(stage, std::move(swap)));
+    XDPP_TRY(with_reset_hint(pipeline_->swap_stage(stage, std::move(swap)),
+                             "`xdp-pipeline swap " + stage + " --reset-state` starts the stage with fresh maps"));
     const auto t2 = live_at_ = std::chrono::steady_clock::now();
     publish_quietly(fresh_maps);
     auto ms = [](auto a, auto b) { return std::to_string(std::chrono::duration<double, std::milli>(b - a).count()); };
@@ -239,14 +282,26 @@ class Runner {
     const std::string stage = request.value("stage", "");
     std::lock_guard lock(mutex_);
     LiveStage* live = pipeline_->find_stage(stage);
-    if (!live) return fail("no stage '", stage, "' in pipeline '", name_, "'");
+    if (!live) return invalid(no_stage(stage));
     toml::table settings = live->spec.settings;
     for (const auto& assignment : request.value("assignments", std::vector<std::string>{}))
-      XDPP_TRY(apply_assignment(settings, assignment));
-    XDPP_TRY(pipeline_->reconfigure_stages({{stage, settings}}, "set"));
+      if (auto applied = apply_assignment(settings, assignment); !applied) return invalid(applied.error());
+    // Settings that came from a command line have no file position: "" keeps positions out of messages.
+    if (auto valid = pipeline_->validate_settings(stage, settings, ""); !valid) return invalid(valid.error());
+    const bool reset_state = request.value("reset_state", false);
+    XDPP_TRY(with_reset_hint(pipeline_->reconfigure_stages({{stage, settings}}, "", reset_state),
+                             "add --reset-state to this `xdp-pipeline set` to start the stage with fresh maps "
+                             "(its state and counters start from zero)"));
     live_at_ = std::chrono::steady_clock::now();
-    publish_quietly();
+    publish_quietly(reset_state);
     return {};
+  }
+
+  // Names the stages there are, so that a typo is seen at once.
+  Error no_stage(const std::string& stage) {
+    std::string names;
+    for (const LiveStage& live : pipeline_->stages()) names += (names.empty() ? "" : ", ") + live.spec.name;
+    return fail("no stage '", stage, "' in pipeline '", name_, "' (its stages: ", names, ")");
   }
 
   // A swap changes program ids: the state file says which run now.
@@ -261,6 +316,46 @@ class Runner {
   std::string mode_;
   std::mutex mutex_;  // the metrics thread reads counters while the main thread may swap
   std::chrono::steady_clock::time_point live_at_;  // when the change being handled took effect
+  bool invalid_ = false;  // the request being handled was refused as invalid, not failed while applied
+};
+
+// What the metrics endpoint reads: the running pipeline's counters, none before it runs or after it stops.
+class MetricsFeed {
+ public:
+  // Connects the feed to a runner for the connection's lifetime.
+  class Connection {
+   public:
+    Connection(MetricsFeed& feed, Runner& runner) : feed_(feed) {
+      std::lock_guard lock(feed_.mutex_);
+      feed_.runner_ = &runner;
+    }
+    ~Connection() {
+      std::lock_guard lock(feed_.mutex_);
+      feed_.runner_ = nullptr;
+    }
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+   private:
+    MetricsFeed& feed_;
+  };
+
+  std::vector<StageCounters> read() {
+    std::lock_guard feed_lock(mutex_);
+    std::vector<StageCounters> all;
+    if (!runner_) return all;
+    std::lock_guard lock(runner_->mutex());
+    Pipeline& live = runner_->pipeline();
+    if (auto counters = live.counters(-1)) all.push_back({"dispatcher", "", *counters});
+    for (std::size_t i = 0; i < live.stages().size(); ++i)
+      if (auto counters = live.counters(static_cast<int>(i)))
+        all.push_back({live.stages()[i].spec.name, live.stages()[i].spec.plugin_name, *counters});
+    return all;
+  }
+
+ private:
+  std::mutex mutex_;
+  Runner* runner_ = nullptr;
 };
 
 }  // namespace
@@ -286,9 +381,29 @@ int command_run(const CommandOptions& options) {
   auto spec = read_pipeline(options);
   if (!spec) return kExitUsage;
   if (geteuid() != 0) {
-    log::error("run needs root (CAP_BPF and CAP_NET_ADMIN) to load and attach XDP programs");
+    log::error("run needs root (CAP_BPF and CAP_NET_ADMIN) to load and attach XDP programs: run it from a root "
+               "shell, or with sudo");
     return kExitFailure;
   }
+  // Metrics listen in the namespace `run` started in unless --metrics-netns pipeline: a Prometheus on the
+  // host reaches them there. The listening socket stays in the namespace it was made in, so it is made
+  // before --netns is entered. Until the pipeline runs, a scrape finds no stage counters.
+  const std::string name = spec->name;
+  MetricsFeed feed;
+  std::unique_ptr<MetricsServer> metrics;
+  const std::optional<std::string> metrics_address = spec->metrics;
+  auto start_metrics = [&]() -> bool {
+    auto served = serve_metrics(*metrics_address, name, [&feed] { return feed.read(); });
+    if (!served) {
+      log::error("pipeline '" + name + "': " + served.error().message);
+      return false;
+    }
+    metrics = std::move(*served);
+    log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics in " +
+              describe_netns());
+    return true;
+  };
+  if (metrics_address && options.netns && !options.metrics_in_pipeline_netns && !start_metrics()) return kExitFailure;
   if (options.netns) {
     if (auto entered = enter_netns(*options.netns); !entered) {
       log::error(entered.error().message);
@@ -297,11 +412,20 @@ int command_run(const CommandOptions& options) {
   }
   auto interface = lookup_interface(spec->interface);
   if (!interface) {
-    log::error(interface.error().message);
-    return kExitFailure;
+    if (spec->interface.empty()) {
+      log::error("no interface to attach to: pass --interface IF, or set [pipeline] interface in " + options.file);
+      return kExitUsage;
+    }
+    // The shipped files name eth0; a host without it gets the names it does have.
+    std::string names;
+    for (const auto& each : interface_names()) names += (names.empty() ? "" : ", ") + each;
+    log::error("interface '" + spec->interface + "' does not exist in " + describe_netns() +
+               " (interfaces there: " + (names.empty() ? "none" : names) + "); name one with --interface IF " +
+               "(it overrides [pipeline] interface in " + options.file + ")" +
+               (options.netns ? "" : ", or run in another namespace with --netns NS"));
+    return kExitUsage;
   }
   const AttachMode wanted = spec->mode;
-  const std::string name = spec->name;
   auto control = ControlServer::listen(name);
   if (!control) {
     log::error("pipeline '" + name + "': " + control.error().message);
@@ -323,6 +447,7 @@ int command_run(const CommandOptions& options) {
               (*loaded)->fallback_reason());
   Runner runner(std::move(*loaded), options);
   runner.set_mode(to_string(*mode));
+  MetricsFeed::Connection feeding(feed, runner);
   log::info("pipeline '" + name + "' attached to " + interface->name + " in " + to_string(*mode) + " mode" +
             (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " +
             std::to_string(runner.pipeline().link_id()) + ", dispatcher prog id " +
@@ -339,25 +464,7 @@ int command_run(const CommandOptions& options) {
   log::info("pipeline '" + name + "': control socket " + (kRunRoot / (name + ".sock")).string() + ", state " +
             (kRunRoot / (name + ".json")).string());
 
-  std::unique_ptr<MetricsServer> metrics;
-  if (runner.pipeline().spec().metrics) {
-    auto served = serve_metrics(*runner.pipeline().spec().metrics, name, [&runner] {
-      std::lock_guard lock(runner.mutex());
-      Pipeline& live = runner.pipeline();
-      std::vector<StageCounters> all;
-      if (auto counters = live.counters(-1)) all.push_back({"dispatcher", "", *counters});
-      for (std::size_t i = 0; i < live.stages().size(); ++i)
-        if (auto counters = live.counters(static_cast<int>(i)))
-          all.push_back({live.stages()[i].spec.name, live.stages()[i].spec.plugin_name, *counters});
-      return all;
-    });
-    if (!served) {
-      log::error("pipeline '" + name + "': " + served.error().message);
-      return kExitFailure;
-    }
-    metrics = std::move(*served);
-    log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics");
-  }
+  if (metrics_address && !metrics && !start_metrics()) return kExitFailure;
 
   int status = 0;
   while (!stop_signal) {

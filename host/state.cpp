@@ -122,6 +122,7 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
                             {"counters_map_id", counters_map_id(pipeline.dispatcher_object())},
                             {"pins", pinning ? (root / "dispatcher").string() : ""}}},
                           {"pid", ::getpid()},
+                          {"version", XDPP_VERSION},
                           {"started", static_cast<long long>(::time(nullptr))},
                           {"stages", stages}};
   auto file = state_file(name);

@@ -66,6 +66,7 @@ nlohmann::json status_json(const RunState& run, const Sample& before, const Samp
                          {"mode", run.json["mode"]},
                          {"link_id", run.json["link_id"]},
                          {"pid", run.pid},
+                         {"version", run.json.contains("version") ? run.json["version"] : nlohmann::json()},
                          {"file", run.json["file"]},
                          {"dispatcher",
                           {{"prog_id", run.json["dispatcher"]["prog_id"]},

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's demo: the classic XDP demonstrations on real traffic, through one xdp-pipeline.
 #
-#   sudo scripts/demo.sh
+#   scripts/demo.sh          (in a root shell; as a user with sudo rights: sudo scripts/demo.sh)
 #
 # Installs the Debian packages it needs (scripts/install-deps.sh), builds the project if needed, brings up the lab (scripts/lab.sh: client .1, load balancer .2 = VIP,
 # backends .3 and .4 on one bridge, each in its own network namespace), runs
@@ -54,13 +54,13 @@ ok() { PASSED+=("$1"); printf '    %s✔ %s%s\n' "$G" "$1" "$N"; }
 bad() { FAILED+=("$1"); printf '    %s✘ %s%s\n' "$R" "$1" "$N"; }
 die() { printf '%sdemo: %s%s\n' "$R" "$*" "$N" >&2; exit 1; }
 
-[[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces, XDP): sudo $0"
+[[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces, XDP): run $0 from a root shell (su -), or as sudo $0"
 if ((BUILD)) && [[ -z ${XDP_PIPELINE:-} ]]; then
   section "Installing what is needed (Debian packages, skipped when present)"
   "$ROOT/scripts/install-deps.sh" || die "installing the dependencies failed (see above)"
 fi
 for t in cmake ip bridge clang ping tcpdump nc socat timeout ss; do
-  command -v "$t" >/dev/null || die "'$t' not found; install the dependencies first: sudo scripts/install-deps.sh"
+  command -v "$t" >/dev/null || die "'$t' not found; install the dependencies first (as root): scripts/install-deps.sh"
 done
 
 # --- build -----------------------------------------------------------------------------------------
@@ -333,3 +333,6 @@ section "Summary"
 for p in "${PASSED[@]}"; do printf '    %s✔%s %s\n' "$G" "$N" "$p"; done
 for f in "${FAILED[@]}"; do printf '    %s✘%s %s\n' "$R" "$N" "$f"; done
 ((${#FAILED[@]} == 0)) || exit 1
+if [[ -z ${XDP_PIPELINE:-} ]]; then
+  say "" "The executable is $BIN; \`cmake --install $BUILD_DIR\` puts it on PATH (/usr/local/bin/xdp-pipeline)."
+fi

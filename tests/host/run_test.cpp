@@ -2,7 +2,10 @@
 // it attaches (ip link shows the dispatcher), SIGINT and SIGTERM detach it and exit 0, SIGKILL leaves
 // nothing attached (the bpf_link dies with the process: fail-open), auto picks native on veth, and a
 // second run on a busy interface fails without disturbing the first.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -72,10 +75,13 @@ class RunTest : public ::testing::Test {
 
   // Starts `run CONFIG --interface xdpt0 --mode MODE` in the namespace and waits (bounded) until ip link
   // shows the program and the executable has reported the attachment and published its state.
-  void start(const std::string& mode) {
+  // With `extra` (e.g. --netns NS), `run` itself is started in the test's namespace instead.
+  void start(const std::string& mode, const std::vector<std::string>& extra = {}) {
     std::string error;
-    child_ = Child::start({kExecutable, "run", config_, "--interface", kVeth, "--mode", mode}, netns_->name(),
-                          dir_.path() / "run.out", dir_.path() / "run.err", error);
+    std::vector<std::string> argv = {kExecutable, "run", config_, "--interface", kVeth, "--mode", mode};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    child_ = Child::start(argv, extra.empty() ? netns_->name() : "", dir_.path() / "run.out", dir_.path() / "run.err",
+                          error);
     ASSERT_NE(child_, nullptr) << error;
     const bool attached = wait_until(
         [&] {
@@ -207,6 +213,72 @@ TEST_F(RunTest, SecondRunOfSamePipelineFails) {
   EXPECT_TRUE(child_->running()) << "the first run ended: " << child_->stderr_text();
   EXPECT_EQ(netns_->xdp_prog_id(), first_id) << netns_->link_show();
   EXPECT_TRUE(published(name_)) << "the second run removed the first one's state";
+  expect_clean_stop(SIGINT);
+}
+
+// A TCP port on 127.0.0.1 that nothing listens on now, in the calling thread's namespace.
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  int port = 0;
+  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0)
+    port = ntohs(address.sin_port);
+  if (fd >= 0) ::close(fd);
+  return port;
+}
+
+CommandResult curl(const std::string& url, const std::string& netns = {}) {
+  return run_command({"curl", "-sf", "--max-time", "5", url}, 20s, netns);
+}
+
+// With --netns NS, metrics listen by default where a Prometheus on the host reaches them: the namespace
+// `run` started in. The log says where; the page and `status --json` carry the build's version.
+TEST_F(RunTest, MetricsListenInTheHostNamespaceByDefault) {
+  ASSERT_EQ(run_command({"ip", "-n", netns_->name(), "link", "set", "lo", "up"}).exit_code, 0);
+  const int port = free_port();
+  ASSERT_NE(port, 0);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  ASSERT_NO_FATAL_FAILURE(start("generic", {"--netns", netns_->name(), "--metrics", address}));
+  EXPECT_TRUE(wait_until([&] { return child_->stderr_text().find("/metrics in ") != std::string::npos; }, 5s));
+  EXPECT_NE(child_->stderr_text().find("metrics at http://" + address + "/metrics in the host's network namespace"),
+            std::string::npos)
+      << child_->stderr_text();
+  CommandResult page = curl("http://" + address + "/metrics");
+  ASSERT_EQ(page.exit_code, 0) << describe(page);
+  EXPECT_NE(page.out.find("xdp_pipeline_stage_packets_total{pipeline=\"" + name_ + "\",stage=\"parse\""),
+            std::string::npos)
+      << page.out;
+  EXPECT_NE(page.out.find(std::string("xdp_pipeline_build_info{pipeline=\"") + name_ + "\",version=\"" +
+                          XDPP_VERSION + "\"} 1"),
+            std::string::npos)
+      << page.out;
+  EXPECT_NE(curl("http://" + address + "/metrics", netns_->name()).exit_code, 0)
+      << "the metrics page also answers inside " << netns_->name();
+  CommandResult status = run_command({kExecutable, "status", name_, "--json"});
+  ASSERT_EQ(status.exit_code, 0) << describe(status);
+  EXPECT_NE(status.out.find(std::string("\"version\":\"") + XDPP_VERSION + "\""), std::string::npos) << status.out;
+  expect_clean_stop(SIGINT);
+}
+
+TEST_F(RunTest, MetricsNetnsPipelineListensInsideTheNamespace) {
+  ASSERT_EQ(run_command({"ip", "-n", netns_->name(), "link", "set", "lo", "up"}).exit_code, 0);
+  // A fresh namespace: no port is taken there.
+  const std::string address = "127.0.0.1:" + std::to_string(20000 + ::getpid() % 20000);
+  ASSERT_NO_FATAL_FAILURE(
+      start("generic", {"--netns", netns_->name(), "--metrics", address, "--metrics-netns", "pipeline"}));
+  EXPECT_TRUE(wait_until([&] { return child_->stderr_text().find("/metrics in ") != std::string::npos; }, 5s));
+  EXPECT_NE(child_->stderr_text().find("metrics at http://" + address + "/metrics in network namespace '" +
+                                       netns_->name() + "'"),
+            std::string::npos)
+      << child_->stderr_text();
+  CommandResult page = curl("http://" + address + "/metrics", netns_->name());
+  ASSERT_EQ(page.exit_code, 0) << describe(page);
+  EXPECT_NE(page.out.find("xdp_pipeline_stage_packets_total{pipeline=\"" + name_ + "\""), std::string::npos)
+      << page.out;
   expect_clean_stop(SIGINT);
 }
 

@@ -6,7 +6,8 @@
 #     the dispatcher's packets == the sum of all verdicts;
 #   - `status --json` shape; the table; `status` when nothing runs (clear message, non-zero exit);
 #   - `bpftool map dump pinned .../NAME/STAGE/xdpp_counters` == status, for every stage and the dispatcher;
-#   - the Prometheus page (curl from inside the lb namespace) == status, with pipeline/stage/plugin labels;
+#   - the Prometheus page (curl from the host: metrics listen in the namespace run started in, not in
+#     --netns) == status, with pipeline/stage/plugin labels, and the build info;
 #   - the control socket is 0600 in a 0700 directory, and a non-root user can neither connect nor use
 #     the clients; a swap keeps the pins and logs no spurious warning;
 #   - pins, state file and socket are removed on a clean exit.
@@ -62,11 +63,17 @@ out=$(unshare --mount --propagation private bash -c \
 ok "nothing running: status NAME, status and swap say so and exit non-zero ('$out')"
 
 # --- a running pipeline, with metrics from the file -------------------------------------------------
-PORT=$((20000 + $$ % 20000))
+# The pipeline runs in the lb namespace (--netns), its metrics listen in the host's (the default), where
+# a Prometheus on the host reaches them: a port free there.
+for _ in $(seq 50); do
+  PORT=$((20000 + RANDOM % 20000))
+  [[ -z $(ss -Hltn "sport = :$PORT") ]] && break
+done
 write_pipeline "$T/p.toml" "parse no-8080 ping-lb flows" "metrics = \"127.0.0.1:$PORT\""
 start_pipeline "$T/p.toml"
-grep -q "metrics at http://127.0.0.1:$PORT/metrics" "$PIPELINE_LOG" || fail "run does not say where its metrics are"
-ok "pipeline $PIPELINE_NAME running, metrics at 127.0.0.1:$PORT in $LAB_NS_LB"
+grep -q "metrics at http://127.0.0.1:$PORT/metrics in the host's network namespace" "$PIPELINE_LOG" ||
+  fail "run does not say where its metrics are: $(grep metrics "$PIPELINE_LOG")"
+ok "pipeline $PIPELINE_NAME running in $LAB_NS_LB, metrics at 127.0.0.1:$PORT in the host's network namespace"
 
 start=$(status_json)
 (($(counter "$start" dispatcher packets) == 0)) || fail "packets counted before any traffic: $(counter_lines "$start")"
@@ -136,8 +143,8 @@ for s in dispatcher parse no-8080 ping-lb flows; do
 done
 ok "bpftool map dump pinned $root/STAGE/xdpp_counters == status for the dispatcher and every stage"
 
-# Prometheus page (the pipeline binds in the lb namespace).
-metrics=$(lab_exec lb curl -sf --max-time 5 "http://127.0.0.1:$PORT/metrics") || fail "curl of the metrics page failed"
+# Prometheus page, from the host.
+metrics=$(curl -sf --max-time 5 "http://127.0.0.1:$PORT/metrics") || fail "curl of the metrics page failed"
 metric() { # NAME STAGE PLUGIN [VERDICT]
   local labels="pipeline=\"$PIPELINE_NAME\",stage=\"$2\",plugin=\"$3\""
   [[ -n ${4:-} ]] && labels+=",verdict=\"$4\""
@@ -160,8 +167,10 @@ for s in dispatcher parse no-8080 ping-lb flows; do
   done
 done
 ok "metrics page: xdp_pipeline_stage_{packets,verdicts,fell_off,events_lost}_total{pipeline,stage,plugin[,verdict]} == status"
-if curl -sf --max-time 2 "http://127.0.0.1:$PORT/metrics" >/dev/null 2>&1; then
-  note "(something else answers on the host's 127.0.0.1:$PORT; not ours: ours binds in $LAB_NS_LB)"
+grep -q "^xdp_pipeline_build_info{pipeline=\"$PIPELINE_NAME\",version=\"[0-9][^\"]*\"} 1" <<<"$metrics" ||
+  fail "no xdp_pipeline_build_info line with the version"
+if lab_exec lb curl -sf --max-time 2 "http://127.0.0.1:$PORT/metrics" >/dev/null 2>&1; then
+  fail "the metrics page also answers inside $LAB_NS_LB: it should listen in the host's namespace only"
 fi
 
 # Control socket: root only.

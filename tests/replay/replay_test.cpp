@@ -556,8 +556,13 @@ TEST_F(ReplayTest, MacComesFromFlagThenFileThenLocalInterface) {
   auto from_interface = replay(local, input, {"--json"});
   ASSERT_EQ(from_interface.exit_code, 0) << from_interface.describe();
   EXPECT_EQ(source_mac_of(from_interface), ethernet_interface->second);
-  EXPECT_TRUE(contains(from_interface.err, "(from local interface " + ethernet_interface->first + ")"))
+  // A MAC borrowed from this machine's interface is a guess about another machine: a warning that says
+  // where it came from and how to give the right one.
+  EXPECT_TRUE(contains(from_interface.err, "warning: replay: the MAC of interface " + ethernet_interface->first +
+                                               " is taken from the interface " + ethernet_interface->first +
+                                               " of this machine, in "))
       << from_interface.err;
+  EXPECT_TRUE(contains(from_interface.err, "give --mac MAC or [pipeline] mac")) << from_interface.err;
 }
 
 // ---- the whole chain, events, summary, determinism ------------------------------------------------------
@@ -596,6 +601,9 @@ TEST_F(ReplayTest, ChainVerdictsStagesEventsAndSummary) {
   expect_packet(l[7], 7, "tx", "ping-lb", balanced(frames[7], kBackend1Mac, kBackend1, lb));
   expect_packet(l[8], 8, "pass", "flows", std::nullopt);
 
+  // Only the packet parse could not read whole is labelled malformed.
+  for (std::size_t i = 0; i < frames.size(); ++i) EXPECT_EQ(l[i].value("malformed", i != 5), i == 5) << l[i].dump();
+
   // Only packets that reach the metadata stage have an event, exactly one each, for that packet.
   for (std::size_t i : {0, 1, 3, 5, 7}) EXPECT_TRUE(l[i]["events"].empty()) << l[i].dump();
   for (std::size_t i : {2, 4, 6, 8}) {
@@ -613,6 +621,7 @@ TEST_F(ReplayTest, ChainVerdictsStagesEventsAndSummary) {
   ASSERT_TRUE(summary.is_object()) << outcome.out;
   EXPECT_EQ(summary["packets"], 9);
   EXPECT_EQ(summary["skipped"], 0);
+  EXPECT_EQ(summary["malformed"], 1);
   EXPECT_EQ(summary["verdicts"], (json{{"tx", 3}, {"drop", 2}, {"pass", 4}}));
   EXPECT_EQ(summary["stages"],
             (json{{"ping-lb", {{"tx", 3}}}, {"no-8080", {{"drop", 1}}}, {"parse", {{"drop", 1}}}, {"flows", {{"pass", 4}}}}));
@@ -789,7 +798,9 @@ TEST_F(ReplayTest, HumanOutputNamesVerdictAndStage) {
   EXPECT_TRUE(contains(outcome.out, "#0 tx by ping-lb, rewritten")) << outcome.out;
   EXPECT_TRUE(contains(outcome.out, "#1 drop by no-8080")) << outcome.out;
   EXPECT_TRUE(contains(outcome.out, "#2 pass by flows")) << outcome.out;
-  EXPECT_TRUE(contains(outcome.out, "#5 drop by parse")) << outcome.out;
+  // A malformed packet says so, and no other does.
+  EXPECT_TRUE(contains(outcome.out, "#5 drop by parse (malformed), 17 bytes")) << outcome.out;
+  EXPECT_EQ(outcome.out.find("(malformed)"), outcome.out.rfind("(malformed)")) << outcome.out;
   EXPECT_FALSE(contains(outcome.out, "#1 drop by no-8080, rewritten")) << outcome.out;
   // the leaving bytes of a rewritten packet, and the event lines (format = "json" in this file)
   EXPECT_TRUE(contains(outcome.out, hex(balanced(frames[0], kBackend1Mac, kBackend1, mac(kFlagMac))))) << outcome.out;
@@ -798,7 +809,7 @@ TEST_F(ReplayTest, HumanOutputNamesVerdictAndStage) {
   EXPECT_TRUE(contains(outcome.out, "\"ts_ns\":" + std::to_string(capture_ns(2)))) << outcome.out;
   // no JSON lines and no summary on stdout; the summary goes to stderr
   EXPECT_FALSE(contains(outcome.out, "{\"summary\"")) << outcome.out;
-  EXPECT_TRUE(contains(outcome.err, "replay: 9 packets, 0 skipped")) << outcome.err;
+  EXPECT_TRUE(contains(outcome.err, "replay: 9 packets, 0 skipped, 1 malformed")) << outcome.err;
   EXPECT_TRUE(contains(outcome.err, "ping-lb: tx 3")) << outcome.err;
 
   // The text format of the metadata stage, as `run` prints it.

@@ -15,6 +15,7 @@
 
 #include <array>
 #include <cerrno>
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <cstdint>
@@ -99,24 +100,47 @@ class Settings {
 
   /// The same, positioned at a source region: a key's own (toml::key::source()) inside a nested table.
   [[noreturn]] void fail(const toml::source_region& where, std::string_view key, const std::string& message) const {
-    const auto& begin = where.begin;
-    // A value that did not come from a file (`set KEY=VALUE`, a copied table) has no position.
-    const std::string position =
-        begin.line == 0 ? "" : ":" + std::to_string(begin.line) + ":" + std::to_string(begin.column);
-    throw ConfigError(file_ + position + ": " + scope_ + ": key '" + std::string(key) + "': " + message);
+    throw ConfigError(prefix(where) + scope_ + ": key '" + std::string(key) + "': " + message);
   }
 
   /// Throws a ConfigError positioned at the stage's table (for a missing key).
   [[noreturn]] void fail(std::string_view key, const std::string& message) const { fail(table_, key, message); }
 
   /// Throws a ConfigError at the first key of the table that nobody read (a misspelling, usually).
+  /// The message names the nearest key that was read, when one is close enough to be a misspelling of it.
   void reject_unread_keys() const {
     for (const auto& [key, node] : table_) {
       if (used_.count(std::string(key.str()))) continue;
-      const auto& begin = key.source().begin;
-      throw ConfigError(file_ + ":" + std::to_string(begin.line) + ":" + std::to_string(begin.column) + ": " +
-                        scope_ + ": key '" + std::string(key.str()) + "': unknown key");
+      std::string message = "unknown key";
+      if (auto nearest = nearest_key(key.str()); !nearest.empty()) message += "; did you mean '" + nearest + "'?";
+      throw ConfigError(prefix(key.source()) + scope_ + ": key '" + std::string(key.str()) + "': " + message);
     }
+  }
+
+  /// The key read from this table that is nearest to `key` in edit distance, if at most about a third of
+  /// its letters (1 to 3) differ; "" otherwise.
+  std::string nearest_key(std::string_view key) const {
+    std::string best;
+    std::size_t best_distance = std::clamp<std::size_t>((key.size() + 2) / 3, 1, 3) + 1;
+    for (const auto& known : used_)
+      if (std::size_t distance = edit_distance(key, known); distance < best_distance) {
+        best = known;
+        best_distance = distance;
+      }
+    return best;
+  }
+
+  /// Levenshtein distance, with a transposition of two neighbours counting as one edit (dts -> dst).
+  static std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i)
+      for (std::size_t j = 1; j <= b.size(); ++j) {
+        d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    return d[a.size()][b.size()];
   }
 
   static const char* node_type_name(const toml::node& node) {
@@ -138,6 +162,15 @@ class Settings {
     else if constexpr (std::is_same_v<T, bool>) return "a boolean";
     else if constexpr (std::is_same_v<T, double>) return "a float";
     else return "an integer";
+  }
+
+  // "FILE:LINE:COLUMN: ", or "FILE: " where the value has no position; "" without a file: the settings of
+  // `set STAGE KEY=VALUE` came from a command line, where a position would mean nothing.
+  std::string prefix(const toml::source_region& where) const {
+    if (file_.empty()) return {};
+    const auto& begin = where.begin;
+    if (begin.line == 0) return file_ + ": ";
+    return file_ + ":" + std::to_string(begin.line) + ":" + std::to_string(begin.column) + ": ";
   }
 
   const toml::table& table_;
