@@ -23,14 +23,18 @@ struct Command {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
-      {"run", "run FILE [--interface IF] [--mode native|generic|offload|auto]",
-       "load the pipeline, attach it, print its events until SIGINT/SIGTERM, detach",
+      {"run", "run FILE [--interface IF] [--mode native|generic|offload|auto] [--persist] [--reset-state]",
+       "load the pipeline, attach it, print its events until SIGINT/SIGTERM, detach (with --persist: leave it "
+       "running); adopts a persisted pipeline of the same name",
        [](po::options_description& options) {
          options.add_options()("interface,i", po::value<std::string>(), "interface to attach to (overrides the file)")(
              "mode,m", po::value<std::string>(), "native, generic, offload or auto (overrides the file)")(
              "metrics", po::value<std::string>(), "serve Prometheus metrics at PORT (loopback) or ADDR:PORT")(
              "netns", po::value<std::string>(),
-             "run in network namespace NAME (ip netns); unlike `ip netns exec` this keeps /sys/fs/bpf for the pins");
+             "run in network namespace NAME (ip netns); unlike `ip netns exec` this keeps /sys/fs/bpf for the pins")(
+             "persist", "pin link, chain, programs and maps: the pipeline keeps running when this daemon ends "
+                        "(as [pipeline] persist = true)")(
+             "reset-state", "when adopting or upgrading, maps that changed shape start empty instead of refusing");
        },
        xdpp::command_run},
       {"check", "check FILE", "validate the pipeline file and every stage's settings; load nothing",
@@ -75,6 +79,9 @@ const std::vector<Command>& commands() {
              "watch,w", "refresh every second, like top, until Ctrl-C");
        },
        xdpp::command_status},
+      {"detach", "detach NAME",
+       "remove a persisted pipeline that runs without a daemon: detach it, unpin it, remove its state",
+       [](po::options_description&) {}, xdpp::command_detach},
       {"new-stage", "new-stage NAME DIR",
        "write a skeleton stage (BPF program, plugin, CMakeLists.txt, replay test) into a new or empty DIR",
        [](po::options_description& options) {
@@ -138,7 +145,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!values.count("file") && name != "status" && name != "new-stage") {
-    std::cerr << "xdp-pipeline " << name << ": missing " << (name == "swap" || name == "set" ? "the STAGE" : "the pipeline FILE") << "\n";
+    std::cerr << "xdp-pipeline " << name << ": missing " << (name == "swap" || name == "set" ? "the STAGE" : name == "detach" ? "the pipeline NAME" : "the pipeline FILE") << "\n";
     return xdpp::kExitUsage;
   }
 
@@ -169,6 +176,7 @@ int main(int argc, char** argv) {
   if (values.count("args")) options.args = values["args"].as<std::vector<std::string>>();
   if (values.count("netns")) options.netns = values["netns"].as<std::string>();
   if (values.count("dir")) options.dir = values["dir"].as<std::string>();
+  if (values.count("persist")) options.overrides.persist = true;
   if (values.count("metrics")) options.overrides.metrics = values["metrics"].as<std::string>();
   if (values.count("mac")) {
     options.mac = xdpp::net::parse_mac(values["mac"].as<std::string>());
