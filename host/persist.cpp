@@ -37,7 +37,7 @@ Result<PinnedLink> open_link(const std::filesystem::path& pin) {
 
 // Why the adopted pipeline must be replaced by a new chain to become `file_spec` ("" when it need not):
 // objects are compared by the digests recorded at load.
-std::string new_chain_reason(const Pipeline& adopted, int contract, const PipelineSpec& file_spec) {
+std::string new_chain_reason(Pipeline& adopted, int contract, const PipelineSpec& file_spec) {
   if (contract != XDPP_CONTRACT_VERSION)
     return "it was built by contract version " + std::to_string(contract) + ", this xdp-pipeline speaks version " +
            std::to_string(XDPP_CONTRACT_VERSION) + " (an upgrade)";
@@ -48,9 +48,8 @@ std::string new_chain_reason(const Pipeline& adopted, int contract, const Pipeli
       return "the dispatcher object " + dispatcher.string() + " is not the one that runs";
     break;
   }
-  auto& stages = const_cast<Pipeline&>(adopted).stages();
   for (const StageSpec& wanted : file_spec.stages)
-    for (const LiveStage& live : stages)
+    for (const LiveStage& live : adopted.stages())
       if (live.spec.name == wanted.name && live.spec.plugin_name == wanted.plugin_name &&
           file_sha256(wanted.object_path) != live.object->digest())
         return "stage '" + wanted.name + "': " + wanted.object_path.string() + " is not the object that runs (" +

@@ -506,9 +506,15 @@ void Pipeline::restore_configuration(Pipeline& previous, std::size_t count) {
   }
 }
 
-Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec, bool fresh_if_changed) {
+Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec, bool fresh_if_changed,
+                                                    const std::function<Status(Pipeline&)>& before_switch) {
   auto next = load_reusing(std::move(spec), paths_, interface_, this, fresh_if_changed);
   if (!next) return next.error();
+  if (before_switch)
+    if (auto ready = before_switch(**next); !ready) {
+      (*next)->restore_configuration(*this, (*next)->stages_.size());
+      return ready.error();
+    }
   if (attached()) {
     LIBBPF_OPTS(bpf_link_update_opts, options, .flags = BPF_F_REPLACE, .old_prog_fd = static_cast<__u32>(dispatcher_->prog_fd()));
     if (bpf_link_update(link_fd_, (*next)->dispatcher_fd(), &options) != 0) {

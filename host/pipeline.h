@@ -121,7 +121,9 @@ class Pipeline {
   /// When this pipeline is attached, the new dispatcher replaces it with one atomic bpf_link update and
   /// the returned pipeline owns the link; on failure this pipeline is unchanged. With `fresh_if_changed`, a
   /// map whose shape changed starts empty instead of refusing the rebuild (the others still carry over).
-  Result<std::unique_ptr<Pipeline>> rebuild(PipelineSpec spec, bool fresh_if_changed = false);
+  /// `before_switch` runs on the loaded new pipeline just before the switch; its failure cancels it.
+  Result<std::unique_ptr<Pipeline>> rebuild(PipelineSpec spec, bool fresh_if_changed = false,
+                                            const std::function<Status(Pipeline&)>& before_switch = {});
 
   /// An fd that is readable when events wait (epoll of the ring buffers), or -1 without ring buffers.
   int event_fd() const;

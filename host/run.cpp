@@ -192,7 +192,9 @@ class Runner {
     }
     // Stages added, removed or reordered, other objects or another contract: a whole new chain.
     std::lock_guard lock(mutex_);
-    auto next = pipeline_->rebuild(std::move(edited), fresh_if_changed);
+    const bool persist = edited.persist;
+    auto next = pipeline_->rebuild(std::move(edited), fresh_if_changed,
+                                   persist ? std::function<Status(Pipeline&)>(pin_pending_chain) : nullptr);
     if (!next) return next.error();
     live_at_ = std::chrono::steady_clock::now();
     (void)pipeline_->consume_events(print_event);  // the leaving plugins' last events

@@ -205,6 +205,15 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
   return {};
 }
 
+Status pin_pending_chain(const Pipeline& next) {
+  auto chain = next.dispatcher_object().map(XDPP_CHAIN_MAP_NAME);
+  if (!chain) return chain.error();
+  const auto dir = kPinRoot / next.spec().name / "dispatcher";
+  XDPP_TRY(ensure_private_dir(dir, 0700));
+  std::set<std::filesystem::path> pinned;
+  return pin_replacing(chain->fd, dir / (std::string(XDPP_CHAIN_MAP_NAME) + "-pending"), pinned);
+}
+
 void unpublish(const std::string& name) {
   std::error_code error;
   std::filesystem::remove_all(kPinRoot / name, error);  // unlinking a pin drops only that reference

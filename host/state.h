@@ -49,6 +49,12 @@ std::optional<RunState> read_run_state(const std::string& name);
 /// rewritten (a swap that kept the stage's maps changes program ids, not maps).
 Status publish(Pipeline& pipeline, const std::string& mode, bool repin = true);
 
+/// Pins the chain of `next`, a persisted pipeline's new chain about to be switched in by a rebuild, beside
+/// the running one's (dispatcher/xdpp_chain-pending): should this process die right after the switch, the
+/// chain that then runs stays filled (the kernel empties a prog array with no fd or pin left). The next
+/// publish() replaces it by the regular pin.
+Status pin_pending_chain(const Pipeline& next);
+
 /// Removes the pins and the state file of `name` (the caller's own run).
 void unpublish(const std::string& name);
 
