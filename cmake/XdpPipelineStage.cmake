@@ -1,8 +1,8 @@
 # Functions that build stages: used by this repository and, once installed, by out-of-tree stages
 # through find_package(XdpPipeline) (cmake/XdpPipelineConfig.cmake.in sets the variables below first).
 #
-#   xdpp_bpf_object(NAME SOURCE [OUTPUT_DIR dir] [INCLUDES dir...] [DEFINES NAME=VALUE...])
-#       clang -target bpf -O2 -g (BTF on) SOURCE -> OUTPUT_DIR/NAME.bpf.o, target NAME_bpf.
+#   xdpp_bpf_object(NAME SOURCE [OUTPUT_DIR dir] [TARGET target] [INCLUDES dir...] [DEFINES NAME=VALUE...])
+#       clang -target bpf -O2 -g (BTF on) SOURCE -> OUTPUT_DIR/NAME.bpf.o, target NAME_bpf (or TARGET).
 #   xdp_pipeline_add_stage(NAME BPF source.bpf.c PLUGIN source.cpp... [INCLUDES dir...] [INSTALL])
 #       The stage's BPF object and its plugin (a MODULE library NAME.so, target NAME). Out of tree both
 #       land side by side in XDPP_STAGE_OUTPUT_DIR (default: <build>/stages), the directory a pipeline
@@ -41,7 +41,10 @@ if(NOT DEFINED XDPP_INSTALL_BPF_DIR)
 endif()
 
 function(xdpp_bpf_object NAME SOURCE)
-  cmake_parse_arguments(ARG "" "OUTPUT_DIR" "INCLUDES;DEFINES" ${ARGN})
+  cmake_parse_arguments(ARG "" "OUTPUT_DIR;TARGET" "INCLUDES;DEFINES" ${ARGN})
+  if(NOT ARG_TARGET)
+    set(ARG_TARGET ${NAME}_bpf)
+  endif()
   if(NOT ARG_OUTPUT_DIR)
     set(ARG_OUTPUT_DIR "${XDPP_BPF_OUTPUT_DIR}")
   endif()
@@ -67,8 +70,8 @@ function(xdpp_bpf_object NAME SOURCE)
     DEPFILE "${object}.d"
     COMMENT "BPF ${NAME}.bpf.o"
     VERBATIM)
-  add_custom_target(${NAME}_bpf ALL DEPENDS "${object}")
-  set_property(TARGET ${NAME}_bpf PROPERTY XDPP_OBJECT "${object}")
+  add_custom_target(${ARG_TARGET} ALL DEPENDS "${object}")
+  set_property(TARGET ${ARG_TARGET} PROPERTY XDPP_OBJECT "${object}")
 endfunction()
 
 function(xdp_pipeline_add_stage NAME)

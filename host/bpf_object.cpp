@@ -4,10 +4,13 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <vector>
 
 namespace xdpp {
@@ -25,6 +28,39 @@ void UniqueFd::reset(int fd) {
 namespace {
 std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
 }  // namespace
+
+std::string sha256_hex(std::span<const char> bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (!EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr)) return "";
+  static const char* hex = "0123456789abcdef";
+  std::string text;
+  for (unsigned int i = 0; i < length; ++i) {
+    text += hex[digest[i] >> 4];
+    text += hex[digest[i] & 15];
+  }
+  return text;
+}
+
+std::string file_sha256(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return "";
+  std::vector<char> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return in.bad() ? "" : sha256_hex(bytes);
+}
+
+std::string prog_tag(int prog_fd) {
+  bpf_prog_info info{};
+  __u32 length = sizeof(info);
+  if (bpf_obj_get_info_by_fd(prog_fd, &info, &length) != 0) return "";
+  static const char* hex = "0123456789abcdef";
+  std::string text;
+  for (int i = 0; i < BPF_TAG_SIZE; ++i) {
+    text += hex[info.tag[i] >> 4];
+    text += hex[info.tag[i] & 15];
+  }
+  return text;
+}
 
 Result<MapHandle> map_handle_from_fd(int fd, const std::string& name) {
   bpf_map_info info{};
@@ -45,7 +81,16 @@ Result<std::unique_ptr<LoadedObject>> LoadedObject::open(const std::filesystem::
   self->file_ = file;
   self->stage_name_ = std::move(stage_name);
   self->interface_ = interface;
-  self->object_ = bpf_object__open_file(file.c_str(), nullptr);
+  // Read once, digest and open the same bytes: what is recorded is what was loaded, even if the file
+  // changes meanwhile.
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return fail("BPF object ", file.string(), ": ", errno_text(errno));
+  self->bytes_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  if (in.bad()) return fail("BPF object ", file.string(), ": read error");
+  self->digest_ = sha256_hex(self->bytes_);
+  const std::string object_name = file.stem().string();
+  LIBBPF_OPTS(bpf_object_open_opts, options, .object_name = object_name.c_str());
+  self->object_ = bpf_object__open_mem(self->bytes_.data(), self->bytes_.size(), &options);
   if (!self->object_) return fail("BPF object ", file.string(), ": ", errno_text(errno));
 
   bpf_program* program;
@@ -66,6 +111,30 @@ Result<std::unique_ptr<LoadedObject>> LoadedObject::open(const std::filesystem::
   if (found != XDPP_CONTRACT_VERSION)
     return fail("BPF object ", file.string(), ": built against contract version ", std::to_string(found),
                 ", this xdp-pipeline speaks version ", std::to_string(XDPP_CONTRACT_VERSION));
+  return self;
+}
+
+Result<std::unique_ptr<LoadedObject>> LoadedObject::adopt(const std::filesystem::path& pins, std::string stage_name,
+                                                          const InterfaceInfo& interface, std::filesystem::path file,
+                                                          std::string digest) {
+  std::unique_ptr<LoadedObject> self(new LoadedObject());
+  self->file_ = std::move(file);
+  self->digest_ = std::move(digest);
+  self->stage_name_ = std::move(stage_name);
+  self->interface_ = interface;
+  self->loaded_ = true;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(pins, error)) {
+    const std::string name = entry.path().filename().string();
+    UniqueFd fd(bpf_obj_get(entry.path().c_str()));
+    if (!fd) return fail("stage '", self->stage_name_, "': pin ", entry.path().string(), ": ", errno_text(errno));
+    if (name == kProgramPinName)
+      self->adopted_program_ = std::move(fd);
+    else
+      self->adopted_maps_.emplace(name, std::move(fd));
+  }
+  if (error) return fail("stage '", self->stage_name_, "': ", pins.string(), ": ", error.message());
+  if (!self->adopted_program_) return fail("stage '", self->stage_name_, "': no program pinned in ", pins.string());
   return self;
 }
 
@@ -99,6 +168,11 @@ Result<LoadedObject::RodataVariable> LoadedObject::rodata_variable(std::string_v
 }
 
 Result<MapHandle> LoadedObject::map(std::string_view name) const {
+  if (adopted()) {
+    auto found = adopted_maps_.find(name);
+    if (found == adopted_maps_.end()) return fail("stage '", stage_name_, "': no map '", std::string(name), "' pinned");
+    return map_handle_from_fd(found->second.get(), std::string(name));
+  }
   bpf_map* map = bpf_object__find_map_by_name(object_, std::string(name).c_str());
   if (!map) return fail("stage '", stage_name_, "': no map '", std::string(name), "'");
   if (!loaded_) return fail("stage '", stage_name_, "': map '", std::string(name), "' used before load");
@@ -106,6 +180,7 @@ Result<MapHandle> LoadedObject::map(std::string_view name) const {
 }
 
 Status LoadedObject::set_constant(std::string_view name, const void* value, std::size_t size) {
+  if (adopted()) return fail("stage '", stage_name_, "': constant '", std::string(name), "' set on a running program");
   if (loaded_) return fail("stage '", stage_name_, "': constant '", std::string(name), "' set after load");
   auto variable = rodata_variable(name);
   if (!variable) return fail("stage '", stage_name_, "': ", variable.error().message);
@@ -120,6 +195,7 @@ Status LoadedObject::set_constant(std::string_view name, const void* value, std:
 }
 
 Status LoadedObject::set_map_size(std::string_view name, std::uint32_t max_entries) {
+  if (adopted()) return fail("stage '", stage_name_, "': map '", std::string(name), "' resized on a running program");
   bpf_map* map = bpf_object__find_map_by_name(object_, std::string(name).c_str());
   if (!map) return fail("stage '", stage_name_, "': no map '", std::string(name), "'");
   if (int err = bpf_map__set_max_entries(map, max_entries))
@@ -129,6 +205,7 @@ Status LoadedObject::set_map_size(std::string_view name, std::uint32_t max_entri
 }
 
 Status LoadedObject::reuse_map(std::string_view name, int fd) {
+  if (adopted()) return fail("stage '", stage_name_, "': map '", std::string(name), "' shared after load");
   bpf_map* map = bpf_object__find_map_by_name(object_, std::string(name).c_str());
   if (!map) return fail("stage '", stage_name_, "': no map '", std::string(name), "' to share");
   if (int err = bpf_map__reuse_fd(map, fd))
@@ -137,6 +214,7 @@ Status LoadedObject::reuse_map(std::string_view name, int fd) {
 }
 
 Status LoadedObject::load() {
+  if (adopted()) return {};
   // libbpf prints the verifier log through its print callback (installed by the host) on failure.
   if (int err = bpf_object__load(object_))
     return fail("stage '", stage_name_, "': loading ", file_.string(), ": ", errno_text(err));
@@ -144,7 +222,7 @@ Status LoadedObject::load() {
   return {};
 }
 
-int LoadedObject::prog_fd() const { return bpf_program__fd(program_); }
+int LoadedObject::prog_fd() const { return adopted() ? adopted_program_.get() : bpf_program__fd(program_); }
 
 bool LoadedObject::multi_buffer() const { return (bpf_program__flags(program_) & BPF_F_XDP_HAS_FRAGS) != 0; }
 
@@ -155,8 +233,28 @@ std::uint32_t LoadedObject::prog_id() const {
   return info.id;
 }
 
+std::vector<MapHandle> LoadedObject::maps() const {
+  std::vector<MapHandle> result;
+  if (adopted()) {
+    for (const auto& [name, fd] : adopted_maps_)
+      if (auto handle = map_handle_from_fd(fd.get(), name)) result.push_back(*handle);
+    return result;
+  }
+  bpf_map* map;
+  bpf_object__for_each_map(map, object_) {
+    if (is_internal_map(bpf_map__name(map))) continue;
+    if (auto handle = map_handle_from_fd(bpf_map__fd(map), bpf_map__name(map))) result.push_back(*handle);
+  }
+  return result;
+}
+
 std::vector<MapHandle> LoadedObject::maps_of_type(std::uint32_t type) const {
   std::vector<MapHandle> result;
+  if (adopted()) {
+    for (const auto& [name, fd] : adopted_maps_)
+      if (auto handle = map_handle_from_fd(fd.get(), name); handle && handle->type == type) result.push_back(*handle);
+    return result;
+  }
   bpf_map* map;
   bpf_object__for_each_map(map, object_) {
     if (bpf_map__type(map) != static_cast<bpf_map_type>(type)) continue;

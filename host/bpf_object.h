@@ -3,7 +3,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,6 +34,18 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+/// Name of a stage's (or the dispatcher's) program pin next to its maps: a '-' is in no map's name.
+inline constexpr const char* kProgramPinName = "xdp-program";
+
+/// SHA-256 of `bytes`, in hex.
+std::string sha256_hex(std::span<const char> bytes);
+
+/// SHA-256 of a file's bytes, in hex ("" when it cannot be read).
+std::string file_sha256(const std::filesystem::path& file);
+
+/// A loaded program's tag (the kernel's hash of its instructions), in hex ("" on error).
+std::string prog_tag(int prog_fd);
+
 /// libbpf's maps for global data (.rodata, .bss, .data): not state, never pinned or carried over.
 inline bool is_internal_map(const std::string& name) { return name.find('.') != std::string::npos; }
 
@@ -47,6 +61,12 @@ class LoadedObject final : public StageObject {
   static Result<std::unique_ptr<LoadedObject>> open(const std::filesystem::path& file, std::string stage_name,
                                                     const InterfaceInfo& interface,
                                                     const std::string& program_name);
+  /// What a persisted pipeline left in the kernel: the maps and the program pinned in `pins` (kPinRoot/NAME/
+  /// STAGE, see state.h), taken over as they are, nothing loaded. `file` and `digest` are what the run
+  /// that loaded them recorded.
+  static Result<std::unique_ptr<LoadedObject>> adopt(const std::filesystem::path& pins, std::string stage_name,
+                                                     const InterfaceInfo& interface, std::filesystem::path file,
+                                                     std::string digest);
   ~LoadedObject() override;
 
   // StageObject
@@ -66,10 +86,16 @@ class LoadedObject final : public StageObject {
   /// Whether the program is multi-buffer aware: SEC("xdp.frags"), loaded with BPF_F_XDP_HAS_FRAGS.
   bool multi_buffer() const;
   std::uint32_t prog_id() const;
+  /// Every map but libbpf's internal ones (.rodata, .bss), after load.
+  std::vector<MapHandle> maps() const;
   /// Every map of the given BPF_MAP_TYPE_* (e.g. the ring buffers), after load.
   std::vector<MapHandle> maps_of_type(std::uint32_t type) const;
   const std::filesystem::path& file() const { return file_; }
+  /// SHA-256 (hex) of the object file's bytes as they were loaded (libbpf opens those very bytes).
+  const std::string& digest() const { return digest_; }
+  /// The libbpf object; nullptr for an adopted one (its maps are pins, not libbpf's).
   bpf_object* raw() const { return object_; }
+  bool adopted() const { return object_ == nullptr; }
 
  private:
   LoadedObject() = default;
@@ -84,6 +110,10 @@ class LoadedObject final : public StageObject {
 
   bpf_object* object_ = nullptr;
   bpf_program* program_ = nullptr;
+  std::vector<char> bytes_;  // the file as read; libbpf parses it until load
+  std::string digest_;
+  std::map<std::string, UniqueFd, std::less<>> adopted_maps_;  // adopted: map name -> fd from its pin
+  UniqueFd adopted_program_;
   std::filesystem::path file_;
   std::string stage_name_;
   InterfaceInfo interface_;

@@ -26,7 +26,7 @@ struct CommandOptions {
   std::optional<std::string> pipeline;  // which running pipeline; default: the only one
   std::optional<std::string> object;
   std::optional<std::string> plugin;
-  bool reset_state = false;
+  bool reset_state = false;            // swap; run: maps that changed shape start empty (adoption, upgrade)
   std::vector<std::string> args;       // set: KEY=VALUE...
   // status
   bool watch = false;
@@ -42,6 +42,7 @@ int command_swap(const CommandOptions& options);
 int command_set(const CommandOptions& options);
 int command_reload(const CommandOptions& options);
 int command_new_stage(const CommandOptions& options);
+int command_detach(const CommandOptions& options);
 
 /// Parses the pipeline file with the built-in search paths; logs the error on failure.
 Result<PipelineSpec> read_pipeline(const CommandOptions& options);

@@ -148,6 +148,7 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
     spec.metrics = *metrics;
   }
   if (overrides.metrics) spec.metrics = overrides.metrics;
+  spec.persist = pipeline.optional<bool>("persist").value_or(false) || overrides.persist;
 
   // Search order: the command line's, the file's, then the built-ins next to the executable.
   SearchPaths paths;
@@ -184,6 +185,8 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
       frame.fail(*frame.find("name"), "name", "'" + stage.name + "' is not a name (letters, digits, _ . -, at most 32)");
     if (stage.name == "dispatcher")
       frame.fail(*frame.find("name"), "name", "'dispatcher' is reserved for the root program (its pins and counters)");
+    if (stage.name == "links")
+      frame.fail(*frame.find("name"), "name", "'links' is reserved for the pinned XDP links of a persisted pipeline");
     for (const auto& other : spec.stages)
       if (other.name == stage.name) frame.fail(*frame.find("name"), "name", "duplicate stage name '" + stage.name + "'");
 

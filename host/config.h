@@ -30,6 +30,7 @@ struct Overrides {
   std::optional<AttachMode> mode;
   std::vector<std::filesystem::path> plugin_dirs;  // searched before the file's plugin_dir and the built-ins
   std::optional<std::string> metrics;
+  bool persist = false;                            // run --persist
 };
 
 /// One [[stage]] table, validated: its plugin is loaded and has accepted its settings.
@@ -53,6 +54,7 @@ struct PipelineSpec {
   std::uint32_t default_verdict = 2;   // XDP_PASS
   std::optional<std::array<std::uint8_t, 6>> interface_mac;  // [pipeline] mac, for replay
   std::optional<std::string> metrics;  // [pipeline] metrics = "PORT" or "ADDR:PORT": Prometheus endpoint
+  bool persist = false;                // [pipeline] persist, or run --persist: the pipeline outlives its daemon
   std::vector<StageSpec> stages;
   std::vector<std::filesystem::path> plugin_dirs;  // the resolved plugin path, in search order
 };

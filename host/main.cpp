@@ -33,9 +33,10 @@ struct Command {
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
       {"run",
-       "run FILE [--interface IF] [--mode native|generic|offload|auto] [--netns NS] [--metrics [ADDR:]PORT] "
-       "[--metrics-netns host|pipeline] [--plugin-dir DIR]...",
-       "load the pipeline, attach it, print its events until SIGINT/SIGTERM, detach",
+       "run FILE [--interface IF] [--mode native|generic|offload|auto] [--persist] [--reset-state] [--netns NS] "
+       "[--metrics [ADDR:]PORT] [--metrics-netns host|pipeline] [--plugin-dir DIR]...",
+       "load the pipeline, attach it, print its events until SIGINT/SIGTERM, detach (with --persist: leave it "
+       "running); adopts a persisted pipeline of the same name",
        "xdp-pipeline run configs/full.toml --interface eth1 --mode native --metrics 9100",
        [](po::options_description& options) {
          options.add_options()("interface,i", po::value<std::string>(), "interface to attach to (overrides the file)")(
@@ -45,7 +46,10 @@ const std::vector<Command>& commands() {
              "run in network namespace NS (ip netns); unlike `ip netns exec` this keeps /sys/fs/bpf for the pins")(
              "metrics-netns", po::value<std::string>(),
              "with --netns: where metrics listen, `host` (the namespace run started in, which a Prometheus on "
-             "the host reaches; the default) or `pipeline` (NS)");
+             "the host reaches; the default) or `pipeline` (NS)")(
+             "persist", "pin link, chain, programs and maps: the pipeline keeps running when this daemon ends "
+                        "(as [pipeline] persist = true)")(
+             "reset-state", "when adopting or upgrading, maps that changed shape start empty instead of refusing");
          add_plugin_dir(options);
        },
        xdpp::command_run},
@@ -101,6 +105,10 @@ const std::vector<Command>& commands() {
              "watch,w", "refresh every second, like top, until Ctrl-C");
        },
        xdpp::command_status},
+      {"detach", "detach NAME",
+       "remove a persisted pipeline that runs without a daemon: detach it, unpin it, remove its state",
+       "xdp-pipeline detach edge",
+       [](po::options_description&) {}, xdpp::command_detach},
       {"new-stage", "new-stage NAME DIR (or --dir DIR)",
        "write a skeleton stage (BPF program, plugin, CMakeLists.txt, replay test) into a new or empty DIR",
        "xdp-pipeline new-stage syn_guard ./syn_guard",
@@ -177,7 +185,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!values.count("file") && name != "status" && name != "new-stage") {
-    std::cerr << "xdp-pipeline " << name << ": missing " << (name == "swap" || name == "set" ? "the STAGE" : "the pipeline FILE")
+    std::cerr << "xdp-pipeline " << name << ": missing "
+              << (name == "swap" || name == "set" ? "the STAGE" : name == "detach" ? "the pipeline NAME" : "the pipeline FILE")
               << "\nusage: xdp-pipeline " << command->synopsis << "\nexample: " << command->example << "\n";
     return xdpp::kExitUsage;
   }
@@ -209,6 +218,7 @@ int main(int argc, char** argv) {
   if (values.count("args")) options.args = values["args"].as<std::vector<std::string>>();
   if (values.count("netns")) options.netns = values["netns"].as<std::string>();
   if (values.count("dir")) options.dir = values["dir"].as<std::string>();
+  if (values.count("persist")) options.overrides.persist = true;
   if (values.count("metrics")) options.overrides.metrics = values["metrics"].as<std::string>();
   if (values.count("metrics-netns")) {
     const std::string where = values["metrics-netns"].as<std::string>();

@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -102,8 +103,10 @@ struct SharedMaps {
 };
 
 // Points every map of `object` (before load) at the map of the same name in `previous`, so that the
-// stage's state carries over. A map whose shape changed cannot carry over; with reset_state nothing does.
-Status carry_over_maps(LoadedObject& object, const LoadedObject& previous, bool reset_state) {
+// stage's state carries over. A map whose shape changed cannot carry over: refused, or with
+// fresh_if_changed left to start empty; with reset_state nothing carries over.
+Status carry_over_maps(LoadedObject& object, const LoadedObject& previous, bool reset_state,
+                       bool fresh_if_changed = false) {
   if (reset_state) return {};
   bpf_map* map;
   bpf_object__for_each_map(map, object.raw()) {
@@ -114,6 +117,10 @@ Status carry_over_maps(LoadedObject& object, const LoadedObject& previous, bool 
     const bool same = old->type == static_cast<std::uint32_t>(bpf_map__type(map)) &&
                       old->key_size == bpf_map__key_size(map) && old->value_size == bpf_map__value_size(map) &&
                       old->max_entries == bpf_map__max_entries(map);
+    if (!same && fresh_if_changed) {
+      log::warn("stage '" + object.stage_name() + "': map '" + name + "' changed shape: it starts empty");
+      continue;
+    }
     if (!same)
       return fail("map '", name, "' changed shape (type/key/value/entries ", std::to_string(old->type), "/",
                   std::to_string(old->key_size), "/", std::to_string(old->value_size), "/",
@@ -129,7 +136,7 @@ Status carry_over_maps(LoadedObject& object, const LoadedObject& previous, bool 
 Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, std::uint32_t slot, std::size_t count,
                                                         std::uint32_t default_verdict, SharedMaps shared,
                                                         const InterfaceInfo& interface, const LoadedObject* previous,
-                                                        bool reset_state) {
+                                                        bool reset_state, bool fresh_if_changed = false) {
   const std::string where = "stage '" + spec.name + "'";
   XDPP_TRY(check_file_safe(spec.object_path, "BPF object").context(where));
   auto object = LoadedObject::open(spec.object_path, spec.name, interface, std::string(spec.plugin->factory().program_name()));
@@ -150,7 +157,7 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, s
   XDPP_TRY(loaded.reuse_map(XDPP_CHAIN_MAP_NAME, shared.chain));
   XDPP_TRY(loaded.reuse_map(XDPP_SCRATCH_MAP_NAME, shared.scratch));
   XDPP_TRY(call_plugin(where, [&] { return spec.stage->before_load(loaded); }).context(where));
-  if (previous) XDPP_TRY(carry_over_maps(loaded, *previous, reset_state).context(where));
+  if (previous) XDPP_TRY(carry_over_maps(loaded, *previous, reset_state, fresh_if_changed).context(where));
   XDPP_TRY(loaded.load());
   return std::move(*object);
 }
@@ -160,23 +167,6 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, s
 Status configure_stage(const StageSpec& spec, LoadedObject& object) {
   const std::string where = "stage '" + spec.name + "'";
   return call_plugin(where, [&] { return spec.stage->configure(object); }).context(where);
-}
-
-std::shared_ptr<Stage> create_stage(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
-                                    const std::string& file, const std::string& name, std::string& error) {
-  try {
-    Settings reader(settings, file, name);
-    for (const char* key : {"name", "plugin", "object"}) reader.find(key);
-    std::shared_ptr<Stage> stage = adopt_stage(plugin->factory().create(reader), plugin);
-    reader.reject_unread_keys();
-    return stage;
-  } catch (const std::exception& failure) {
-    error = failure.what();
-    return nullptr;
-  } catch (...) {
-    error = "stage '" + name + "': the plugin threw while validating its settings";
-    return nullptr;
-  }
 }
 
 // Records what a stage's before_load() sets, to tell whether new settings change a load-time constant.
@@ -205,12 +195,30 @@ class RecordingObject final : public StageObject {
 
 }  // namespace
 
+std::shared_ptr<Stage> create_stage(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
+                                    const std::string& file, const std::string& name, std::string& error) {
+  try {
+    Settings reader(settings, file, name);
+    for (const char* key : {"name", "plugin", "object"}) reader.find(key);
+    std::shared_ptr<Stage> stage = adopt_stage(plugin->factory().create(reader), plugin);
+    reader.reject_unread_keys();
+    return stage;
+  } catch (const std::exception& failure) {
+    error = failure.what();
+    return nullptr;
+  } catch (...) {
+    error = "stage '" + name + "': the plugin threw while validating its settings";
+    return nullptr;
+  }
+}
+
 Result<std::unique_ptr<Pipeline>> Pipeline::load(PipelineSpec spec, const SearchPaths& paths, InterfaceInfo interface) {
   return load_reusing(std::move(spec), paths, std::move(interface), nullptr);
 }
 
 Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, const SearchPaths& paths,
-                                                         InterfaceInfo interface, Pipeline* previous) {
+                                                         InterfaceInfo interface, Pipeline* previous,
+                                                         bool fresh_if_changed) {
   std::unique_ptr<Pipeline> self(new Pipeline());
   self->impl_ = std::make_unique<Impl>();
   self->interface_ = std::move(interface);
@@ -234,7 +242,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
   XDPP_TRY((*dispatcher)->set_constant("xdpp_next_slot", first_slot));
   XDPP_TRY((*dispatcher)->set_constant("xdpp_default_verdict", self->spec_.default_verdict));
   // A rebuilt chain keeps the dispatcher's counters: they are the pipeline's, not the chain's.
-  if (previous) XDPP_TRY((*dispatcher)->reuse_map(XDPP_COUNTERS_MAP_NAME, previous->dispatcher_->map(XDPP_COUNTERS_MAP_NAME)->fd));
+  if (previous) XDPP_TRY(carry_over_maps(**dispatcher, *previous->dispatcher_, false, fresh_if_changed).context("dispatcher"));
   XDPP_TRY((*dispatcher)->load());
   self->dispatcher_ = std::move(*dispatcher);
   auto chain = self->dispatcher_->map(XDPP_CHAIN_MAP_NAME);
@@ -249,7 +257,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
       if (LiveStage* match = previous->find_stage(stage.name); match && match->spec.plugin_name == stage.plugin_name)
         old = match->object.get();
     auto object = load_stage_object(stage, slot, stages.size(), self->spec_.default_verdict, shared, self->interface_,
-                                    old, false);
+                                    old, false, fresh_if_changed);
     if (!object) return object.error();
     self->stages_.push_back(LiveStage{.spec = stage, .object = std::move(*object), .slot = static_cast<int>(slot)});
     self->stages_.back().prog_id = self->stages_.back().object->prog_id();
@@ -272,6 +280,54 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
       return fail("stage '", self->stages_[slot].spec.name, "': chain slot ", std::to_string(slot), ": ",
                   std::strerror(errno));
   }
+  XDPP_TRY(self->rebuild_event_readers());
+  return self;
+}
+
+Result<std::unique_ptr<Pipeline>> Pipeline::adopt(PipelineSpec running, const SearchPaths& paths, InterfaceInfo interface,
+                                                  const std::filesystem::path& pins, const RecordedObject& dispatcher,
+                                                  const std::vector<RecordedObject>& stages, int link_fd) {
+  std::unique_ptr<Pipeline> self(new Pipeline());
+  self->impl_ = std::make_unique<Impl>();
+  self->interface_ = std::move(interface);
+  self->spec_ = std::move(running);
+  self->paths_ = paths;
+  if (stages.size() != self->spec_.stages.size()) return fail("the record names ", std::to_string(stages.size()), " objects for ", std::to_string(self->spec_.stages.size()), " stages");
+  auto root = LoadedObject::adopt(pins / "dispatcher", "dispatcher", self->interface_, dispatcher.file, dispatcher.digest);
+  if (!root) return root.error();
+  self->dispatcher_ = std::move(*root);
+  for (std::size_t slot = 0; slot < stages.size(); ++slot) {
+    const StageSpec& stage = self->spec_.stages[slot];
+    auto object = LoadedObject::adopt(pins / stage.name, stage.name, self->interface_, stages[slot].file, stages[slot].digest);
+    if (!object) return object.error();
+    self->stages_.push_back(LiveStage{.spec = stage, .object = std::move(*object), .slot = static_cast<int>(slot)});
+    self->stages_.back().prog_id = self->stages_.back().object->prog_id();
+  }
+
+  // What runs is what the pins say: the link runs the dispatcher, each slot the stage pinned for it.
+  bpf_link_info link{};
+  __u32 length = sizeof(link);
+  if (bpf_obj_get_info_by_fd(link_fd, &link, &length) != 0) return fail("the pinned link: ", std::strerror(errno));
+  if (link.type != BPF_LINK_TYPE_XDP || link.xdp.ifindex == 0)
+    return fail("the pinned link (id ", std::to_string(link.id), ") is no longer attached to an interface");
+  if (static_cast<int>(link.xdp.ifindex) != self->interface_.ifindex)
+    return fail("the pinned link runs on ifindex ", std::to_string(link.xdp.ifindex), ", not on ", self->interface_.name,
+                " (ifindex ", std::to_string(self->interface_.ifindex), ")");
+  if (link.prog_id != self->dispatcher_->prog_id())
+    return fail("the link runs program id ", std::to_string(link.prog_id), ", not the pinned dispatcher (id ",
+                std::to_string(self->dispatcher_->prog_id()), ")");
+  auto chain = self->dispatcher_->map(XDPP_CHAIN_MAP_NAME);
+  if (!chain) return chain.error();
+  for (std::uint32_t slot = 0; slot <= self->stages_.size() && slot < chain->max_entries; ++slot) {
+    std::uint32_t id = 0;  // a prog array read from user space gives program ids
+    const bool filled = bpf_map_lookup_elem(chain->fd, &slot, &id) == 0;
+    const std::uint32_t expected = slot < self->stages_.size() ? self->stages_[slot].prog_id : 0;
+    if ((filled ? id : 0) != expected)
+      return fail("chain slot ", std::to_string(slot), " runs program id ", std::to_string(filled ? id : 0), ", the pins say ",
+                  expected ? "id " + std::to_string(expected) + " (stage '" + self->stages_[slot].spec.name + "')" : "nothing");
+  }
+  self->link_fd_ = ::dup(link_fd);
+  if (self->link_fd_ < 0) return fail("dup: ", std::strerror(errno));
   XDPP_TRY(self->rebuild_event_readers());
   return self;
 }
@@ -474,9 +530,15 @@ void Pipeline::restore_configuration(Pipeline& previous, std::size_t count) {
   }
 }
 
-Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec) {
-  auto next = load_reusing(std::move(spec), paths_, interface_, this);
+Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec, bool fresh_if_changed,
+                                                    const std::function<Status(Pipeline&)>& before_switch) {
+  auto next = load_reusing(std::move(spec), paths_, interface_, this, fresh_if_changed);
   if (!next) return next.error();
+  if (before_switch)
+    if (auto ready = before_switch(**next); !ready) {
+      (*next)->restore_configuration(*this, (*next)->stages_.size());
+      return ready.error();
+    }
   if (attached()) {
     LIBBPF_OPTS(bpf_link_update_opts, options, .flags = BPF_F_REPLACE, .old_prog_fd = static_cast<__u32>(dispatcher_->prog_fd()));
     if (bpf_link_update(link_fd_, (*next)->dispatcher_fd(), &options) != 0) {

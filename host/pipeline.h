@@ -69,6 +69,12 @@ struct TestRunResult {
   std::vector<StageEvent> events;       // events emitted for this packet, drained after the run
 };
 
+/// An object a persisted run loaded, as its state file recorded it (for Pipeline::adopt).
+struct RecordedObject {
+  std::filesystem::path file;
+  std::string digest;  // LoadedObject::digest() at load
+};
+
 class Pipeline {
  public:
   ~Pipeline();
@@ -80,6 +86,16 @@ class Pipeline {
   static Result<std::unique_ptr<Pipeline>> load(PipelineSpec spec, const SearchPaths& paths,
                                                 InterfaceInfo interface);
 
+  /// Takes over a pipeline that a persisted run left in the kernel: the programs and maps pinned under
+  /// `pins` (dispatcher/, one directory per stage, see state.h) and its pinned XDP link. Loads nothing and
+  /// writes no map; `running` is the spec that run recorded (its stages, in order, with their settings),
+  /// with plugins of this executable. Checks that the link runs the pinned dispatcher, that every chain
+  /// slot holds the pinned stage program, and that nothing follows the last stage.
+  static Result<std::unique_ptr<Pipeline>> adopt(PipelineSpec running, const SearchPaths& paths,
+                                                 InterfaceInfo interface, const std::filesystem::path& pins,
+                                                 const RecordedObject& dispatcher,
+                                                 const std::vector<RecordedObject>& stages, int link_fd);
+
   /// Attaches the dispatcher to the interface through a bpf_link; says which mode it got. Errors name the
   /// cause and the remedy (host/attach.h).
   Result<AttachMode> attach(AttachMode mode);
@@ -88,6 +104,8 @@ class Pipeline {
   /// Detaches (destroys the link). Also done by the destructor.
   void detach();
   bool attached() const { return link_fd_ >= 0; }
+  /// The bpf_link (for pinning), or -1.
+  int link_fd() const { return link_fd_; }
   std::uint32_t link_id() const;
 
   /// Replaces stage `name`'s program and/or plugin. The new object is loaded and verified using the old
@@ -110,8 +128,11 @@ class Pipeline {
   /// A new pipeline for `spec` (other stages, order, or pipeline settings) with its own chain and
   /// dispatcher; stages whose name and plugin it shares with this one take over their maps (state).
   /// When this pipeline is attached, the new dispatcher replaces it with one atomic bpf_link update and
-  /// the returned pipeline owns the link; on failure this pipeline is unchanged.
-  Result<std::unique_ptr<Pipeline>> rebuild(PipelineSpec spec);
+  /// the returned pipeline owns the link; on failure this pipeline is unchanged. With `fresh_if_changed`, a
+  /// map whose shape changed starts empty instead of refusing the rebuild (the others still carry over).
+  /// `before_switch` runs on the loaded new pipeline just before the switch; its failure cancels it.
+  Result<std::unique_ptr<Pipeline>> rebuild(PipelineSpec spec, bool fresh_if_changed = false,
+                                            const std::function<Status(Pipeline&)>& before_switch = {});
 
   /// An fd that is readable when events wait (epoll of the ring buffers), or -1 without ring buffers.
   int event_fd() const;
@@ -148,7 +169,8 @@ class Pipeline {
  private:
   Pipeline() = default;
   static Result<std::unique_ptr<Pipeline>> load_reusing(PipelineSpec spec, const SearchPaths& paths,
-                                                        InterfaceInfo interface, Pipeline* previous);
+                                                        InterfaceInfo interface, Pipeline* previous,
+                                                        bool fresh_if_changed = false);
   Status rebuild_event_readers();
   /// Has `previous`'s stages rewrite the maps they share with the first `count` of this one's stages.
   void restore_configuration(Pipeline& previous, std::size_t count);
@@ -164,6 +186,11 @@ class Pipeline {
 };
 
 const char* verdict_name(std::uint32_t action);
+
+/// A plugin's stage from `settings` (a [[stage]] table), validated; nullptr and `error` when refused.
+/// `file` and `name` place errors.
+std::shared_ptr<Stage> create_stage(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
+                                    const std::string& file, const std::string& name, std::string& error);
 
 /// Reads a counters map (per-CPU, one entry) by fd and sums it over CPUs.
 Result<CounterTotals> read_counters(int map_fd);   // "aborted", "drop", "pass", "tx", "redirect"

@@ -14,7 +14,9 @@
 #include "interface.h"
 #include "log.h"
 #include "metrics.h"
+#include "persist.h"
 #include "pipeline.h"
+#include "run_lock.h"
 #include "state.h"
 #include "toml_errors.h"
 
@@ -189,22 +191,34 @@ class Runner {
     if (edited->interface != running.interface) return invalid(fail("the interface changed; that takes a new run"));
     if (edited->mode != running.mode) return invalid(fail("the attach mode changed; that takes a new run"));
     if (edited->metrics != running.metrics) return invalid(fail("the metrics address changed; that takes a new run"));
-    if (same_shape(running, *edited)) {
-      // Same stages in the same order: untouched stages stay as they are, changed settings apply in place.
+    if (edited->persist != running.persist) return invalid(fail("persist changed; that takes a new run"));
+    return apply(std::move(*edited), "", false, what, kReloadResetHint);
+  }
+
+  // Makes the running pipeline `edited`. Same stages in the same order (and no `new_chain` reason): untouched
+  // stages stay as they are, changed settings apply in place. Otherwise a whole new chain, switched in by one
+  // bpf_link update; with fresh_if_changed its maps that changed shape start empty instead of refusing.
+  // `reset_hint` tells, in the terms of the refused command, how to start a map that changed shape afresh.
+  Status apply(PipelineSpec edited, const std::string& new_chain, bool fresh_if_changed, std::string& what,
+               const std::string& reset_hint) {
+    const PipelineSpec& running = pipeline_->spec();
+    if (new_chain.empty() && same_shape(running, edited)) {
       std::vector<std::pair<std::string, toml::table>> changed;
-      for (std::size_t i = 0; i < edited->stages.size(); ++i)
-        if (!(edited->stages[i].settings == running.stages[i].settings))
-          changed.emplace_back(edited->stages[i].name, edited->stages[i].settings);
+      for (std::size_t i = 0; i < edited.stages.size(); ++i)
+        if (!(edited.stages[i].settings == running.stages[i].settings))
+          changed.emplace_back(edited.stages[i].name, edited.stages[i].settings);
       std::lock_guard lock(mutex_);
-      XDPP_TRY(with_reset_hint(pipeline_->reconfigure_stages(changed, edited->file), kReloadResetHint));
+      XDPP_TRY(with_reset_hint(pipeline_->reconfigure_stages(changed, edited.file), reset_hint));
       live_at_ = std::chrono::steady_clock::now();
-      what = "reloaded " + edited->file + ": " + std::to_string(changed.size()) + " stage(s) reconfigured in place";
+      what = "reloaded " + edited.file + ": " + std::to_string(changed.size()) + " stage(s) reconfigured in place";
       return {};
     }
-    // Stages added, removed or reordered: a whole new chain, switched in by one bpf_link update.
+    // Stages added, removed or reordered, other objects or another contract: a whole new chain.
     std::lock_guard lock(mutex_);
-    auto next = pipeline_->rebuild(std::move(*edited));
-    if (!next) return with_reset_hint(next.error(), kReloadResetHint);
+    const bool persist = edited.persist;
+    auto next = pipeline_->rebuild(std::move(edited), fresh_if_changed,
+                                   persist ? std::function<Status(Pipeline&)>(pin_pending_chain) : nullptr);
+    if (!next) return with_reset_hint(next.error(), reset_hint);
     live_at_ = std::chrono::steady_clock::now();
     (void)pipeline_->consume_events(print_event);  // the leaving plugins' last events
     std::unique_ptr<Pipeline> old = std::move(pipeline_);
@@ -385,10 +399,19 @@ int command_run(const CommandOptions& options) {
                "shell, or with sudo");
     return kExitFailure;
   }
+  const std::string name = spec->name;
+  const bool persist = spec->persist;
+  // One daemon per name, decided before anything is loaded, attached, bound or removed.
+  auto lock = RunLock::acquire(name);
+  if (!lock) {
+    log::error(lock.error().message);
+    return kExitFailure;
+  }
+  // The lock file goes on every exit (the lock itself dies with the process anyway).
+  std::unique_ptr<RunLock, void (*)(RunLock*)> remove_lock_on_exit(&*lock, [](RunLock* held) { held->remove(); });
   // Metrics listen in the namespace `run` started in unless --metrics-netns pipeline: a Prometheus on the
   // host reaches them there. The listening socket stays in the namespace it was made in, so it is made
   // before --netns is entered. Until the pipeline runs, a scrape finds no stage counters.
-  const std::string name = spec->name;
   MetricsFeed feed;
   std::unique_ptr<MetricsServer> metrics;
   const std::optional<std::string> metrics_address = spec->metrics;
@@ -431,45 +454,83 @@ int command_run(const CommandOptions& options) {
     log::error("pipeline '" + name + "': " + control.error().message);
     return kExitFailure;
   }
-  auto loaded = Pipeline::load(std::move(*spec), SearchPaths::builtin(), *interface);
-  if (!loaded) {
-    log::error("pipeline '" + name + "': " + loaded.error().message);
+  auto adoption = adopt_persisted(*spec, *interface);
+  if (!adoption) {
+    log::error(adoption.error().message);
     return kExitFailure;
   }
   install_signal_handlers();
-  auto mode = (*loaded)->attach(wanted);
-  if (!mode) {
-    log::error("pipeline '" + name + "': " + mode.error().message);
-    return kExitFailure;
+  std::unique_ptr<Runner> runner;
+  std::string mode_name;
+  if (adoption->pipeline) {
+    // Events queued while no daemon ran go to the plugins first, in order, before anything changes.
+    Pipeline& adopted = *adoption->pipeline;
+    adopted.set_events_need_json(false);
+    auto queued = adopted.consume_events(print_event);
+    std::fflush(stdout);
+    mode_name = read_run_state(name)->json.value("mode", to_string(wanted));
+    log::info("pipeline '" + name + "': adopted from pid " + std::to_string(adoption->pid) + " on " + interface->name +
+              " (link id " + std::to_string(adopted.link_id()) + ", dispatcher prog id " +
+              std::to_string(adopted.dispatcher_prog_id()) + "), " + std::to_string(queued ? *queued : 0) +
+              " event(s) queued meanwhile delivered");
+    runner = std::make_unique<Runner>(std::move(adoption->pipeline), options);
+    runner->set_mode(mode_name);
+    // What runs becomes what the file says: the reload's own path (in place, or a new chain by one link update).
+    if (!adoption->new_chain_reason.empty())
+      log::info("pipeline '" + name + "': a new chain replaces it: " + adoption->new_chain_reason);
+    std::string what;
+    if (auto applied = runner->apply(std::move(*spec), adoption->new_chain_reason, options.reset_state, what,
+                                     "`xdp-pipeline run " + options.file + " --reset-state` starts those maps empty");
+        !applied) {
+      log::error("pipeline '" + name + "': adoption refused, the running pipeline is left as it was: " +
+                 applied.error().message);
+      return kExitFailure;  // the pins keep it running; nothing of it is removed
+    }
+    log::info("pipeline '" + name + "': " + what);
+  } else {
+    auto loaded = Pipeline::load(std::move(*spec), SearchPaths::builtin(), *interface);
+    if (!loaded) {
+      log::error("pipeline '" + name + "': " + loaded.error().message);
+      return kExitFailure;
+    }
+    auto mode = (*loaded)->attach(wanted);
+    if (!mode) {
+      log::error("pipeline '" + name + "': " + mode.error().message);
+      return kExitFailure;
+    }
+    if (!(*loaded)->fallback_reason().empty())
+      log::warn("pipeline '" + name + "': mode auto fell back to generic mode (the slow path): " +
+                (*loaded)->fallback_reason());
+    mode_name = to_string(*mode);
+    runner = std::make_unique<Runner>(std::move(*loaded), options);
+    runner->set_mode(mode_name);
+    log::info("pipeline '" + name + "' attached to " + interface->name + " in " + mode_name + " mode" +
+              (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " +
+              std::to_string(runner->pipeline().link_id()) + ", dispatcher prog id " +
+              std::to_string(runner->pipeline().dispatcher_prog_id()) + ")");
   }
-  if (!(*loaded)->fallback_reason().empty())
-    log::warn("pipeline '" + name + "': mode auto fell back to generic mode (the slow path): " +
-              (*loaded)->fallback_reason());
-  Runner runner(std::move(*loaded), options);
-  runner.set_mode(to_string(*mode));
-  MetricsFeed::Connection feeding(feed, runner);
-  log::info("pipeline '" + name + "' attached to " + interface->name + " in " + to_string(*mode) + " mode" +
-            (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " +
-            std::to_string(runner.pipeline().link_id()) + ", dispatcher prog id " +
-            std::to_string(runner.pipeline().dispatcher_prog_id()) + ")");
-  print_stages(runner.pipeline());
+  Runner& running = *runner;
+  MetricsFeed::Connection feeding(feed, running);
+  print_stages(running.pipeline());
 
-  if (auto published = publish(runner.pipeline(), to_string(*mode)); !published) {
+  if (auto published = publish(running.pipeline(), mode_name); !published) {
     log::error("pipeline '" + name + "': " + published.error().message);
-    return kExitFailure;  // the pipeline's destructor detaches it
+    if (!persist) unpublish(name);
+    return kExitFailure;  // without persist, the pipeline's destructor detaches it
   }
-  // Removes the pins and the state file however this function returns.
+  // Without persist, removes the pins and the state file however this function returns; with persist they
+  // are what keeps the pipeline running.
   std::unique_ptr<const std::string, void (*)(const std::string*)> unpublish_on_exit(
-      &name, [](const std::string* n) { unpublish(*n); });
+      persist ? nullptr : &name, [](const std::string* n) { if (n) unpublish(*n); });
   log::info("pipeline '" + name + "': control socket " + (kRunRoot / (name + ".sock")).string() + ", state " +
-            (kRunRoot / (name + ".json")).string());
+            (kRunRoot / (name + ".json")).string() + (persist ? ", persisted: it outlives this daemon" : ""));
 
   if (metrics_address && !metrics && !start_metrics()) return kExitFailure;
 
   int status = 0;
   while (!stop_signal) {
     pollfd fds[2] = {{.fd = (*control)->fd(), .events = POLLIN, .revents = 0},
-                     {.fd = runner.pipeline().event_fd(), .events = POLLIN, .revents = 0}};
+                     {.fd = running.pipeline().event_fd(), .events = POLLIN, .revents = 0}};
     int ready = ::poll(fds, fds[1].fd >= 0 ? 2 : 1, 100);
     if (ready < 0 && errno != EINTR) {
       log::error(std::string("poll: ") + std::strerror(errno));
@@ -479,22 +540,28 @@ int command_run(const CommandOptions& options) {
     if (reload_signal) {
       reload_signal = 0;
       std::string what;
-      if (auto reloaded = runner.reload("", what); reloaded)
+      if (auto reloaded = running.reload("", what); reloaded)
         log::info("pipeline '" + name + "': SIGHUP: " + what);
       else
         log::warn("pipeline '" + name + "': SIGHUP: reload refused, nothing changed: " + reloaded.error().message);
     }
-    if (ready > 0 && (fds[0].revents & POLLIN)) (*control)->serve_one([&](const nlohmann::json& r) { return runner.handle(r); });
-    if (auto consumed = runner.pipeline().consume_events(print_event); !consumed) {
+    if (ready > 0 && (fds[0].revents & POLLIN)) (*control)->serve_one([&](const nlohmann::json& r) { return running.handle(r); });
+    if (auto consumed = running.pipeline().consume_events(print_event); !consumed) {
       log::error(consumed.error().message);
       status = kExitFailure;
       break;
     }
     std::fflush(stdout);
   }
-  runner.pipeline().detach();
-  log::info("pipeline '" + name + "' detached from " + interface->name +
-            (stop_signal ? std::string(" (") + strsignal(stop_signal) + ")" : ""));
+  const std::string why = stop_signal ? std::string(" (") + strsignal(stop_signal) + ")" : "";
+  if (persist) {
+    // The pinned link, chain, programs and maps keep it running; the next run adopts it.
+    log::info("pipeline '" + name + "' keeps running on " + interface->name + " without a daemon (persisted)" + why +
+              "; `xdp-pipeline run` of the same file adopts it, `xdp-pipeline detach " + name + "` removes it");
+    return status;
+  }
+  running.pipeline().detach();
+  log::info("pipeline '" + name + "' detached from " + interface->name + why);
   return status;
 }
 

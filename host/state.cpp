@@ -11,11 +11,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include "bpf_object.h"
 #include "log.h"
+#include "run_lock.h"
 
 namespace xdpp {
 namespace {
@@ -44,19 +48,60 @@ Status ensure_private_dir(const std::filesystem::path& dir, mode_t mode) {
   return {};
 }
 
-Status pin_object_maps(const LoadedObject& object, const std::filesystem::path& dir) {
-  XDPP_TRY(ensure_private_dir(dir, 0700));
-  bpf_map* map;
-  bpf_object__for_each_map(map, object.raw()) {
-    std::string name = bpf_map__name(map);
-    // Internal maps (.rodata, .bss) are not state, and a pinned PROG_ARRAY would keep programs alive.
-    if (is_internal_map(name) || bpf_map__type(map) == BPF_MAP_TYPE_PROG_ARRAY) continue;
-    if (object.stage_name() != "dispatcher" && (name == XDPP_CHAIN_MAP_NAME || name == XDPP_SCRATCH_MAP_NAME)) continue;
-    auto path = dir / name;
-    if (bpf_obj_pin(bpf_map__fd(map), path.c_str()) != 0)
-      return fail("pinning ", path.string(), ": ", std::strerror(errno));
+// bpffs refuses names with a '.', which interface names may have (eth0.100).
+std::string pin_component(const std::string& name) {
+  std::string out;
+  for (char c : name) out += c == '.' ? std::string("%2e") : std::string(1, c);
+  return out;
+}
+
+// Pins `fd` at `path`, replacing what is pinned there in one step (pinned beside it, renamed over it): a
+// persisted pipeline's chain and link are never unpinned, even if this process dies halfway.
+Status pin_replacing(int fd, const std::filesystem::path& path, std::set<std::filesystem::path>& pinned) {
+  auto next = path;
+  next += "-next";
+  ::unlink(next.c_str());
+  if (bpf_obj_pin(fd, next.c_str()) != 0) return fail("pinning ", path.string(), ": ", std::strerror(errno));
+  if (::rename(next.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(next.c_str());
+    return fail("pinning ", path.string(), ": rename: ", std::strerror(err));
   }
+  pinned.insert(path);
   return {};
+}
+
+Status pin_object(const LoadedObject& object, const std::filesystem::path& dir, bool persist,
+                  std::set<std::filesystem::path>& pinned) {
+  XDPP_TRY(ensure_private_dir(dir, 0700));
+  const bool dispatcher = object.stage_name() == "dispatcher";
+  for (const MapHandle& map : object.maps()) {
+    // A pinned PROG_ARRAY keeps its programs in the chain without a daemon: only what persists pins it.
+    if (map.type == BPF_MAP_TYPE_PROG_ARRAY && !(dispatcher && persist)) continue;
+    if (!dispatcher && (map.name == XDPP_CHAIN_MAP_NAME || map.name == XDPP_SCRATCH_MAP_NAME)) continue;
+    XDPP_TRY(pin_replacing(map.fd, dir / map.name, pinned));
+  }
+  if (persist) XDPP_TRY(pin_replacing(object.prog_fd(), dir / kProgramPinName, pinned));
+  return {};
+}
+
+// Removes whatever under `root` was not just pinned: stages gone, maps of a dead run.
+void prune(const std::filesystem::path& root, const std::set<std::filesystem::path>& pinned) {
+  std::error_code error;
+  std::vector<std::filesystem::path> files, dirs;
+  for (auto it = std::filesystem::recursive_directory_iterator(root, error);
+       !error && it != std::filesystem::recursive_directory_iterator(); it.increment(error))
+    (it->is_directory(error) ? dirs : files).push_back(it->path());
+  for (const auto& file : files)
+    if (!pinned.count(file)) std::filesystem::remove(file, error);
+  for (auto dir = dirs.rbegin(); dir != dirs.rend(); ++dir)
+    if (std::filesystem::is_empty(*dir, error)) std::filesystem::remove(*dir, error);
+}
+
+std::string toml_text(const toml::table& table) {
+  std::ostringstream out;
+  out << table;
+  return out.str();
 }
 
 std::uint32_t counters_map_id(const LoadedObject& object) {
@@ -69,31 +114,46 @@ std::uint32_t counters_map_id(const LoadedObject& object) {
 
 }  // namespace
 
-bool RunState::alive() const { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+bool RunState::alive() const { return RunLock::held(name); }
+
+std::filesystem::path link_pin(const std::string& name, const std::string& interface) {
+  return kPinRoot / name / "links" / pin_component(interface);
+}
+
+bool RunState::persisted() const {
+  std::error_code error;
+  return json.value("persist", false) && std::filesystem::exists(link_pin(name, json.value("interface", "")), error);
+}
+
+std::optional<RunState> read_run_state(const std::string& name) { return read_state(state_file(name)); }
 
 Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
   const std::string& name = pipeline.spec().name;
-  if (auto existing = read_state(state_file(name))) {
-    if (existing->alive() && existing->pid != ::getpid())
-      return fail("pipeline '", name, "' is already running (pid ", std::to_string(existing->pid),
-                  "); give this one another [pipeline] name");
-    if (existing->pid != ::getpid()) log::warn("pipeline '" + name + "': removing the leftovers of a killed run (pid " + std::to_string(existing->pid) + ")");
-  }
-  // Re-pinning replaces the pins; the state file stays until it is replaced (rename below), so a `status`
-  // during a reload never finds the pipeline missing.
-  if (repin) {
-    std::error_code error;
-    std::filesystem::remove_all(kPinRoot / name, error);
-  }
+  const bool persist = pipeline.spec().persist;
+  if (auto existing = read_state(state_file(name)); existing && existing->pid != ::getpid() && !persist)
+    log::warn("pipeline '" + name + "': removing the leftovers of a killed run (pid " + std::to_string(existing->pid) + ")");
   XDPP_TRY(ensure_private_dir(kRunRoot, 0700));
   const auto root = kPinRoot / name;
   // `ip netns exec` remounts /sys, hiding the host's bpffs: then nothing is pinned (status reads the
   // counters by map id all the same), and the operator is told how to get the pins.
   struct statfs filesystem {};
   bool pinning = ::statfs("/sys/fs/bpf", &filesystem) == 0 && filesystem.f_type == BPF_FS_MAGIC;
-  if (pinning && repin) {
+  if (!pinning && persist)
+    return fail("persist needs the pins, but /sys/fs/bpf is no bpffs in this mount namespace (ip netns exec remounts "
+                "/sys); use `run --netns NS` instead of `ip netns exec NS`");
+  // The state file stays until it is replaced (rename below), so a `status` during a reload never finds
+  // the pipeline missing.
+  if (pinning && (repin || persist)) {
+    std::set<std::filesystem::path> pinned;
     XDPP_TRY(ensure_private_dir(kPinRoot, 0700));
-    XDPP_TRY(pin_object_maps(pipeline.dispatcher_object(), root / "dispatcher"));
+    XDPP_TRY(pin_object(pipeline.dispatcher_object(), root / "dispatcher", persist, pinned));
+    for (const LiveStage& stage : pipeline.stages())
+      XDPP_TRY(pin_object(*stage.object, root / stage.spec.name, persist, pinned));
+    if (persist && pipeline.link_fd() >= 0) {
+      XDPP_TRY(ensure_private_dir(root / "links", 0700));
+      XDPP_TRY(pin_replacing(pipeline.link_fd(), link_pin(name, pipeline.interface().name), pinned));
+    }
+    prune(root, pinned);
   } else if (!pinning) {
     log::warn("pipeline '" + name + "': /sys/fs/bpf is no bpffs in this mount namespace (ip netns exec remounts "
               "/sys), so nothing is pinned; use `run --netns NS` instead of `ip netns exec NS` to get the pins");
@@ -101,8 +161,10 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
 
   nlohmann::json stages = nlohmann::json::array();
   for (const LiveStage& stage : pipeline.stages()) {
-    if (pinning && repin) XDPP_TRY(pin_object_maps(*stage.object, root / stage.spec.name));
     stages.push_back({{"name", stage.spec.name},
+                      {"object_sha256", stage.object->digest()},
+                      {"prog_tag", prog_tag(stage.object->prog_fd())},
+                      {"settings", toml_text(stage.spec.settings)},
                       {"counters_map_id", counters_map_id(*stage.object)},
                       {"plugin", stage.spec.plugin_name},
                       {"slot", stage.slot},
@@ -117,8 +179,14 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
                           {"ifindex", pipeline.interface().ifindex},
                           {"mode", mode},
                           {"link_id", pipeline.link_id()},
+                          {"persist", persist},
+                          {"contract_version", XDPP_CONTRACT_VERSION},
+                          {"default_verdict", pipeline.spec().default_verdict},
                           {"dispatcher",
                            {{"prog_id", pipeline.dispatcher_prog_id()},
+                            {"prog_tag", prog_tag(pipeline.dispatcher_fd())},
+                            {"object", pipeline.dispatcher_object().file().string()},
+                            {"object_sha256", pipeline.dispatcher_object().digest()},
                             {"counters_map_id", counters_map_id(pipeline.dispatcher_object())},
                             {"pins", pinning ? (root / "dispatcher").string() : ""}}},
                           {"pid", ::getpid()},
@@ -136,6 +204,15 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
   ::chmod(temporary.c_str(), 0600);
   std::filesystem::rename(temporary, file);
   return {};
+}
+
+Status pin_pending_chain(const Pipeline& next) {
+  auto chain = next.dispatcher_object().map(XDPP_CHAIN_MAP_NAME);
+  if (!chain) return chain.error();
+  const auto dir = kPinRoot / next.spec().name / "dispatcher";
+  XDPP_TRY(ensure_private_dir(dir, 0700));
+  std::set<std::filesystem::path> pinned;
+  return pin_replacing(chain->fd, dir / (std::string(XDPP_CHAIN_MAP_NAME) + "-pending"), pinned);
 }
 
 void unpublish(const std::string& name) {

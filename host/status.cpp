@@ -60,8 +60,11 @@ double rate(const Sample& before, const Sample& after, const std::string& key) {
   return now < then ? 0 : (now - then) / seconds;  // counters restart on a swap with fresh maps
 }
 
-nlohmann::json status_json(const RunState& run, const Sample& before, const Sample& after) {
+nlohmann::json status_json(const RunState& run, bool daemon, const Sample& before, const Sample& after) {
   nlohmann::json json = {{"name", run.name},
+                         {"state", daemon ? "running" : "running, no daemon (persisted)"},
+                         {"daemon", daemon},
+                         {"persist", run.json.value("persist", false)},
                          {"interface", run.json["interface"]},
                          {"mode", run.json["mode"]},
                          {"link_id", run.json["link_id"]},
@@ -87,9 +90,12 @@ nlohmann::json status_json(const RunState& run, const Sample& before, const Samp
 }
 
 void print_table(const nlohmann::json& status) {
-  std::printf("pipeline %s: %s, %s mode, link id %llu, pid %d\n", status["name"].get<std::string>().c_str(),
+  const std::string who = status["daemon"].get<bool>() ? "pid " + std::to_string(status["pid"].get<int>()) +
+                                                             (status["persist"].get<bool>() ? ", persisted" : "")
+                                                       : status["state"].get<std::string>();
+  std::printf("pipeline %s: %s, %s mode, link id %llu, %s\n", status["name"].get<std::string>().c_str(),
               status["interface"].get<std::string>().c_str(), status["mode"].get<std::string>().c_str(),
-              status["link_id"].get<unsigned long long>(), status["pid"].get<int>());
+              status["link_id"].get<unsigned long long>(), who.c_str());
   std::printf("  %-4s %-16s %-12s %7s %12s %10s %10s %10s %10s %8s %8s %8s %8s\n", "slot", "stage", "plugin", "prog",
               "packets", "pps", "drop", "pass", "tx", "redirect", "aborted", "fell_off", "ev_lost");
   auto row = [](const std::string& slot, const std::string& name, const std::string& plugin, const nlohmann::json& entry) {
@@ -130,7 +136,8 @@ int command_status(const CommandOptions& options) {
     nlohmann::json all = nlohmann::json::array();
     std::string screen;
     for (const RunState& run : runs) {
-      if (!run.alive()) {
+      const bool daemon = run.alive();
+      if (!daemon && !run.persisted()) {
         log::warn("pipeline '" + run.name + "': its run (pid " + std::to_string(run.pid) +
                   ") is gone; the next run of that name removes its leftovers");
         continue;
@@ -150,7 +157,7 @@ int command_status(const CommandOptions& options) {
         log::error("pipeline '" + run.name + "': " + now.error().message);
         return kExitFailure;
       }
-      all.push_back(status_json(run, previous[run.name], *now));
+      all.push_back(status_json(run, daemon, previous[run.name], *now));
       previous[run.name] = *now;
     }
     if (options.watch && !options.json) std::printf("\033[H\033[2J");

@@ -8,6 +8,7 @@ packages=(
   cmake ninja-build g++ pkg-config clang llvm libbpf-dev bpftool linux-libc-dev
   libboost-dev libboost-program-options-dev libtomlplusplus-dev
   libgtest-dev googletest libpcap-dev nlohmann-json3-dev prometheus-cpp-dev
+  libssl-dev  # SHA-256 of the BPF objects a persisted pipeline runs (checked when the next run adopts it)
   # runtime and end-to-end tests
   iproute2 iputils-ping netcat-openbsd socat tcpdump tshark hping3 procps
   util-linux bridge-utils curl jq python3-scapy

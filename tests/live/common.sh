@@ -59,9 +59,12 @@ live_cleanup() {
   if [[ -n $T && -f $T/bg ]]; then
     while read -r p; do kill "$p" 2>/dev/null; done <"$T/bg"
   fi
+  # A persisted pipeline keeps running without its daemon: detach it (quietly when there is none).
+  [[ -n $PIPELINE_NAME && -x ${XDPP:-} ]] && "$XDPP" detach "$PIPELINE_NAME" >/dev/null 2>&1
   [[ -n $LIVE_LAB ]] && LAB_QUIET=1 lab_down "$LIVE_LAB" >/dev/null 2>&1
   if [[ -n $PIPELINE_NAME ]]; then
     rm -rf "/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME" "/run/xdp-pipeline/$PIPELINE_NAME.json" \
+      "/run/xdp-pipeline/$PIPELINE_NAME.lock" \
       "/run/xdp-pipeline/$PIPELINE_NAME.json.tmp" "/run/xdp-pipeline/$PIPELINE_NAME.sock" \
       "/run/xdp-pipeline/$PIPELINE_NAME.plugins"
     rmdir /sys/fs/bpf/xdp-pipeline 2>/dev/null
@@ -239,4 +242,75 @@ tcp_syns() {
       fi
     done
     echo $refused' _ "$1" "$LAB_VIP" "$2"
+}
+
+# run_daemon FILE [run options...]: `run` in the lb namespace with ${XDPP_RUN:-$XDPP}, events in $EVENTS_LOG
+# and logs in $PIPELINE_LOG (numbered per start); waits until this very daemon has published its state (its
+# pid in the state file: a persisted pipeline's state file is there before it starts).
+DAEMON_RUNS=0
+EVENTS_LOG=
+run_daemon() {
+  local file=$1 i
+  shift
+  DAEMON_RUNS=$((DAEMON_RUNS + 1))
+  PIPELINE_LOG=$T/run-$DAEMON_RUNS.log
+  EVENTS_LOG=$T/events-$DAEMON_RUNS.log
+  "${XDPP_RUN:-$XDPP}" run "$file" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode native "$@" \
+    >"$EVENTS_LOG" 2>"$PIPELINE_LOG" &
+  PIPELINE_PID=$!
+  for i in $(seq 300); do
+    if [[ -S /run/xdp-pipeline/$PIPELINE_NAME.sock &&
+      $(jq -r .pid "/run/xdp-pipeline/$PIPELINE_NAME.json" 2>/dev/null) == "$PIPELINE_PID" ]]; then
+      return 0
+    fi
+    kill -0 "$PIPELINE_PID" 2>/dev/null || fail "run #$DAEMON_RUNS exited early: $(cat "$PIPELINE_LOG")"
+    sleep 0.05
+  done
+  fail "run #$DAEMON_RUNS did not publish its state within 15 s"
+}
+
+# end_daemon SIGNAL: sends SIGNAL to the daemon and reaps it; its exit status in PIPELINE_RC.
+end_daemon() {
+  kill "-$1" "$PIPELINE_PID"
+  PIPELINE_RC=0
+  wait "$PIPELINE_PID" 2>/dev/null || PIPELINE_RC=$?
+  PIPELINE_PID=
+}
+
+# watch_xdp: in the background, samples the program id on the lb's interface every ~10 ms until
+# $T/watch.stop exists; every sample without a program is a line in $T/watch.missing.
+watch_xdp() {
+  (
+    set +e
+    while [[ ! -e $T/watch.stop ]]; do
+      id=$(ip -n "$LAB_NS_LB" -j link show dev "$LAB_IF_LB" | jq -r '.[0].xdp.prog.id // 0')
+      echo "$id" >>"$T/watch.ids"
+      [[ $id != 0 ]] || date +%T.%N >>"$T/watch.missing"
+      sleep 0.01
+    done
+  ) &
+  echo $! >>"$T/bg"
+}
+
+# assert_no_daemon_status [TABLE]: status --json of a persisted pipeline without its daemon must say so
+# (and the table too unless TABLE is 0); prints the JSON.
+assert_no_daemon_status() {
+  local json
+  json=$(status_json)
+  jq -e '.daemon == false and .state == "running, no daemon (persisted)"' >/dev/null <<<"$json" ||
+    fail "status does not say 'running, no daemon (persisted)': $json"
+  if [[ ${1:-1} != 0 ]]; then
+    "$XDPP" status "$PIPELINE_NAME" | grep -q 'running, no daemon (persisted)' ||
+      fail "status (table) does not say 'running, no daemon (persisted)'"
+  fi
+  echo "$json"
+}
+
+# expect_exit1 WHAT CMD...: CMD must fail with exit status 1 (a refusal); its stdout and stderr in OUT.
+OUT=
+expect_exit1() {
+  local what=$1 rc=0
+  shift
+  OUT=$("$@" 2>&1) || rc=$?
+  ((rc == 1)) || fail "$what: exit status $rc, expected 1: $OUT"
 }

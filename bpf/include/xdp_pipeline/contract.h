@@ -12,8 +12,12 @@
 #include <linux/types.h>
 
 /* Bumped whenever a struct or map below changes shape. Objects carry it in .rodata (xdpp_contract_version)
- * and the host refuses an object built against another version. */
+ * and the host refuses an object built against another version. A persisted pipeline records it, so that
+ * the next daemon knows whether it adopts its own kind or upgrades. Only the test build that rehearses
+ * such an upgrade (tests/live/CMakeLists.txt) defines it on the command line. */
+#ifndef XDPP_CONTRACT_VERSION
 #define XDPP_CONTRACT_VERSION 1
+#endif
 
 /* The kernel allows 33 tail calls per packet (MAX_TAIL_CALL_CNT). The dispatcher enters slot 0 with the
  * first one and each stage spends one more to reach the next, so a chain holds at most 33 stages. */

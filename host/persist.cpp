@@ -1,0 +1,187 @@
+// Adoption of a persisted pipeline by the next run, and `detach`.
+#include "persist.h"
+
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "bpf_object.h"
+#include "commands.h"
+#include "log.h"
+#include "run_lock.h"
+#include "state.h"
+
+namespace xdpp {
+namespace {
+
+// The link pinned for `interface`, with its kernel view; an fd of -1 when nothing is pinned.
+struct PinnedLink {
+  UniqueFd fd;
+  bpf_link_info info{};
+};
+
+Result<PinnedLink> open_link(const std::filesystem::path& pin) {
+  PinnedLink link;
+  std::error_code error;
+  if (!std::filesystem::exists(pin, error)) return link;
+  link.fd.reset(bpf_obj_get(pin.c_str()));
+  if (!link.fd) return fail(pin.string(), ": ", std::strerror(errno));
+  __u32 length = sizeof(link.info);
+  if (bpf_obj_get_info_by_fd(link.fd.get(), &link.info, &length) != 0) return fail(pin.string(), ": ", std::strerror(errno));
+  return link;
+}
+
+// Why the adopted pipeline must be replaced by a new chain to become `file_spec` ("" when it need not):
+// objects are compared by the digests recorded at load.
+std::string new_chain_reason(Pipeline& adopted, int contract, const PipelineSpec& file_spec) {
+  if (contract != XDPP_CONTRACT_VERSION)
+    return "it was built by contract version " + std::to_string(contract) + ", this xdp-pipeline speaks version " +
+           std::to_string(XDPP_CONTRACT_VERSION) + " (an upgrade)";
+  for (const auto& dir : SearchPaths::builtin().bpf_dirs) {
+    const auto dispatcher = dir / "dispatcher.bpf.o";
+    if (!std::filesystem::exists(dispatcher)) continue;
+    if (file_sha256(dispatcher) != adopted.dispatcher_object().digest())
+      return "the dispatcher object " + dispatcher.string() + " is not the one that runs";
+    break;
+  }
+  for (const StageSpec& wanted : file_spec.stages)
+    for (const LiveStage& live : adopted.stages())
+      if (live.spec.name == wanted.name && live.spec.plugin_name == wanted.plugin_name &&
+          file_sha256(wanted.object_path) != live.object->digest())
+        return "stage '" + wanted.name + "': " + wanted.object_path.string() + " is not the object that runs (" +
+               live.object->file().string() + " as loaded)";
+  return "";
+}
+
+}  // namespace
+
+Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const InterfaceInfo& interface) {
+  const std::string& name = file_spec.name;
+  Adoption adoption;
+  auto state = read_run_state(name);
+  if (!state || !state->json.value("persist", false)) return adoption;
+  adoption.pid = state->pid;
+  const std::string ran_on = state->json.value("interface", "");
+  auto link = open_link(link_pin(name, ran_on));
+  if (!link) return fail("pipeline '", name, "' was persisted, but ", link.error().message);
+  if (!link->fd) {
+    log::warn("pipeline '" + name + "': persisted by pid " + std::to_string(state->pid) +
+              ", but its link is no longer pinned: starting afresh");
+    return adoption;
+  }
+  if (link->info.xdp.ifindex == 0) {
+    // The interface went away under it (Cilium treats such a defunct link the same way).
+    log::warn("pipeline '" + name + "': its persisted link on " + ran_on + " is defunct (the interface is gone): starting afresh");
+    return adoption;
+  }
+  const std::string detach_hint = "; to start it afresh: xdp-pipeline detach " + name + ", then run again";
+  if (ran_on != interface.name)
+    return fail("pipeline '", name, "' runs persisted on ", ran_on, ", this file attaches to ", interface.name, detach_hint);
+  const std::string mode = state->json.value("mode", "");
+  if (file_spec.mode != AttachMode::automatic && mode != to_string(file_spec.mode))
+    return fail("pipeline '", name, "' runs persisted in ", mode, " mode, this file asks for ", to_string(file_spec.mode),
+                detach_hint);
+
+  // What runs, as recorded, with this executable's plugins for its stages (they decode its events).
+  PipelineSpec running = file_spec;
+  running.stages.clear();
+  running.default_verdict = state->json.value("default_verdict", file_spec.default_verdict);
+  RecordedObject dispatcher{.file = state->json["dispatcher"].value("object", ""),
+                            .digest = state->json["dispatcher"].value("object_sha256", "")};
+  std::vector<RecordedObject> objects;
+  try {
+    for (const auto& recorded : state->json.at("stages")) {
+      StageSpec stage;
+      stage.name = recorded.at("name").get<std::string>();
+      stage.plugin_name = recorded.at("plugin").get<std::string>();
+      stage.object_path = recorded.at("object").get<std::string>();
+      auto plugin = find_plugin(stage.plugin_name, file_spec.plugin_dirs);
+      if (!plugin) return fail("stage '", stage.name, "' that runs: ", plugin.error().message);
+      stage.plugin = *plugin;
+      stage.plugin_file = stage.plugin->path();
+      stage.plugin_signature = file_signature(stage.plugin_file);
+      stage.settings = toml::parse(recorded.at("settings").get<std::string>(), std::string_view("the running pipeline"));
+      std::string error;
+      stage.stage = create_stage(stage.plugin, stage.settings, "the running pipeline", stage.name, error);
+      if (!stage.stage) return fail("stage '", stage.name, "' that runs: ", error);
+      objects.push_back({.file = stage.object_path, .digest = recorded.value("object_sha256", "")});
+      running.stages.push_back(std::move(stage));
+    }
+  } catch (const std::exception& error) {
+    return fail("pipeline '", name, "': its state file cannot be read: ", error.what(), detach_hint);
+  }
+
+  auto adopted = Pipeline::adopt(std::move(running), SearchPaths::builtin(), interface, kPinRoot / name, dispatcher,
+                                 objects, link->fd.get());
+  if (!adopted) return fail("pipeline '", name, "' runs persisted, but not as recorded: ", adopted.error().message, detach_hint);
+  // The programs that run are the ones that were loaded: their tags are the kernel's hash of the code.
+  auto check_tag = [&](const LoadedObject& object, const nlohmann::json& recorded) -> Status {
+    const std::string tag = prog_tag(object.prog_fd()), expected = recorded.value("prog_tag", "");
+    if (tag != expected)
+      return fail("pipeline '", name, "': ", object.stage_name(), " runs program tag ", tag, ", the record says ", expected,
+                  detach_hint);
+    return {};
+  };
+  XDPP_TRY(check_tag((*adopted)->dispatcher_object(), state->json["dispatcher"]));
+  for (std::size_t i = 0; i < (*adopted)->stages().size(); ++i)
+    XDPP_TRY(check_tag(*(*adopted)->stages()[i].object, state->json["stages"][i]));
+  adoption.new_chain_reason = new_chain_reason(**adopted, state->json.value("contract_version", 0), file_spec);
+  adoption.pipeline = std::move(*adopted);
+  return adoption;
+}
+
+int command_detach(const CommandOptions& options) {
+  const std::string& name = options.file;
+  if (geteuid() != 0) {
+    log::error("detach needs root: the pins and state of a pipeline are root-only");
+    return kExitFailure;
+  }
+  auto lock = RunLock::acquire(name);
+  if (!lock) {
+    const int pid = RunLock::holder(name);
+    log::error("pipeline '" + name + "' has a daemon" + (pid ? " (pid " + std::to_string(pid) + ")" : "") +
+               ": stop it first (kill -TERM " + (pid ? std::to_string(pid) : "PID") +
+               "; a persisted pipeline keeps running), then detach");
+    return kExitFailure;
+  }
+  std::error_code error;
+  const bool pinned = std::filesystem::exists(kPinRoot / name / "links", error);
+  if (!pinned) {
+    // Leftovers of a killed run that was not persisted: nothing runs; they go all the same.
+    unpublish(name);
+    std::filesystem::remove_all(kRunRoot / (name + ".plugins"), error);
+    lock->remove();
+    log::error("nothing to detach: no persisted pipeline named '" + name + "' runs (see xdp-pipeline status)");
+    return kExitFailure;
+  }
+  // Each pinned link is the only reference that keeps its program attached: unpinning it detaches.
+  std::vector<std::string> detached;
+  for (const auto& entry : std::filesystem::directory_iterator(kPinRoot / name / "links", error)) {
+    auto link = open_link(entry.path());
+    std::string where = entry.path().filename().string();
+    if (link && link->fd) {
+      where += link->info.xdp.ifindex ? " (ifindex " + std::to_string(link->info.xdp.ifindex) + ", link id " +
+                                            std::to_string(link->info.id) + ")"
+                                      : " (already defunct)";
+      // Detach now rather than when the last reference goes (our fd, below): nothing else may hold it.
+      if (link->info.xdp.ifindex && bpf_link_detach(link->fd.get()) != 0) {
+        log::error("pipeline '" + name + "': detaching link " + where + ": " + std::strerror(errno));
+        return kExitFailure;
+      }
+    }
+    detached.push_back(where);
+  }
+  unpublish(name);
+  std::filesystem::remove_all(kRunRoot / (name + ".plugins"), error);
+  lock->remove();
+  std::string list;
+  for (const auto& one : detached) list += (list.empty() ? "" : ", ") + one;
+  std::printf("pipeline '%s' detached from %s; its pins and state are removed\n", name.c_str(), list.c_str());
+  return 0;
+}
+
+}  // namespace xdpp
