@@ -146,7 +146,13 @@ Status LoadedObject::load() {
 
 int LoadedObject::prog_fd() const { return bpf_program__fd(program_); }
 
-bool LoadedObject::multi_buffer() const { return (bpf_program__flags(program_) & BPF_F_XDP_HAS_FRAGS) != 0; }
+bool LoadedObject::multi_buffer() const {
+  // libbpf adds BPF_F_XDP_HAS_FRAGS for SEC("xdp.frags") only in the load request, not to the program's
+  // flags: the section name says it.
+  const std::string section = bpf_program__section_name(program_);
+  return (bpf_program__flags(program_) & BPF_F_XDP_HAS_FRAGS) != 0 || section == "xdp.frags" ||
+         section.rfind("xdp.frags/", 0) == 0;
+}
 
 std::uint32_t LoadedObject::prog_id() const {
   bpf_prog_info info{};
