@@ -138,8 +138,15 @@ Status LoadedObject::reuse_map(std::string_view name, int fd) {
 
 Status LoadedObject::load() {
   // libbpf prints the verifier log through its print callback (installed by the host) on failure.
-  if (int err = bpf_object__load(object_))
+  if (int err = bpf_object__load(object_)) {
+    // EPERM is privileges (the verifier refuses with EACCES or EINVAL, and says why in its log).
+    if (err == -EPERM)
+      return fail("stage '", stage_name_, "': loading ", file_.string(), ": ", errno_text(err),
+                  ": missing privileges: loading BPF programs needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), "
+                  "attaching them CAP_NET_ADMIN; run as root, or grant those capabilities (e.g. systemd's "
+                  "AmbientCapabilities)");
     return fail("stage '", stage_name_, "': loading ", file_.string(), ": ", errno_text(err));
+  }
   loaded_ = true;
   return {};
 }
