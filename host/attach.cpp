@@ -2,7 +2,9 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/ethtool.h>
 #include <linux/if_link.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -34,16 +36,16 @@ int interface_mtu(const std::string& name) {
   return request.ifr_mtu;
 }
 
-// The driver's name, as `ethtool -i` gives it; veth and other virtual devices have no /sys device link.
+// The driver's name, as `ethtool -i` gives it ("veth", "bridge", "mlx5_core"). Asked through a socket of
+// this network namespace: /sys may be another namespace's (run --netns keeps the host's mounts).
 std::string driver_name(const std::string& name) {
-  std::error_code error;
-  auto link = std::filesystem::read_symlink("/sys/class/net/" + name + "/device/driver", error);
-  if (!error) return link.filename().string();
-  // Virtual devices: the kind from the uevent's DEVTYPE, else nothing known.
-  std::ifstream uevent("/sys/class/net/" + name + "/uevent");
-  for (std::string line; std::getline(uevent, line);)
-    if (line.rfind("DEVTYPE=", 0) == 0) return line.substr(8);
-  return "";
+  UniqueFd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ethtool_drvinfo info{.cmd = ETHTOOL_GDRVINFO};
+  ifreq request{};
+  std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  request.ifr_data = reinterpret_cast<char*>(&info);
+  if (!sock || ::ioctl(sock.get(), SIOCETHTOOL, &request) != 0) return "";
+  return std::string(info.driver, strnlen(info.driver, sizeof(info.driver)));
 }
 
 std::string program_name_by_id(std::uint32_t id) {
@@ -131,7 +133,7 @@ std::string explain_attach_failure(bool multi_buffer, const InterfaceInfo& inter
            ". xdp-pipeline never replaces a program it did not attach";
   }
   if (err == EPERM || err == EACCES)
-    return text + ": missing privileges: attaching XDP needs CAP_NET_ADMIN (loading it needs CAP_BPF or "
+    return text + ": missing privileges: loading and attaching XDP programs needs CAP_BPF and CAP_NET_ADMIN (or "
                   "CAP_SYS_ADMIN); run as root, or grant those capabilities (e.g. systemd's AmbientCapabilities)";
   if (native && (err == EOPNOTSUPP || err == ENOTSUP)) {
     const std::string driver = driver_name(ifname);

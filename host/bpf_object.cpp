@@ -216,15 +216,28 @@ Status LoadedObject::reuse_map(std::string_view name, int fd) {
 Status LoadedObject::load() {
   if (adopted()) return {};
   // libbpf prints the verifier log through its print callback (installed by the host) on failure.
-  if (int err = bpf_object__load(object_))
+  if (int err = bpf_object__load(object_)) {
+    // EPERM is privileges (the verifier refuses with EACCES or EINVAL, and says why in its log).
+    if (err == -EPERM)
+      return fail("stage '", stage_name_, "': loading ", file_.string(), ": ", errno_text(err),
+                  ": missing privileges: loading BPF programs needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), "
+                  "attaching them CAP_NET_ADMIN; run as root, or grant those capabilities (e.g. systemd's "
+                  "AmbientCapabilities)");
     return fail("stage '", stage_name_, "': loading ", file_.string(), ": ", errno_text(err));
+  }
   loaded_ = true;
   return {};
 }
 
 int LoadedObject::prog_fd() const { return adopted() ? adopted_program_.get() : bpf_program__fd(program_); }
 
-bool LoadedObject::multi_buffer() const { return (bpf_program__flags(program_) & BPF_F_XDP_HAS_FRAGS) != 0; }
+bool LoadedObject::multi_buffer() const {
+  // libbpf adds BPF_F_XDP_HAS_FRAGS for SEC("xdp.frags") only in the load request, not to the program's
+  // flags: the section name says it.
+  const std::string section = bpf_program__section_name(program_);
+  return (bpf_program__flags(program_) & BPF_F_XDP_HAS_FRAGS) != 0 || section == "xdp.frags" ||
+         section.rfind("xdp.frags/", 0) == 0;
+}
 
 std::uint32_t LoadedObject::prog_id() const {
   bpf_prog_info info{};

@@ -313,7 +313,7 @@ std::string camel_case(const std::string& name) {
   return camel;
 }
 
-// Why NAME cannot be a stage's name, or "" when it can. NAME becomes a C identifier (the SEC("xdp")
+// Why NAME cannot be a stage's name, or "" when it can. NAME becomes a C identifier (the SEC("xdp.frags")
 // program and its maps), a file name and the plugin's name; a built-in's name would shadow the built-in,
 // since a pipeline's plugin_dir is searched first.
 std::string name_problem(const std::string& name) {

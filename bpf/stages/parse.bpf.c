@@ -16,9 +16,10 @@
  * are checked against the whole frame (bpf_xdp_get_buff_len), asked for only when a datagram reaches past
  * the first buffer, so a frame that fits in one buffer costs no helper call. Headers are read in one of two
  * modes, the same code compiled twice (`split` is a constant in each copy):
- *   - direct (split = 0): pointers into the first buffer. Each bounds check compares a pointer derived
- *     from the cursor with data_end just before the access, the form the verifier understands. A header
- *     that reaches past data_end ends this mode with PARSE_SPLIT;
+ *   - direct (split = 0): pointers into the first buffer, no helper call. Each bounds check compares a
+ *     pointer derived from the cursor with data_end just before the access, the form the verifier
+ *     understands. A header or a datagram that reaches past data_end, or a frame that is not IP (no length
+ *     says whether fragments follow), ends this mode with PARSE_SPLIT;
  *   - split (split = 1): the frame is parsed again from the start, each header copied out of whichever
  *     buffers hold it with bpf_xdp_load_bytes, which fails past the frame's end (cut short: malformed).
  * Drivers fill the first buffer before they add fragments, so headers are split only in odd frames (and
@@ -116,21 +117,24 @@ static __always_inline int frame_holds(struct cursor *c, __u32 end_off)
 }
 
 /*
- * The `len` bytes of header at the cursor. Direct: a pointer into the first buffer, or NULL when they
- * reach past it (the caller returns PARSE_SPLIT). Split: the bytes copied into `copy`, or NULL when they
- * reach past the frame (malformed). `len` is a constant in split mode (the helper wants a known size).
+ * Points *out at the `len` bytes of header at the cursor. Direct: into the first buffer, or PARSE_SPLIT when
+ * they reach past it. Split: at their copy in `copy`, or PARSE_MALFORMED when they reach past the frame.
+ * `len` is a constant in split mode (the helper wants a known size). A status rather than a NULL pointer:
+ * the compiler would otherwise test the packet pointer against NULL on every header of the fast path.
  */
-static __always_inline void *header_at(struct cursor *c, __u32 len, void *copy, const int split)
+static __always_inline int header_at(struct cursor *c, __u32 len, void *copy, void **out, const int split)
 {
-	if (split)
-		return bpf_xdp_load_bytes(c->xdp, c->off, copy, len) ? NULL : copy;
+	if (split) {
+		if (bpf_xdp_load_bytes(c->xdp, c->off, copy, len))
+			return PARSE_MALFORMED;
+		*out = copy;
+		return 0;
+	}
 	if (c->pos + len > c->end)
-		return NULL;
-	return c->pos;
+		return PARSE_SPLIT;
+	*out = c->pos;
+	return 0;
 }
-
-/* What a header that is not there means: another try in split mode, or cut short. */
-#define MISSING(split) ((split) ? PARSE_MALFORMED : PARSE_SPLIT)
 
 /* The header must also lie in the datagram. */
 static __always_inline int in_datagram(const struct cursor *c, __u32 len)
@@ -163,9 +167,10 @@ static __always_inline int is_vlan(__be16 proto)
 static __always_inline int parse_eth(struct cursor *c, struct xdpp_packet *pkt, __u32 *flags, const int split)
 {
 	struct ethhdr eth_copy;
-	struct ethhdr *eth = header_at(c, sizeof(*eth), &eth_copy, split);
-	if (!eth)
-		return MISSING(split);   /* a runt frame ends up malformed in split mode */
+	struct ethhdr *eth;
+	int eth_status = header_at(c, sizeof(*eth), &eth_copy, (void **)&eth, split);
+	if (eth_status)
+		return eth_status;
 	__be16 proto = load_be16(&eth->h_proto);
 	advance(c, sizeof(*eth), split);
 
@@ -174,9 +179,10 @@ static __always_inline int parse_eth(struct cursor *c, struct xdpp_packet *pkt, 
 		if (!is_vlan(proto))
 			break;
 		struct vlan_tag tag_copy;
-		struct vlan_tag *tag = header_at(c, sizeof(*tag), &tag_copy, split);
-		if (!tag)
-			return MISSING(split);
+		struct vlan_tag *tag;
+		int tag_status = header_at(c, sizeof(*tag), &tag_copy, (void **)&tag, split);
+		if (tag_status)
+			return tag_status;
 		pkt->vlan_id[i] = bpf_ntohs(tag->tci) & VLAN_VID_MASK;
 		pkt->vlan_depth = i + 1;
 		*flags |= XDPP_F_VLAN;
@@ -192,9 +198,10 @@ static __always_inline int parse_eth(struct cursor *c, struct xdpp_packet *pkt, 
 static __always_inline int parse_ipv4(struct cursor *c, struct xdpp_packet *pkt, __u32 *flags, const int split)
 {
 	struct iphdr iph_copy;
-	struct iphdr *iph = header_at(c, sizeof(*iph), &iph_copy, split);
-	if (!iph)
-		return MISSING(split);
+	struct iphdr *iph;
+	int iph_status = header_at(c, sizeof(*iph), &iph_copy, (void **)&iph, split);
+	if (iph_status)
+		return iph_status;
 	if (iph->version != 4 || iph->ihl < 5)
 		return PARSE_MALFORMED;
 
@@ -202,12 +209,13 @@ static __always_inline int parse_ipv4(struct cursor *c, struct xdpp_packet *pkt,
 	__u32 tot_len = bpf_ntohs(iph->tot_len);
 	if (tot_len < hdr_len)
 		return PARSE_MALFORMED;
-	/* A frame may be longer than the datagram (Ethernet padding), never shorter. Direct mode compares
-	 * with data_end first: a datagram inside the first buffer needs no helper call. */
-	if (split || c->pos + tot_len > c->end) {
-		if (!frame_holds(c, cursor_off(c, split) + tot_len))
-			return PARSE_MALFORMED;
-	}
+	/* A frame may be longer than the datagram (Ethernet padding), never shorter. Direct mode makes no
+	 * helper call (a call makes the compiler keep the cursor on the stack): a datagram that reaches past
+	 * the first buffer is split mode's, which asks the kernel for the whole frame's length. */
+	if (!split && c->pos + tot_len > c->end)
+		return PARSE_SPLIT;
+	if (split && !frame_holds(c, c->off + tot_len))
+		return PARSE_MALFORMED;
 	/* The options are in the datagram (checked above), but the verifier cannot learn a packet range from a
 	 * length of up to 65535 (it only does below MAX_PACKET_OFF), so they get their own check. */
 	if (!skippable(c, hdr_len, split))
@@ -251,9 +259,10 @@ static __always_inline int parse_ipv6_ext(struct cursor *c, __u8 nexthdr, __u32 
 			struct ipv6_opt_hdr opt_copy;
 			if (!in_datagram(c, 8))
 				return PARSE_MALFORMED;
-			struct ipv6_opt_hdr *opt = header_at(c, sizeof(*opt), &opt_copy, split);
-			if (!opt)
-				return MISSING(split);
+			struct ipv6_opt_hdr *opt;
+			int opt_status = header_at(c, sizeof(*opt), &opt_copy, (void **)&opt, split);
+			if (opt_status)
+				return opt_status;
 			__u32 len = (opt->hdrlen + 1) * 8;
 			if (!in_datagram(c, len))
 				return PARSE_MALFORMED;
@@ -269,9 +278,10 @@ static __always_inline int parse_ipv6_ext(struct cursor *c, __u8 nexthdr, __u32 
 			struct ipv6_frag_hdr fh_copy;
 			if (!in_datagram(c, sizeof(fh_copy)))
 				return PARSE_MALFORMED;
-			struct ipv6_frag_hdr *fh = header_at(c, sizeof(*fh), &fh_copy, split);
-			if (!fh)
-				return MISSING(split);
+			struct ipv6_frag_hdr *fh;
+			int fh_status = header_at(c, sizeof(*fh), &fh_copy, (void **)&fh, split);
+			if (fh_status)
+				return fh_status;
 			nexthdr = fh->nexthdr;
 			__u16 frag = bpf_ntohs(fh->frag_off);
 			advance(c, sizeof(*fh), split);
@@ -307,19 +317,20 @@ static __always_inline int parse_ipv6_ext(struct cursor *c, __u8 nexthdr, __u32 
 static __always_inline int parse_ipv6(struct cursor *c, struct xdpp_packet *pkt, __u32 *flags, const int split)
 {
 	struct ipv6hdr ip6h_copy;
-	struct ipv6hdr *ip6h = header_at(c, sizeof(*ip6h), &ip6h_copy, split);
-	if (!ip6h)
-		return MISSING(split);
+	struct ipv6hdr *ip6h;
+	int ip6h_status = header_at(c, sizeof(*ip6h), &ip6h_copy, (void **)&ip6h, split);
+	if (ip6h_status)
+		return ip6h_status;
 	if (ip6h->version != 6)
 		return PARSE_MALFORMED;
 	/* The payload must fit in the frame. Length 0 bounds it to nothing: a jumbogram (RFC 2675) is longer
 	 * than 64 KiB and never an XDP frame, so an upper-layer header behind length 0 is cut short. Trusting
 	 * the frame instead would read Ethernet padding as ports. */
 	__u32 payload_len = bpf_ntohs(ip6h->payload_len);
-	if (split || (void *)(ip6h + 1) + payload_len > c->end) {
-		if (!frame_holds(c, cursor_off(c, split) + sizeof(*ip6h) + payload_len))
-			return PARSE_MALFORMED;
-	}
+	if (!split && (void *)(ip6h + 1) + payload_len > c->end)
+		return PARSE_SPLIT;
+	if (split && !frame_holds(c, c->off + sizeof(*ip6h) + payload_len))
+		return PARSE_MALFORMED;
 
 	*flags |= XDPP_F_IPV6;
 	pkt->ttl = ip6h->hop_limit;
@@ -336,9 +347,10 @@ static __always_inline int parse_tcp(struct cursor *c, struct xdpp_packet *pkt, 
 	struct tcphdr tcph_copy;
 	if (!in_datagram(c, sizeof(tcph_copy)))
 		return PARSE_MALFORMED;
-	struct tcphdr *tcph = header_at(c, sizeof(*tcph), &tcph_copy, split);
-	if (!tcph)
-		return MISSING(split);
+	struct tcphdr *tcph;
+	int tcph_status = header_at(c, sizeof(*tcph), &tcph_copy, (void **)&tcph, split);
+	if (tcph_status)
+		return tcph_status;
 	if (tcph->doff < 5)
 		return PARSE_MALFORMED;
 	/* The options must be there too: doff * 4 is at most 60, a range the verifier tracks. */
@@ -357,9 +369,10 @@ static __always_inline int parse_udp(struct cursor *c, struct xdpp_packet *pkt, 
 	struct udphdr udph_copy;
 	if (!in_datagram(c, sizeof(udph_copy)))
 		return PARSE_MALFORMED;
-	struct udphdr *udph = header_at(c, sizeof(*udph), &udph_copy, split);
-	if (!udph)
-		return MISSING(split);
+	struct udphdr *udph;
+	int udph_status = header_at(c, sizeof(*udph), &udph_copy, (void **)&udph, split);
+	if (udph_status)
+		return udph_status;
 	pkt->sport = bpf_ntohs(udph->source);
 	pkt->dport = bpf_ntohs(udph->dest);
 	return 0;
@@ -370,9 +383,10 @@ static __always_inline int parse_icmp(struct cursor *c, struct xdpp_packet *pkt,
 	struct icmp_hdr icmph_copy;
 	if (!in_datagram(c, sizeof(icmph_copy)))
 		return PARSE_MALFORMED;
-	struct icmp_hdr *icmph = header_at(c, sizeof(*icmph), &icmph_copy, split);
-	if (!icmph)
-		return MISSING(split);
+	struct icmp_hdr *icmph;
+	int icmph_status = header_at(c, sizeof(*icmph), &icmph_copy, (void **)&icmph, split);
+	if (icmph_status)
+		return icmph_status;
 	pkt->icmp_type = icmph->type;
 	pkt->icmp_code = icmph->code;
 	return 0;
@@ -421,7 +435,9 @@ static __always_inline int parse_frame(struct cursor *c, struct xdpp_packet *pkt
 		proto = parse_ipv6(c, pkt, &flags, split);
 	} else {
 		/* ARP, LLDP, ...: known to be not IP, and the chain goes on. No IP length tells whether more
-		 * buffers follow, so the kernel is asked (such frames are rare). */
+		 * buffers follow, so split mode asks the kernel (such frames are rare). */
+		if (!split)
+			return PARSE_SPLIT;
 		whole_frame_len(c);
 		goto done;
 	}
@@ -446,8 +462,8 @@ static __always_inline int parse_frame(struct cursor *c, struct xdpp_packet *pkt
 		flags |= XDPP_F_L4;
 
 done:
-	/* The whole frame when a datagram (or a non-IP frame) sent parse to the kernel for it; otherwise
-	 * the first buffer, which then holds the whole datagram: drivers fill it before adding fragments. */
+	/* The whole frame in split mode; in direct mode the first buffer, which then holds the whole
+	 * datagram: drivers fill it before adding fragments. */
 	pkt->pkt_len = c->frame_len ? c->frame_len : (__u32)(c->end - c->data);
 	pkt->flags = flags | XDPP_F_PARSED;
 	return XDPP_CONTINUE;
@@ -460,6 +476,16 @@ stop:
 	return parse_malformed_verdict;
 }
 
+/* Split mode, a BPF subprogram of its own: its helper calls then do not make the compiler spill the direct
+ * mode's cursor to the stack on every packet. */
+static __noinline int parse_split(struct xdp_md *xdp, struct xdpp_packet *pkt)
+{
+	void *data = (void *)(long)xdp->data;
+	struct cursor c = { .data = data, .end = (void *)(long)xdp->data_end, .pos = data, .off = 0, .room = 0,
+			    .frame_len = 0, .xdp = xdp };
+	return parse_frame(&c, pkt, 1);
+}
+
 XDPP_STAGE(parse)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 {
 	void *data = (void *)(long)xdp->data;
@@ -470,8 +496,7 @@ XDPP_STAGE(parse)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 	int verdict = parse_frame(&c, pkt, 0);
 	if (verdict != PARSE_SPLIT)
 		return verdict;
-	/* A header reaches past the first buffer (or past the frame: then split mode finds it cut short). */
-	c.off = 0;
-	c.room = 0;
-	return parse_frame(&c, pkt, 1);
+	/* A header or the datagram reaches past the first buffer (or past the frame: then split mode finds it
+	 * cut short), or the frame is not IP. */
+	return parse_split(xdp, pkt);
 }

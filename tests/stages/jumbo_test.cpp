@@ -209,5 +209,26 @@ std::vector<MalformedCase> malformed_cases() {
 INSTANTIATE_TEST_SUITE_P(Cases, JumboMalformedTest, ::testing::ValuesIn(malformed_cases()),
                          [](const auto& info) { return case_name(info.param.description); });
 
+// Every program of a chain must agree on multi-buffer awareness (the kernel's rule for a prog array): a
+// single-buffer stage object is refused before load, by name, with what to do.
+TEST_F(BpfTest, SingleBufferStageRefusedInMultiBufferChain) {
+  const std::string toml = std::string(kParseFirst) + R"(
+[[stage]]
+name = "old-filter"
+plugin = "port_filter"
+object = ")" + std::string(XDPP_SINGLE_BUFFER_STAGE) + R"("
+drop_tcp_dst = [8080]
+)";
+  auto spec = parse_pipeline(toml, "single-buffer.toml", Overrides{}, test_search_paths());
+  ASSERT_TRUE(spec) << spec.error().message;
+  auto pipeline = Pipeline::load(std::move(*spec), test_search_paths(), test_interface());
+  ASSERT_FALSE(pipeline) << "a single-buffer stage was loaded into a multi-buffer chain";
+  const std::string& message = pipeline.error().message;
+  EXPECT_NE(message.find("stage 'old-filter'"), std::string::npos) << message;
+  EXPECT_NE(message.find("program 'port_filter' is SEC(\"xdp\") (single buffer) but the dispatcher is "
+                         "SEC(\"xdp.frags\") (multi-buffer aware)"), std::string::npos) << message;
+  EXPECT_NE(message.find("rebuild the stage with XDPP_STAGE()"), std::string::npos) << message;
+}
+
 }  // namespace
 }  // namespace xdpp::test

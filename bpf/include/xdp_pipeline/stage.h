@@ -106,8 +106,11 @@ static __always_inline int xdpp_finish(struct xdp_md *xdp, struct xdpp_counters 
 	return verdict;
 }
 
-/* The section of every pipeline program: multi-buffer aware (see the top of this file). */
+/* The section of every pipeline program: multi-buffer aware (see the top of this file). Overridable only so
+ * that a test can build a single-buffer stage and check that the host refuses it in a multi-buffer chain. */
+#ifndef XDPP_SEC
 #define XDPP_SEC "xdp.frags"
+#endif
 
 /*
  * Defines SEC("xdp.frags") program NAME around the body that follows the macro. The wrapper counts the

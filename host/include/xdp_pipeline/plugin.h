@@ -276,7 +276,7 @@ class StageFactory {
   virtual std::string_view plugin_name() const = 0;
   /// File name of the stage's BPF object, looked up in the BPF object path.
   virtual std::string_view object_file() const = 0;
-  /// Name of the SEC("xdp") program in that object.
+  /// Name of the SEC("xdp.frags") program in that object.
   virtual std::string_view program_name() const = 0;
   /// Validates `settings` (throwing ConfigError at the offending key) into an immutable Stage.
   virtual std::unique_ptr<Stage> create(const Settings& settings) const = 0;
