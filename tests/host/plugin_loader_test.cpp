@@ -201,5 +201,44 @@ TEST_F(PluginSafetyTest, SymlinkToWritableFileIsRefused) {
                  "file " + target.string() + " is writable by group or others (mode 0666)");
 }
 
+// Every directory on the way from / counts, not just the plugin's own: whoever owns an ancestor can
+// rename or exchange what lies below it.
+TEST_F(PluginSafetyTest, AncestorDirectoryOwnedByAnotherUserIsRefused) {
+  const fs::path theirs = dir_->path() / "theirs";
+  fs::create_directories(theirs / "plugins");
+  fs::copy_file(kPluginDir / "parse.so", theirs / "plugins" / "parse.so");
+  ASSERT_EQ(::chown(theirs.c_str(), 65534, 65534), 0);
+  const fs::path file = theirs / "plugins" / "parse.so";
+  expect_refused(load_plugin_file(file), file, "directory " + theirs.string() + " is owned by uid 65534, not root");
+  CommandResult result = check_with(file.parent_path());
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+}
+
+// A link in a directory that others can write is theirs to replace, whatever it points at now.
+TEST_F(PluginSafetyTest, SymlinkInAWritableDirectoryIsRefused) {
+  const fs::path target = copy_parse(0755, 0755);
+  const fs::path open = dir_->path() / "open";
+  fs::create_directory(open);
+  ASSERT_EQ(::chmod(open.c_str(), 0777), 0);
+  fs::create_symlink(target, open / "parse.so");
+  expect_refused(load_plugin_file(open / "parse.so"), open / "parse.so",
+                 "its directory " + open.string() + " is writable by group or others (mode 0777)");
+}
+
+// In a sticky directory (like /tmp) others cannot touch root's entries, but their own link is theirs.
+TEST_F(PluginSafetyTest, LinkOfAnotherUserInAStickyDirectoryIsRefused) {
+  const fs::path target = copy_parse(0755, 0755);
+  const fs::path sticky = dir_->path() / "sticky";
+  fs::create_directory(sticky);
+  ASSERT_EQ(::chmod(sticky.c_str(), 01777), 0);
+  fs::create_symlink(target, sticky / "parse.so");
+  ASSERT_EQ(::lchown((sticky / "parse.so").c_str(), 65534, 65534), 0);
+  expect_refused(load_plugin_file(sticky / "parse.so"), sticky / "parse.so",
+                 "symbolic link " + (sticky / "parse.so").string() + " is owned by uid 65534, not root");
+  // Root's own link there is fine: nobody else may remove or replace it.
+  ASSERT_EQ(::lchown((sticky / "parse.so").c_str(), 0, 0), 0);
+  EXPECT_TRUE(load_plugin_file(sticky / "parse.so")) << "a root-owned link in a sticky directory";
+}
+
 }  // namespace
 }  // namespace xdpp::host_test
