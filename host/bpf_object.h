@@ -68,6 +68,8 @@ class LoadedObject final : public StageObject {
   std::vector<MapHandle> maps_of_type(std::uint32_t type) const;
   const std::filesystem::path& file() const { return file_; }
   bpf_object* raw() const { return object_; }
+  /// Whether .rodata holds the constant `name` (what set_constant() needs).
+  bool has_constant(std::string_view name) const { return rodata_variable(name).ok(); }
 
  private:
   LoadedObject() = default;

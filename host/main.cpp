@@ -169,7 +169,15 @@ int main(int argc, char** argv) {
   if (values.count("args")) options.args = values["args"].as<std::vector<std::string>>();
   if (values.count("netns")) options.netns = values["netns"].as<std::string>();
   if (values.count("dir")) options.dir = values["dir"].as<std::string>();
-  if (values.count("metrics")) options.overrides.metrics = values["metrics"].as<std::string>();
+  if (values.count("metrics")) {
+    // Checked here, before anything is loaded or attached (the port itself is bound before loading too).
+    options.overrides.metrics = values["metrics"].as<std::string>();
+    if (!xdpp::valid_metrics_address(*options.overrides.metrics)) {
+      std::cerr << "xdp-pipeline " << name << ": --metrics '" << *options.overrides.metrics
+                << "' is not PORT or IPV4:PORT (port 1..65535)\n";
+      return xdpp::kExitUsage;
+    }
+  }
   if (values.count("mac")) {
     options.mac = xdpp::net::parse_mac(values["mac"].as<std::string>());
     if (!options.mac) {

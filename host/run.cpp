@@ -1,12 +1,15 @@
 // `run`, `check`, and the live changes a running pipeline accepts on its control channel.
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "commands.h"
 #include "control.h"
@@ -134,6 +137,7 @@ class Runner {
   nlohmann::json handle(const nlohmann::json& request) {
     const auto started = std::chrono::steady_clock::now();
     live_at_ = {};
+    unpublished_.clear();
     const std::string op = request.value("op", "");
     Status done = fail("unknown request '", op, "'");
     std::string what;
@@ -155,6 +159,14 @@ class Runner {
     if (!done) {
       log::warn("pipeline '" + name_ + "': " + op + " refused, nothing changed: " + done.error().message);
       return {{"ok", false}, {"error", done.error().message}};
+    }
+    if (!unpublished_.empty()) {
+      // The change is live, but `status` would still describe the old programs: not a success.
+      std::string error = what + ", but the state file was not rewritten: " + unpublished_ +
+                          "; `status` shows the previous state until a later change is published";
+      unpublished_.clear();
+      log::error("pipeline '" + name_ + "': " + error);
+      return {{"ok", false}, {"error", error}, {"live", true}};
     }
     log::info("pipeline '" + name_ + "': " + what + " in " + std::to_string(ms) + " ms");
     return {{"ok", true}, {"message", what}, {"latency_ms", ms}, {"total_ms", total_ms}};
@@ -191,8 +203,7 @@ class Runner {
     pipeline_->set_swap_event_handler(print_event);
     pipeline_->set_events_need_json(false);
     old.reset();
-    if (auto published = publish(*pipeline_, mode_); !published)
-      log::warn("pipeline '" + name_ + "': " + published.error().message);
+    publish_or_remember(true);
     what = "reloaded " + pipeline_->spec().file + ": new chain of " + std::to_string(pipeline_->stages().size()) +
            " stages switched in atomically";
     print_stages(*pipeline_);
@@ -219,7 +230,7 @@ class Runner {
     const bool unchanged = !request.contains("plugin") && file_signature(plugin_file) == live->spec.plugin_signature &&
                            !live->spec.plugin_signature.empty();
     auto plugin = unchanged ? Result<std::shared_ptr<LoadedPlugin>>(live->spec.plugin)
-                            : load_plugin_fresh(plugin_file, pipeline_->spec().plugin_dirs, kRunRoot / (name_ + ".plugins"));
+                            : load_plugin_fresh(plugin_file, pipeline_->spec().plugin_dirs);
     if (!plugin) return plugin.error();
     swap.plugin = *plugin;
     swap.plugin_signature = file_signature(plugin_file);
@@ -228,7 +239,7 @@ class Runner {
     const auto t1 = std::chrono::steady_clock::now();
     XDPP_TRY(pipeline_->swap_stage(stage, std::move(swap)));
     const auto t2 = live_at_ = std::chrono::steady_clock::now();
-    publish_quietly(fresh_maps);
+    publish_or_remember(fresh_maps);
     auto ms = [](auto a, auto b) { return std::to_string(std::chrono::duration<double, std::milli>(b - a).count()); };
     log::debug("stage '" + stage + "': swap: plugin " + ms(t0, t1) + " ms, load+verify+switch " + ms(t1, t2) +
                " ms, state " + ms(t2, std::chrono::steady_clock::now()) + " ms");
@@ -245,14 +256,17 @@ class Runner {
       XDPP_TRY(apply_assignment(settings, assignment));
     XDPP_TRY(pipeline_->reconfigure_stages({{stage, settings}}, "set"));
     live_at_ = std::chrono::steady_clock::now();
-    publish_quietly();
+    publish_or_remember(false);
     return {};
   }
 
-  // A swap changes program ids: the state file says which run now.
-  void publish_quietly(bool repin = false) {
-    if (auto published = publish(*pipeline_, mode_, repin); !published)
-      log::warn("pipeline '" + name_ + "': " + published.error().message);
+  // A swap changes program ids: the state file says which run now. A failure to say so (a full /run) is
+  // kept for the reply: the change itself is live and cannot be taken back.
+  void publish_or_remember(bool repin) {
+    if (auto published = publish(*pipeline_, mode_, repin); !published) {
+      unpublished_ = published.error().message;
+      log::error("pipeline '" + name_ + "': " + unpublished_);
+    }
   }
 
   std::unique_ptr<Pipeline> pipeline_;
@@ -261,6 +275,7 @@ class Runner {
   std::string mode_;
   std::mutex mutex_;  // the metrics thread reads counters while the main thread may swap
   std::chrono::steady_clock::time_point live_at_;  // when the change being handled took effect
+  std::string unpublished_;  // why the state file could not be rewritten after the change being handled
 };
 
 }  // namespace
@@ -274,9 +289,74 @@ Result<PipelineSpec> read_pipeline(const CommandOptions& options) {
 int command_check(const CommandOptions& options) {
   auto spec = read_pipeline(options);
   if (!spec) return kExitUsage;
+  // What `run` and `replay` would refuse later (not an ELF, another architecture, no stage contract) is
+  // refused here: every object is opened, none is loaded.
+  if (auto objects = check_stage_objects(*spec); !objects) {
+    log::error(objects.error().message);
+    return kExitUsage;
+  }
   std::printf("%s: pipeline '%s', %zu stages, valid\n", options.file.c_str(), spec->name.c_str(), spec->stages.size());
   return 0;
 }
+
+namespace {
+
+// What the metrics thread reads. The server is up before anything is loaded (a bad or busy port then
+// costs nothing); until the runner exists, and after it is gone, a scrape sees no stages.
+struct MetricsSource {
+  std::mutex mutex;
+  Runner* runner = nullptr;
+
+  std::vector<StageCounters> read() {
+    std::lock_guard source_lock(mutex);
+    std::vector<StageCounters> all;
+    if (!runner) return all;
+    std::lock_guard lock(runner->mutex());
+    Pipeline& live = runner->pipeline();
+    if (auto counters = live.counters(-1)) all.push_back({"dispatcher", "", *counters});
+    for (std::size_t i = 0; i < live.stages().size(); ++i)
+      if (auto counters = live.counters(static_cast<int>(i)))
+        all.push_back({live.stages()[i].spec.name, live.stages()[i].spec.plugin_name, *counters});
+    return all;
+  }
+  void set(Runner* now) {
+    std::lock_guard lock(mutex);
+    runner = now;
+  }
+};
+
+// Serves the control socket on a thread of its own until destroyed, so that neither a slow client nor
+// a long change delays the draining of events on the main thread (and the reverse).
+class ControlThread {
+ public:
+  ControlThread(ControlServer& server, Runner& runner) {
+    // Signals belong to the main thread's loop: block them here before the thread inherits the mask.
+    sigset_t signals, previous;
+    sigemptyset(&signals);
+    for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, signal);
+    pthread_sigmask(SIG_BLOCK, &signals, &previous);
+    thread_ = std::thread([&server, &runner, this] {
+      try {
+        server.serve([&runner](const nlohmann::json& request) { return runner.handle(request); }, stop_);
+      } catch (const std::exception& error) {  // out of memory: the pipeline keeps running, uncontrolled
+        log::error(std::string("control socket: stopped serving: ") + error.what());
+      }
+    });
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  }
+  ~ControlThread() {
+    stop_ = true;
+    thread_.join();
+  }
+  ControlThread(const ControlThread&) = delete;
+  ControlThread& operator=(const ControlThread&) = delete;
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace
 
 int command_run(const CommandOptions& options) {
   if (options.overrides.mode == AttachMode::offload) {
@@ -307,6 +387,18 @@ int command_run(const CommandOptions& options) {
     log::error("pipeline '" + name + "': " + control.error().message);
     return kExitFailure;
   }
+  // The metrics port is bound before anything is loaded: a port in use or not ours to bind is a bad
+  // setting, refused like one, with nothing attached meanwhile.
+  MetricsSource metrics_source;
+  std::unique_ptr<MetricsServer> metrics;
+  if (spec->metrics) {
+    auto served = serve_metrics(*spec->metrics, name, [&metrics_source] { return metrics_source.read(); });
+    if (!served) {
+      log::error("pipeline '" + name + "': " + served.error().message);
+      return kExitUsage;
+    }
+    metrics = std::move(*served);
+  }
   auto loaded = Pipeline::load(std::move(*spec), SearchPaths::builtin(), *interface);
   if (!loaded) {
     log::error("pipeline '" + name + "': " + loaded.error().message);
@@ -326,62 +418,65 @@ int command_run(const CommandOptions& options) {
             std::to_string(runner.pipeline().dispatcher_prog_id()) + ")");
   print_stages(runner.pipeline());
 
+  // Removes the pins and the state file however this function returns, a failed publish included (it
+  // may have pinned maps before the state file failed to write).
+  std::unique_ptr<const std::string, void (*)(const std::string*)> unpublish_on_exit(
+      &name, [](const std::string* n) { unpublish(*n); });
   if (auto published = publish(runner.pipeline(), to_string(*mode)); !published) {
     log::error("pipeline '" + name + "': " + published.error().message);
     return kExitFailure;  // the pipeline's destructor detaches it
   }
-  // Removes the pins and the state file however this function returns.
-  std::unique_ptr<const std::string, void (*)(const std::string*)> unpublish_on_exit(
-      &name, [](const std::string* n) { unpublish(*n); });
   log::info("pipeline '" + name + "': control socket " + (kRunRoot / (name + ".sock")).string() + ", state " +
             (kRunRoot / (name + ".json")).string());
 
-  std::unique_ptr<MetricsServer> metrics;
-  if (runner.pipeline().spec().metrics) {
-    auto served = serve_metrics(*runner.pipeline().spec().metrics, name, [&runner] {
-      std::lock_guard lock(runner.mutex());
-      Pipeline& live = runner.pipeline();
-      std::vector<StageCounters> all;
-      if (auto counters = live.counters(-1)) all.push_back({"dispatcher", "", *counters});
-      for (std::size_t i = 0; i < live.stages().size(); ++i)
-        if (auto counters = live.counters(static_cast<int>(i)))
-          all.push_back({live.stages()[i].spec.name, live.stages()[i].spec.plugin_name, *counters});
-      return all;
-    });
-    if (!served) {
-      log::error("pipeline '" + name + "': " + served.error().message);
-      return kExitFailure;
-    }
-    metrics = std::move(*served);
-    log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics");
-  }
+  metrics_source.set(&runner);
+  std::unique_ptr<MetricsSource, void (*)(MetricsSource*)> metrics_off(&metrics_source,
+                                                                      [](MetricsSource* s) { s->set(nullptr); });
+  if (metrics) log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics");
 
   int status = 0;
-  while (!stop_signal) {
-    pollfd fds[2] = {{.fd = (*control)->fd(), .events = POLLIN, .revents = 0},
-                     {.fd = runner.pipeline().event_fd(), .events = POLLIN, .revents = 0}};
-    int ready = ::poll(fds, fds[1].fd >= 0 ? 2 : 1, 100);
-    if (ready < 0 && errno != EINTR) {
-      log::error(std::string("poll: ") + std::strerror(errno));
-      status = kExitFailure;
-      break;
+  {
+    ControlThread control_thread(**control, runner);
+    while (!stop_signal) {
+      int event_fd;
+      {
+        std::lock_guard lock(runner.mutex());  // a reload replaces the pipeline, and its event fd with it
+        event_fd = runner.pipeline().event_fd();
+      }
+      pollfd fds[1] = {{.fd = event_fd, .events = POLLIN, .revents = 0}};
+      int ready = ::poll(fds, event_fd >= 0 ? 1 : 0, 100);
+      if (ready < 0 && errno != EINTR) {
+        log::error(std::string("poll: ") + std::strerror(errno));
+        status = kExitFailure;
+        break;
+      }
+      if (reload_signal) {
+        reload_signal = 0;
+        std::string what;
+        Status reloaded;
+        try {  // as a request would be: whatever the file holds, the daemon carries on
+          reloaded = runner.reload("", what);
+        } catch (const std::exception& error) {
+          reloaded = fail(error.what());
+        }
+        if (reloaded)
+          log::info("pipeline '" + name + "': SIGHUP: " + what);
+        else
+          log::warn("pipeline '" + name + "': SIGHUP: reload refused, nothing changed: " + reloaded.error().message);
+      }
+      Result<int> consumed = 0;
+      {
+        std::lock_guard lock(runner.mutex());
+        consumed = runner.pipeline().consume_events(print_event);
+      }
+      if (!consumed) {
+        log::error(consumed.error().message);
+        status = kExitFailure;
+        break;
+      }
+      std::fflush(stdout);
     }
-    if (reload_signal) {
-      reload_signal = 0;
-      std::string what;
-      if (auto reloaded = runner.reload("", what); reloaded)
-        log::info("pipeline '" + name + "': SIGHUP: " + what);
-      else
-        log::warn("pipeline '" + name + "': SIGHUP: reload refused, nothing changed: " + reloaded.error().message);
-    }
-    if (ready > 0 && (fds[0].revents & POLLIN)) (*control)->serve_one([&](const nlohmann::json& r) { return runner.handle(r); });
-    if (auto consumed = runner.pipeline().consume_events(print_event); !consumed) {
-      log::error(consumed.error().message);
-      status = kExitFailure;
-      break;
-    }
-    std::fflush(stdout);
-  }
+  }  // the control thread ends here: no change can start after this point
   runner.pipeline().detach();
   log::info("pipeline '" + name + "' detached from " + interface->name +
             (stop_signal ? std::string(" (") + strsignal(stop_signal) + ")" : ""));
