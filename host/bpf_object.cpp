@@ -26,7 +26,13 @@ void UniqueFd::reset(int fd) {
 }
 
 namespace {
-std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
+// libbpf's own codes (4000 and up: "Invalid ELF format", "Incorrect kernel version", ...) are not errno
+// values: strerror() would say "Unknown error 4003".
+std::string errno_text(int err) {
+  char text[256];
+  libbpf_strerror(err, text, sizeof text);
+  return text;
+}
 }  // namespace
 
 std::string sha256_hex(std::span<const char> bytes) {

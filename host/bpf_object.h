@@ -96,6 +96,8 @@ class LoadedObject final : public StageObject {
   /// The libbpf object; nullptr for an adopted one (its maps are pins, not libbpf's).
   bpf_object* raw() const { return object_; }
   bool adopted() const { return object_ == nullptr; }
+  /// Whether .rodata holds the constant `name` (what set_constant() needs).
+  bool has_constant(std::string_view name) const { return rodata_variable(name).ok(); }
 
  private:
   LoadedObject() = default;

@@ -1,6 +1,8 @@
 #include "config.h"
 
+#include <fcntl.h>
 #include <linux/bpf.h>
+#include <sys/stat.h>
 #include <net/if.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 #include <regex>
 #include <sstream>
 
+#include "bpf_object.h"
 #include "toml_errors.h"
 #include <xdp_pipeline/net.h>
 
@@ -45,6 +48,15 @@ std::optional<AttachMode> parse_attach_mode(std::string_view text) {
   return std::nullopt;
 }
 
+// "PORT" or "IPV4:PORT", port 1..65535.
+bool valid_metrics_address(const std::string& text) {
+  auto colon = text.rfind(':');
+  std::string port = colon == std::string::npos ? text : text.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
+  if (int number = std::stoi(port); number < 1 || number > 65535) return false;
+  return colon == std::string::npos || net::parse_ipv4(text.substr(0, colon)).has_value();
+}
+
 namespace {
 
 bool valid_name(const std::string& name) {
@@ -60,15 +72,6 @@ std::string name_from_file(const std::string& file_name) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') c = '-';
   if (name.empty() || !std::isalnum(static_cast<unsigned char>(name.front()))) name.insert(0, "p");
   return name.substr(0, 32);
-}
-
-// "PORT" or "IPV4:PORT", port 1..65535.
-bool valid_metrics_address(const std::string& text) {
-  auto colon = text.rfind(':');
-  std::string port = colon == std::string::npos ? text : text.substr(colon + 1);
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
-  if (int number = std::stoi(port); number < 1 || number > 65535) return false;
-  return colon == std::string::npos || net::parse_ipv4(text.substr(0, colon)).has_value();
 }
 
 // A string or array of strings, as paths relative to the pipeline file's directory.
@@ -90,8 +93,9 @@ std::vector<std::filesystem::path> read_dirs(const Settings& settings, std::stri
 }
 
 std::filesystem::path find_object(const std::string& file, const std::vector<std::filesystem::path>& dirs) {
+  std::error_code error;  // the non-throwing exists(): a name too long is just not there
   for (const auto& dir : dirs)
-    if (std::filesystem::exists(dir / file)) return dir / file;
+    if (std::filesystem::exists(dir / file, error)) return dir / file;
   return {};
 }
 
@@ -202,7 +206,8 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
     std::string object_file(factory.object_file());
     if (auto object = settings.optional<std::string>("object")) {
       stage.object_path = base / *object;
-      if (!std::filesystem::exists(stage.object_path))
+      std::error_code error;
+      if (!std::filesystem::exists(stage.object_path, error))
         settings.fail(*settings.find("object"), "object", "no file " + stage.object_path.string());
     } else {
       stage.object_path = find_object(object_file, paths.bpf_dirs);
@@ -210,8 +215,11 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
         settings.fail(*settings.find("plugin"), "plugin",
                       "plugin '" + stage.plugin_name + "' needs BPF object " + object_file + ", found in no BPF directory");
     }
+    const toml::node& object_key = *settings.find(settings.find("object") ? "object" : "plugin");
     if (auto safe = check_file_safe(stage.object_path, "BPF object"); !safe)
-      settings.fail(*settings.find(settings.find("object") ? "object" : "plugin"), "object", safe.error().message);
+      settings.fail(object_key, "object", safe.error().message);
+    if (const auto& at = object_key.source().begin; at.line > 0)
+      stage.object_where = file_name + ":" + std::to_string(at.line) + ":" + std::to_string(at.column);
     settings.find("name");
     // What the plugin throws is the plugin's own code (vtable, type info). Unwinding past `stage`, its
     // last owner, unloads the plugin, and destroying that exception afterwards would jump into unmapped
@@ -257,15 +265,30 @@ Result<PipelineSpec> parse_pipeline(std::string_view text, const std::string& fi
 
 Result<PipelineSpec> load_pipeline_file(const std::filesystem::path& file, const Overrides& overrides,
                                         const SearchPaths& paths) {
-  // A directory opens as a stream and reads as nothing: it would be reported as a file without stages.
-  std::error_code error;
-  if (std::filesystem::is_directory(file, error)) return fail(file.string(), ": cannot read: ", std::strerror(EISDIR));
-  std::ifstream in(file);
-  if (!in) return fail(file.string(), ": cannot read: ", std::strerror(errno));
-  std::stringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return fail(file.string(), ": cannot read: ", std::strerror(errno));
-  return parse_pipeline(text.str(), file.string(), overrides, paths);
+  // Opened without blocking (a FIFO would wait for a writer forever), then only a regular file of bounded
+  // size is read (a link to /dev/zero would grow without end).
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return fail(file.string(), ": cannot read: ", std::strerror(errno));
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) return fail(file.string(), ": cannot read: ", std::strerror(errno));
+  if (S_ISDIR(info.st_mode)) return fail(file.string(), ": cannot read: ", std::strerror(EISDIR));
+  if (!S_ISREG(info.st_mode)) return fail(file.string(), ": cannot read: not a regular file");
+  const auto too_big = [&] {
+    return fail(file.string(), ": cannot read: larger than ", std::to_string(kMaxPipelineFileBytes >> 20),
+                " MiB, the limit for a pipeline file");
+  };
+  if (static_cast<std::uint64_t>(info.st_size) > kMaxPipelineFileBytes) return too_big();
+  std::string text;
+  char buffer[65536];
+  for (;;) {
+    ssize_t got = ::read(fd.get(), buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return fail(file.string(), ": cannot read: ", std::strerror(errno));
+    if (got == 0) break;
+    text.append(buffer, got);
+    if (text.size() > kMaxPipelineFileBytes) return too_big();  // it grew while being read
+  }
+  return parse_pipeline(text, file.string(), overrides, paths);
 }
 
 }  // namespace xdpp

@@ -38,6 +38,7 @@ struct StageSpec {
   std::string name;
   std::string plugin_name;
   std::filesystem::path object_path;   // the BPF object, resolved
+  std::string object_where;            // "file:line:column" of the key that named it ("object" or "plugin")
   std::shared_ptr<LoadedPlugin> plugin;
   std::filesystem::path plugin_file;   // the plugin as found in the plugin path (swaps reload it)
   std::string plugin_signature;        // file_signature(plugin_file) when it was loaded
@@ -72,7 +73,14 @@ struct SearchPaths {
 Result<PipelineSpec> parse_pipeline(std::string_view text, const std::string& file_name,
                                     const Overrides& overrides, const SearchPaths& paths);
 
-/// Reads and parses a pipeline file.
+/// "PORT" or "IPV4:PORT", port 1..65535: what [pipeline] metrics and --metrics accept.
+bool valid_metrics_address(const std::string& text);
+
+/// The largest pipeline file read (a TOML file of a few stages is kilobytes).
+inline constexpr std::uint64_t kMaxPipelineFileBytes = 16u << 20;
+
+/// Reads and parses a pipeline file: a regular file of at most kMaxPipelineFileBytes, opened without
+/// blocking (a FIFO or a device is refused, never waited on or read without end).
 Result<PipelineSpec> load_pipeline_file(const std::filesystem::path& file, const Overrides& overrides,
                                         const SearchPaths& paths);
 

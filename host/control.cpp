@@ -1,5 +1,6 @@
 #include "control.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -10,6 +11,8 @@
 #include <filesystem>
 #include <vector>
 
+#include "json_text.h"
+#include "log.h"
 #include "state.h"
 
 namespace xdpp {
@@ -90,7 +93,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::listen(const std::string& 
   ::umask(previous);
   if (bound != 0) return fail(path, ": ", std::strerror(errno));
   self->path_ = path;  // ours from here on: removed by the destructor
-  if (::listen(self->listener_.get(), 8) != 0) return fail(path, ": listen: ", std::strerror(errno));
+  if (::listen(self->listener_.get(), 64) != 0) return fail(path, ": listen: ", std::strerror(errno));
   return self;
 }
 
@@ -98,25 +101,144 @@ ControlServer::~ControlServer() {
   if (!path_.empty()) ::unlink(path_.c_str());
 }
 
-void ControlServer::serve_one(const std::function<nlohmann::json(const nlohmann::json&)>& handler) {
-  UniqueFd client(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!client) return;
-  set_timeout(client.get(), 5);
-  nlohmann::json reply;
-  ucred peer{};
-  socklen_t length = sizeof peer;
-  if (::getsockopt(client.get(), SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 || peer.uid != 0) {
-    reply = {{"ok", false}, {"error", "the control channel is for root only"}};
-  } else if (auto line = read_line(client.get()); !line) {
-    reply = {{"ok", false}, {"error", line.error().message}};
-  } else {
+std::string control_reply(std::string_view line, const ControlHandler& handler) noexcept {
+  try {
+    nlohmann::json reply;
     try {
-      reply = handler(nlohmann::json::parse(*line));
+      reply = handler(nlohmann::json::parse(line));
     } catch (const std::exception& error) {
       reply = {{"ok", false}, {"error", std::string("bad request: ") + error.what()}};
+    } catch (...) {
+      reply = {{"ok", false}, {"error", "bad request: the request failed"}};
+    }
+    return json_text(reply) + "\n";
+  } catch (...) {  // out of memory while building the reply: still one well-formed line
+    return "{\"ok\":false,\"error\":\"internal error while answering\"}\n";
+  }
+}
+
+namespace {
+
+// One connected client: its request as it arrives, then its reply as it leaves.
+struct Client {
+  UniqueFd fd;
+  std::chrono::steady_clock::time_point deadline;
+  std::string request;
+  std::string reply;  // non-empty once answered: then only written
+  std::size_t sent = 0;
+  bool done = false;  // replied, or dropped: closed at the end of this round
+};
+
+std::string error_line(const std::string& message) { return json_text({{"ok", false}, {"error", message}}) + "\n"; }
+
+// The peer closed its end: nobody waits for the reply any more. (A peer that only shut down its writing
+// side, as `socat` does at the end of its input, still reads: that is POLLRDHUP, not POLLHUP.)
+bool hung_up(int fd) {
+  pollfd probe{.fd = fd, .events = POLLIN, .revents = 0};
+  return ::poll(&probe, 1, 0) > 0 && (probe.revents & (POLLHUP | POLLERR));
+}
+
+// Reads what is there; true once the request line is complete (newline, or end of input).
+bool read_some(Client& client) {
+  char buffer[4096];
+  for (;;) {
+    ssize_t got = ::recv(client.fd.get(), buffer, sizeof buffer, MSG_DONTWAIT);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return errno != EAGAIN && errno != EWOULDBLOCK;  // an error ends the request too
+    if (got == 0) return true;
+    client.request.append(buffer, got);
+    if (auto end = client.request.find('\n'); end != std::string::npos) {
+      client.request.resize(end);
+      return true;
+    }
+    if (client.request.size() > kControlMaxRequest) return true;
+  }
+}
+
+// Writes what the socket takes now; true once the whole reply is out (or the client is gone).
+bool write_some(Client& client) {
+  while (client.sent < client.reply.size()) {
+    ssize_t wrote = ::send(client.fd.get(), client.reply.data() + client.sent, client.reply.size() - client.sent,
+                           MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (wrote < 0 && errno == EINTR) continue;
+    if (wrote < 0) return errno != EAGAIN && errno != EWOULDBLOCK;
+    client.sent += wrote;
+  }
+  return true;
+}
+
+}  // namespace
+
+void ControlServer::serve(const ControlHandler& handler, const std::atomic<bool>& stop) {
+  std::vector<Client> clients;
+  std::vector<pollfd> fds;
+  while (!stop) {
+    const auto now = std::chrono::steady_clock::now();
+    // Clients past their deadline: told so if they still listen, and closed.
+    std::erase_if(clients, [&](Client& client) {
+      if (now < client.deadline) return false;
+      if (client.reply.empty()) {
+        client.reply = error_line("the request line was not complete within " +
+                                  std::to_string(kControlRequestDeadline.count()) + " ms");
+        write_some(client);
+      }
+      return true;
+    });
+    fds.clear();
+    fds.push_back({.fd = listener_.get(), .events = POLLIN, .revents = 0});
+    auto wake = now + std::chrono::milliseconds(100);
+    for (const Client& client : clients) {
+      fds.push_back({.fd = client.fd.get(), .events = short(client.reply.empty() ? POLLIN : POLLOUT), .revents = 0});
+      wake = std::min(wake, client.deadline);
+    }
+    const int timeout = static_cast<int>(
+        std::chrono::ceil<std::chrono::milliseconds>(wake - now).count());
+    if (::poll(fds.data(), fds.size(), std::max(timeout, 0)) <= 0) continue;
+
+    // Served in place: fds[i + 1] belongs to clients[i], and new clients are appended after the loop.
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      Client& client = clients[i];
+      if (!fds[i + 1].revents) continue;
+      if (client.reply.empty()) {
+        if (!read_some(client)) continue;
+        if (client.request.size() > kControlMaxRequest) {
+          client.reply = error_line("request longer than " + std::to_string(kControlMaxRequest) + " bytes");
+        } else if (hung_up(client.fd.get())) {
+          // It gave up waiting (a timeout, Ctrl-C): applying its change now would surprise everyone. (An
+          // empty one is a probe, as `run` makes to see whether a pipeline of its name answers.)
+          if (!client.request.empty())
+            log::warn("control: a client hung up before its request was handled; dropped, nothing changed");
+          client.done = true;
+          continue;
+        } else {
+          client.reply = control_reply(client.request, handler);
+        }
+      }
+      client.done = write_some(client);
+    }
+    std::erase_if(clients, [](const Client& client) { return client.done; });
+
+    if (fds[0].revents & POLLIN) {
+      for (;;) {
+        UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+        if (!fd) break;
+        Client client{.fd = std::move(fd),
+                      .deadline = std::chrono::steady_clock::now() + kControlRequestDeadline,
+                      .request = {},
+                      .reply = {},
+                      .sent = 0,
+                      .done = false};
+        ucred peer{};
+        socklen_t length = sizeof peer;
+        if (::getsockopt(client.fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 || peer.uid != 0)
+          client.reply = error_line("the control channel is for root only");
+        else if (clients.size() >= kControlMaxClients)
+          client.reply = error_line("busy: " + std::to_string(kControlMaxClients) + " clients are connected");
+        if (!client.reply.empty() && write_some(client)) continue;  // answered at once and closed
+        clients.push_back(std::move(client));
+      }
     }
   }
-  write_all(client.get(), reply.dump() + "\n");
 }
 
 Result<nlohmann::json> control_request(const std::optional<std::string>& name, const nlohmann::json& request) {
@@ -139,7 +261,7 @@ Result<nlohmann::json> control_request(const std::optional<std::string>& name, c
   auto fd = connect_to(path);
   if (!fd) return fail("cannot reach the pipeline: ", fd.error().message);
   set_timeout(fd->get(), 60);
-  if (!write_all(fd->get(), request.dump() + "\n")) return fail("sending the request: ", std::strerror(errno));
+  if (!write_all(fd->get(), json_text(request) + "\n")) return fail("sending the request: ", std::strerror(errno));
   auto line = read_line(fd->get());
   if (!line) return line.error();
   try {

@@ -2,10 +2,13 @@
 // 0700 root-owned directory, and peers checked to be uid 0. One JSON request line, one JSON reply line.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -14,21 +17,37 @@
 
 namespace xdpp {
 
+/// Turns one request into its reply. May throw: the server answers what it throws as an error.
+using ControlHandler = std::function<nlohmann::json(const nlohmann::json&)>;
+
+/// How long one client may take to send its whole request line, and to take the reply.
+inline constexpr std::chrono::milliseconds kControlRequestDeadline{5000};
+/// Clients served at once; more are answered "busy" and closed.
+inline constexpr std::size_t kControlMaxClients = 32;
+/// The longest request line accepted.
+inline constexpr std::size_t kControlMaxRequest = 1u << 20;
+
 class ControlServer {
  public:
   /// Listens on the socket of pipeline `name`; refuses when a live pipeline of that name answers there.
   static Result<std::unique_ptr<ControlServer>> listen(const std::string& name);
   ~ControlServer();
 
-  int fd() const { return listener_.get(); }
-  /// Accepts one client, reads its request, answers with handler(request). Never throws.
-  void serve_one(const std::function<nlohmann::json(const nlohmann::json&)>& handler);
+  /// Serves clients until `stop` is set (checked at least every 100 ms). Reading and writing are
+  /// non-blocking and many clients are served at once, so an idle or trickling client costs the others
+  /// nothing; each has kControlRequestDeadline for its whole request. Requests are handled one at a time,
+  /// in the order they complete; one whose client has hung up meanwhile is dropped, not applied.
+  void serve(const ControlHandler& handler, const std::atomic<bool>& stop);
 
  private:
   ControlServer() = default;
   UniqueFd listener_;
   std::string path_;
 };
+
+/// The reply line (with its newline) to one request line: invalid JSON, a handler that throws and any
+/// byte that is not UTF-8 all give a well-formed {"ok": false, "error": ...}. Never throws.
+std::string control_reply(std::string_view line, const ControlHandler& handler) noexcept;
 
 /// Sends `request` to the pipeline `name` (or the only one running) and returns its reply.
 Result<nlohmann::json> control_request(const std::optional<std::string>& name, const nlohmann::json& request);

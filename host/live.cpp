@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "control.h"
+#include "json_text.h"
 #include "log.h"
 
 namespace xdpp {
@@ -14,6 +15,15 @@ namespace {
 
 // Paths travel as absolute ones: the daemon's working directory is not the client's.
 std::string absolute(const std::string& path) { return std::filesystem::absolute(path).lexically_normal().string(); }
+
+// A path must reach the daemon byte for byte, and JSON carries only UTF-8: other bytes would arrive as
+// U+FFFD and name another file. Refused here, with the way around.
+bool path_travels(const std::string& path, const char* what) {
+  if (is_utf8(path)) return true;
+  log::error(std::string(what) + " '" + path + "': the path is not UTF-8, which the control channel (JSON) cannot carry; "
+             "rename it (or, for the running pipeline's own file, send SIGHUP to `run`)");
+  return false;
+}
 
 int send(const CommandOptions& options, const nlohmann::json& request) {
   if (geteuid() != 0) {
@@ -29,7 +39,7 @@ int send(const CommandOptions& options, const nlohmann::json& request) {
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   if (options.json) {
     (*reply)["round_trip_ms"] = ms;
-    std::printf("%s\n", reply->dump().c_str());
+    std::printf("%s\n", json_text(*reply).c_str());
   }
   if (!reply->value("ok", false)) {
     if (!options.json) log::error(reply->value("error", "refused"));
@@ -47,6 +57,8 @@ int send(const CommandOptions& options, const nlohmann::json& request) {
 
 int command_swap(const CommandOptions& options) {
   nlohmann::json request = {{"op", "swap"}, {"stage", options.file}, {"reset_state", options.reset_state}};
+  if (options.object && !path_travels(*options.object, "--object")) return kExitUsage;
+  if (options.plugin && !path_travels(*options.plugin, "--plugin")) return kExitUsage;
   if (options.object) request["object"] = absolute(*options.object);
   if (options.plugin) request["plugin"] = absolute(*options.plugin);
   return send(options, request);
@@ -62,6 +74,7 @@ int command_set(const CommandOptions& options) {
 }
 
 int command_reload(const CommandOptions& options) {
+  if (!path_travels(absolute(options.file), "reload")) return kExitUsage;
   return send(options, {{"op", "reload"}, {"file", absolute(options.file)}});
 }
 

@@ -219,7 +219,15 @@ int main(int argc, char** argv) {
   if (values.count("netns")) options.netns = values["netns"].as<std::string>();
   if (values.count("dir")) options.dir = values["dir"].as<std::string>();
   if (values.count("persist")) options.overrides.persist = true;
-  if (values.count("metrics")) options.overrides.metrics = values["metrics"].as<std::string>();
+  if (values.count("metrics")) {
+    // Checked here, before anything is loaded or attached (the port itself is bound before loading too).
+    options.overrides.metrics = values["metrics"].as<std::string>();
+    if (!xdpp::valid_metrics_address(*options.overrides.metrics)) {
+      std::cerr << "xdp-pipeline " << name << ": --metrics '" << *options.overrides.metrics
+                << "' is not PORT or IPV4:PORT (port 1..65535)\n";
+      return xdpp::kExitUsage;
+    }
+  }
   if (values.count("metrics-netns")) {
     const std::string where = values["metrics-netns"].as<std::string>();
     if (where != "host" && where != "pipeline") {

@@ -78,7 +78,12 @@ Result<std::unique_ptr<MetricsServer>> serve_metrics(const std::string& address,
   // A bare port means loopback: metrics are not published to the network unless asked for.
   std::string bind = address.find(':') == std::string::npos ? "127.0.0.1:" + address : address;
   try {
-    auto exposer = std::make_unique<prometheus::Exposer>(bind, 1);
+    // civetweb serves each connection on one of its threads until the connection ends: several threads,
+    // a short read/write timeout and no keep-alive, so that idle or slow connections hold a thread for
+    // at most request_timeout_ms and never stall the scrapes beside them.
+    auto exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", bind, "num_threads", std::to_string(kMetricsThreads), "request_timeout_ms",
+        std::to_string(kMetricsRequestTimeout.count()), "enable_keep_alive", "no"});
     auto ports = exposer->GetListeningPorts();
     std::string bound = bind.substr(0, bind.rfind(':') + 1) + (ports.empty() ? "?" : std::to_string(ports.front()));
     return std::unique_ptr<MetricsServer>(

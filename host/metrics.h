@@ -1,6 +1,7 @@
 // Prometheus text format at http://ADDR:PORT/metrics (prometheus-cpp), one series per stage and verdict.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -23,6 +24,10 @@ class MetricsServer {
   /// The address actually bound ("127.0.0.1:9100").
   virtual std::string address() const = 0;
 };
+
+/// Scrapes served at once, and how long one connection may take to send its request or take the reply.
+inline constexpr int kMetricsThreads = 8;
+inline constexpr std::chrono::milliseconds kMetricsRequestTimeout{2000};
 
 /// Serves the counters that `read` returns at each scrape. `address` is "PORT" (loopback) or "ADDR:PORT".
 Result<std::unique_ptr<MetricsServer>> serve_metrics(const std::string& address, const std::string& pipeline,

@@ -162,6 +162,30 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, s
   return std::move(*object);
 }
 
+}  // namespace
+
+Status check_stage_objects(const PipelineSpec& pipeline) {
+  const InterfaceInfo nowhere{};
+  for (const StageSpec& spec : pipeline.stages) {
+    const std::string where =
+        (spec.object_where.empty() ? pipeline.file : spec.object_where) + ": stage '" + spec.name + "'";
+    XDPP_TRY(check_file_safe(spec.object_path, "BPF object").context(where));
+    auto object = LoadedObject::open(spec.object_path, spec.name, nowhere, std::string(spec.plugin->factory().program_name()));
+    if (!object) return fail(where, ": ", object.error().message);
+    // What load_stage_object() sets and shares must be there: a stage built without xdp_pipeline/stage.h
+    // would open and then fail at load.
+    for (const char* constant : {"xdpp_next_slot", "xdpp_default_verdict"})
+      if (!(*object)->has_constant(constant))
+        return fail(where, ": BPF object ", spec.object_path.string(), ": no constant '", constant, "'");
+    for (const char* map : {XDPP_CHAIN_MAP_NAME, XDPP_SCRATCH_MAP_NAME})
+      if (!bpf_object__find_map_by_name((*object)->raw(), map))
+        return fail(where, ": BPF object ", spec.object_path.string(), ": no map '", map, "'");
+  }
+  return {};
+}
+
+namespace {
+
 // The plugin writes the stage's maps. For a stage that took over live maps this is the moment its
 // configuration reaches packets: callers do it only once everything else has loaded.
 Status configure_stage(const StageSpec& spec, LoadedObject& object) {

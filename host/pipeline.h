@@ -191,6 +191,9 @@ const char* verdict_name(std::uint32_t action);
 /// `file` and `name` place errors.
 std::shared_ptr<Stage> create_stage(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
                                     const std::string& file, const std::string& name, std::string& error);
+/// Opens (never loads) every stage's BPF object as `run` would, and checks what loading needs of it:
+/// the program, the contract version, the constants and shared maps. For `check`.
+Status check_stage_objects(const PipelineSpec& pipeline);
 
 /// Reads a counters map (per-CPU, one entry) by fd and sums it over CPUs.
 Result<CounterTotals> read_counters(int map_fd);   // "aborted", "drop", "pass", "tx", "redirect"

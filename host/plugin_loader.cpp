@@ -1,9 +1,16 @@
 #include "plugin_loader.h"
 
+#include "bpf_object.h"  // UniqueFd
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/dll/shared_library.hpp>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -13,8 +20,8 @@ namespace {
 
 class DllPlugin final : public LoadedPlugin {
  public:
-  DllPlugin(boost::dll::shared_library library, StageFactory* factory, std::filesystem::path path)
-      : library_(std::move(library)), factory_(factory), path_(std::move(path)) {}
+  DllPlugin(boost::dll::shared_library library, StageFactory* factory, std::filesystem::path path, UniqueFd image)
+      : library_(std::move(library)), factory_(factory), path_(std::move(path)), image_(std::move(image)) {}
   const StageFactory& factory() const override { return *factory_; }
   const std::filesystem::path& path() const override { return path_; }
 
@@ -22,6 +29,7 @@ class DllPlugin final : public LoadedPlugin {
   boost::dll::shared_library library_;  // keeps the code of factory_ mapped
   StageFactory* factory_;
   std::filesystem::path path_;
+  UniqueFd image_;  // the in-memory copy it was loaded from; open while loaded, so its /proc name is unique
 };
 
 std::string octal_mode(mode_t mode) {
@@ -30,19 +38,121 @@ std::string octal_mode(mode_t mode) {
   return text;
 }
 
-// Root-owned and writable by nobody else; `what` is "file" or "its directory", `kind` "plugin" or "BPF object".
-Status check_owner_and_mode(const std::filesystem::path& path, const char* what, const std::filesystem::path& file,
-                            const char* kind) {
-  struct stat info {};
-  if (::stat(path.c_str(), &info) != 0)
-    return fail(kind, " ", file.string(), ": ", what, " ", path.string(), ": ", std::strerror(errno));
+// Root-owned and writable by nobody else; `what` names `path` ("file", "its directory", "directory"),
+// `kind` the thing checked ("plugin", "BPF object"). A directory that others may write to but that has
+// the sticky bit (/tmp) is safe to pass through: nobody but root can rename or remove root's entries in
+// it, and every entry looked up there is checked to be root's.
+Status check_owner_and_mode(const struct stat& info, const std::filesystem::path& path, const char* what,
+                            const std::filesystem::path& file, const char* kind) {
   if (info.st_uid != 0)
     return fail(kind, " ", file.string(), ": refused: ", what, " ", path.string(), " is owned by uid ",
                 std::to_string(info.st_uid), ", not root");
-  if (info.st_mode & (S_IWGRP | S_IWOTH))
+  const bool sticky_dir = S_ISDIR(info.st_mode) && (info.st_mode & S_ISVTX);
+  if ((info.st_mode & (S_IWGRP | S_IWOTH)) && !sticky_dir)
     return fail(kind, " ", file.string(), ": refused: ", what, " ", path.string(),
                 " is writable by group or others (mode ", octal_mode(info.st_mode), ")");
   return {};
+}
+
+// The file `file` names, resolved one component at a time as the kernel would (symbolic links
+// included), with every directory looked into checked like the file itself: root's and closed to
+// others, up to /. So nobody but root can change what the path leads to, not by writing the file, nor
+// by renaming or exchanging a directory on the way (as OpenSSH's safe_path checks authorized_keys),
+// nor through a symbolic link placed in a directory they can write.
+struct Resolved {
+  std::filesystem::path path;
+  struct stat info {};
+};
+
+Result<Resolved> resolve_safely(const std::filesystem::path& file, const char* kind) {
+  std::error_code error;
+  std::filesystem::path absolute = std::filesystem::absolute(file, error);
+  if (error) return fail(kind, " ", file.string(), ": ", error.message());
+  std::vector<std::string> pending;  // components still to walk, last first
+  auto push_components = [&](const std::filesystem::path& path) {
+    std::vector<std::string> parts;
+    for (const auto& part : path.relative_path()) parts.push_back(part.string());
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) pending.push_back(*it);
+  };
+  push_components(absolute);
+  std::filesystem::path current = "/";
+  struct stat info {};
+  if (::stat("/", &info) != 0) return fail(kind, " ", file.string(), ": /: ", std::strerror(errno));
+  XDPP_TRY(check_owner_and_mode(info, current, "directory", file, kind));
+  int links = 0;
+  while (!pending.empty()) {
+    const std::string part = pending.back();
+    pending.pop_back();
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      current = current.parent_path();  // a directory already checked on the way down
+      continue;
+    }
+    const std::filesystem::path next = current / part;
+    if (::lstat(next.c_str(), &info) != 0) return fail(kind, " ", file.string(), ": ", next.string(), ": ", std::strerror(errno));
+    if (S_ISLNK(info.st_mode)) {
+      // The link's directory was checked; in a sticky one (/tmp) the link must be root's own too.
+      if (info.st_uid != 0)
+        return fail(kind, " ", file.string(), ": refused: symbolic link ", next.string(), " is owned by uid ",
+                    std::to_string(info.st_uid), ", not root");
+      if (++links > 40) return fail(kind, " ", file.string(), ": ", std::strerror(ELOOP));
+      auto target = std::filesystem::read_symlink(next, error);
+      if (error) return fail(kind, " ", file.string(), ": ", next.string(), ": ", error.message());
+      if (target.is_absolute()) current = "/";
+      push_components(target.is_absolute() ? target : std::filesystem::path("/") / target);
+      continue;
+    }
+    const bool last = pending.empty();
+    // The directory holding the last name is "its directory" in messages, as users think of it.
+    XDPP_TRY(check_owner_and_mode(info, next, last ? "file" : pending.size() == 1 ? "its directory" : "directory",
+                                  file, kind));
+    if (!last) {
+      if (!S_ISDIR(info.st_mode)) return fail(kind, " ", file.string(), ": ", next.string(), ": ", std::strerror(ENOTDIR));
+      current = next;
+      continue;
+    }
+    if (!S_ISREG(info.st_mode)) return fail(kind, " ", file.string(), ": not a regular file");
+    return Resolved{.path = next, .info = info};
+  }
+  return fail(kind, " ", file.string(), ": not a regular file");
+}
+
+// `source` copied into an anonymous memory file: each load gets an inode of its own (the dynamic
+// loader would hand back a cached library for a known inode or name), and nothing is written to disk,
+// so a killed daemon leaves no copy behind.
+Result<UniqueFd> memory_copy(int source, const std::string& name, const std::filesystem::path& file) {
+  UniqueFd image(::memfd_create(("xdpp-plugin:" + name).c_str(), MFD_CLOEXEC));
+  if (!image) return fail("plugin ", file.string(), ": memfd_create: ", std::strerror(errno));
+  char buffer[65536];
+  for (;;) {
+    ssize_t got = ::read(source, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return fail("plugin ", file.string(), ": reading: ", std::strerror(errno));
+    if (got == 0) break;
+    for (ssize_t done = 0; done < got;) {
+      ssize_t wrote = ::write(image.get(), buffer + done, got - done);
+      if (wrote < 0 && errno == EINTR) continue;
+      if (wrote < 0) return fail("plugin ", file.string(), ": copying into memory: ", std::strerror(errno));
+      done += wrote;
+    }
+  }
+  return image;
+}
+
+// "/proc/self/fd/N" for `image`, a name no loaded library has: glibc matches dlopen() names against
+// libraries already loaded (one that dlclose() could not unload keeps its name), so a number used
+// before is traded for another.
+Result<std::string> unique_proc_name(UniqueFd& image, const std::filesystem::path& file) {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    std::string name = "/proc/self/fd/" + std::to_string(image.get());
+    void* loaded = ::dlopen(name.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+    if (!loaded) return name;
+    ::dlclose(loaded);
+    UniqueFd other(::fcntl(image.get(), F_DUPFD_CLOEXEC, image.get() + 1));
+    if (!other) return fail("plugin ", file.string(), ": ", std::strerror(errno));
+    image = std::move(other);
+  }
+  return fail("plugin ", file.string(), ": no free name to load it under");
 }
 
 }  // namespace
@@ -59,26 +169,35 @@ std::string file_signature(const std::filesystem::path& file) {
 }
 
 Status check_file_safe(const std::filesystem::path& file, const char* kind) {
-  std::error_code error;
-  auto real = std::filesystem::canonical(file, error);
-  if (error) return fail(kind, " ", file.string(), ": ", error.message());
-  if (!std::filesystem::is_regular_file(real)) return fail(kind, " ", file.string(), ": not a regular file");
-  XDPP_TRY(check_owner_and_mode(real, "file", file, kind));
-  XDPP_TRY(check_owner_and_mode(real.parent_path(), "its directory", file, kind));
+  auto resolved = resolve_safely(file, kind);
+  if (!resolved) return resolved.error();
   return {};
 }
 
 Status check_plugin_file_safe(const std::filesystem::path& file) { return check_file_safe(file, "plugin"); }
 
 Result<std::shared_ptr<LoadedPlugin>> load_plugin_file(const std::filesystem::path& file) {
-  XDPP_TRY(check_plugin_file_safe(file));
-  std::error_code gone;
-  auto real = std::filesystem::canonical(file, gone);
-  if (gone) return fail("plugin ", file.string(), ": ", gone.message());
+  auto resolved = resolve_safely(file, "plugin");
+  if (!resolved) return resolved.error();
+  const std::filesystem::path& real = resolved->path;
+  // Opened once; what is loaded is what this descriptor reads, and it must be the file just checked
+  // (same device and inode, still root's and closed to others), whatever happens to the path meanwhile.
+  UniqueFd fd(::open(real.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+  if (!fd) return fail("plugin ", file.string(), ": ", std::strerror(errno));
+  struct stat opened {};
+  if (::fstat(fd.get(), &opened) != 0) return fail("plugin ", file.string(), ": ", std::strerror(errno));
+  if (opened.st_dev != resolved->info.st_dev || opened.st_ino != resolved->info.st_ino)
+    return fail("plugin ", file.string(), ": refused: the file changed while it was being checked");
+  XDPP_TRY(check_owner_and_mode(opened, real, "file", file, "plugin"));
+  auto image = memory_copy(fd.get(), real.filename().string(), file);
+  if (!image) return image.error();
+  auto name = unique_proc_name(*image, file);
+  if (!name) return name.error();
+
   boost::dll::shared_library library;
   std::error_code error;  // BOOST_DLL_USE_STD_FS: Boost.DLL speaks std::filesystem
   // RTLD_LOCAL: two plugins may define the same internal names without clashing.
-  library.load(real, error, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  library.load(std::filesystem::path(*name), error, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   if (error) return fail("plugin ", file.string(), ": cannot load: ", error.message());
   if (!library.has("xdpp_plugin_abi_version"))
     return fail("plugin ", file.string(), ": refused: not an xdp-pipeline plugin (no xdpp_plugin_abi_version)");
@@ -91,12 +210,11 @@ Result<std::shared_ptr<LoadedPlugin>> load_plugin_file(const std::filesystem::pa
   auto make_factory = library.get<StageFactory*()>("xdpp_plugin_factory");
   StageFactory* factory = make_factory();
   if (!factory) return fail("plugin ", file.string(), ": refused: xdpp_plugin_factory returned no factory");
-  return std::shared_ptr<LoadedPlugin>(std::make_shared<DllPlugin>(std::move(library), factory, real));
+  return std::shared_ptr<LoadedPlugin>(std::make_shared<DllPlugin>(std::move(library), factory, real, std::move(*image)));
 }
 
 Result<std::shared_ptr<LoadedPlugin>> load_plugin_fresh(const std::filesystem::path& file,
-                                                        const std::vector<std::filesystem::path>& allowed_dirs,
-                                                        const std::filesystem::path& private_dir) {
+                                                        const std::vector<std::filesystem::path>& allowed_dirs) {
   std::error_code error;
   auto real = std::filesystem::canonical(file, error);
   if (error) return fail("plugin ", file.string(), ": ", error.message());
@@ -105,20 +223,9 @@ Result<std::shared_ptr<LoadedPlugin>> load_plugin_fresh(const std::filesystem::p
     if (auto canonical_dir = std::filesystem::canonical(dir, error); !error && canonical_dir == real.parent_path())
       allowed = true;
   if (!allowed) return fail("plugin ", file.string(), ": refused: not in the plugin path of this pipeline");
-  XDPP_TRY(check_plugin_file_safe(real));
-
-  static unsigned generation = 0;
-  std::filesystem::create_directories(private_dir, error);
-  ::chmod(private_dir.c_str(), 0700);
-  auto copy = private_dir / (real.stem().string() + "." + std::to_string(::getpid()) + "." +
-                             std::to_string(++generation) + ".so");
-  std::filesystem::copy_file(real, copy, std::filesystem::copy_options::overwrite_existing, error);
-  if (error) return fail("plugin ", file.string(), ": copying for a fresh load: ", error.message());
-  ::chmod(copy.c_str(), 0500);
-  auto plugin = load_plugin_file(copy);
-  std::filesystem::remove(copy, error);  // the mapping outlives the name
-  std::filesystem::remove(private_dir, error);  // and the directory, once empty: nothing is left in /run
-  if (!plugin) return fail(plugin.error().message, " (loaded from a copy of ", real.string(), ")");
+  // Every load is fresh (a copy in memory), so a rebuilt plugin at the same path is never the cached one.
+  auto plugin = load_plugin_file(file);
+  if (!plugin) return plugin.error();
   if (plugin->get()->factory().plugin_name() != real.stem().string())
     return fail("plugin ", file.string(), ": refused: it calls itself '",
                 std::string(plugin->get()->factory().plugin_name()), "', not '", real.stem().string(), "'");
@@ -139,7 +246,8 @@ Result<std::shared_ptr<LoadedPlugin>> find_plugin(const std::string& name,
   std::string looked;
   for (const auto& dir : dirs) {
     auto file = dir / (name + ".so");
-    if (!std::filesystem::exists(file)) {
+    std::error_code missing;  // a name too long for a path is just not found (exists() would throw)
+    if (!std::filesystem::exists(file, missing)) {
       looked += (looked.empty() ? "" : ", ") + dir.string();
       continue;
     }
@@ -147,10 +255,8 @@ Result<std::shared_ptr<LoadedPlugin>> find_plugin(const std::string& name,
     auto& entry = cache[file];
     auto cached = entry.plugin.lock();
     if (cached && entry.signature == file_signature(file)) return cached;
-    // Rebuilt since it was loaded (a reload after a build): the dynamic loader would hand back the old code
-    // for the same path, so load a private copy.
-    auto plugin = cached ? load_plugin_fresh(file, {dir}, "/run/xdp-pipeline/plugins." + std::to_string(::getpid()))
-                         : load_plugin_file(file);
+    // Rebuilt since it was loaded (a reload after a build): loaded afresh (every load is a copy in memory).
+    auto plugin = load_plugin_file(file);
     if (!plugin) return plugin.error();
     if (plugin->get()->factory().plugin_name() != name)
       return fail("plugin ", file.string(), ": refused: it calls itself '",

@@ -40,21 +40,23 @@ Status call_plugin(const std::string& what, Call&& call) noexcept {
 /// plugin from the one loaded.
 std::string file_signature(const std::filesystem::path& file);
 
-/// Checks that `file` is owned by root and writable by nobody else (nor is its directory); `kind` names
-/// it in messages ("plugin", "BPF object"): the daemon runs as root, so neither may come from a file that
-/// anyone else could change.
+/// Checks that `file` is owned by root and writable by nobody else, nor is any directory on its way from /
+/// (symbolic links resolved, each one's own directory checked too; a root-owned sticky directory such as
+/// /tmp may be passed through); `kind` names it in messages ("plugin", "BPF object"): the daemon runs as
+/// root, so neither may come from a file that anyone else could change or swap.
 Status check_file_safe(const std::filesystem::path& file, const char* kind);
 Status check_plugin_file_safe(const std::filesystem::path& file);
 
-/// Loads `file`: safety check, then the ABI version symbol, then the factory symbol.
+/// Loads `file`: safety check, then the file is opened once and verified to be the one checked, copied
+/// into memory (memfd) and loaded from there through /proc/self/fd/N; then the ABI version symbol and
+/// the factory symbol. Every load is a fresh instance, and nothing is written to disk.
 Result<std::shared_ptr<LoadedPlugin>> load_plugin_file(const std::filesystem::path& file);
 
 /// Loads a fresh instance of plugin file `file` (for a swap: a rebuilt plugin at the same path must not
-/// come back from the dynamic loader's cache). `file` must lie in one of `allowed_dirs` and pass the
-/// safety check; it is copied into `private_dir` (root-only) and loaded from there.
+/// come back from the dynamic loader's cache). `file` must lie in one of `allowed_dirs`, pass the
+/// safety check and call itself by its file's stem.
 Result<std::shared_ptr<LoadedPlugin>> load_plugin_fresh(const std::filesystem::path& file,
-                                                        const std::vector<std::filesystem::path>& allowed_dirs,
-                                                        const std::filesystem::path& private_dir);
+                                                        const std::vector<std::filesystem::path>& allowed_dirs);
 
 /// Finds plugin `name` (file NAME.so) in `dirs`, in order, and loads it. Plugins are cached per path.
 Result<std::shared_ptr<LoadedPlugin>> find_plugin(const std::string& name,

@@ -6,13 +6,18 @@
 #include <linux/bpf.h>
 #include <sched.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "interface.h"
+#include "json_text.h"
 #include "log.h"
 #include "pipeline.h"
 #include <xdp_pipeline/net.h>
@@ -28,6 +33,17 @@ struct PcapCloser {
 struct DumperCloser {
   void operator()(pcap_dumper_t* dumper) const { pcap_dump_close(dumper); }
 };
+
+// libpcap's dumper writes through stdio and reports nothing: a full filesystem shows only as the
+// stream's error flag, and data still buffered can fail at the flush or in the kernel at fsync.
+bool dump_failed(pcap_dumper_t* dumper) { return std::ferror(pcap_dump_file(dumper)) != 0; }
+
+Status finish_dump(pcap_dumper_t* dumper) {
+  if (dump_failed(dumper)) return fail("writing: ", std::strerror(errno));
+  if (pcap_dump_flush(dumper) != 0) return fail("writing: ", std::strerror(errno));
+  if (::fsync(fileno(pcap_dump_file(dumper))) != 0 && errno != EINVAL) return fail("syncing: ", std::strerror(errno));
+  return {};
+}
 
 std::string hex(std::span<const std::uint8_t> bytes) {
   static const char digits[] = "0123456789abcdef";
@@ -79,7 +95,7 @@ void pin_to_one_cpu() {
 // JSON object (metadata's format = "json") gets its text remade from the corrected object.
 void use_capture_time(EventRecord& record, std::uint64_t capture_ns) {
   if (!record.json.is_object() || !record.json.contains("ts_ns")) return;
-  auto dump = [](const nlohmann::json& json) { return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
+  auto dump = [](const nlohmann::json& json) { return json_text(json); };
   const bool text_is_json = record.text == dump(record.json);
   record.json["ts_ns"] = capture_ns;
   if (text_is_json) record.text = dump(record.json);
@@ -166,8 +182,8 @@ int command_replay(const CommandOptions& options) {
     if (frame.size() < kEthernetHeader) {
       ++skipped;
       if (options.json)
-        std::printf("%s\n", nlohmann::json{{"packet", index}, {"skipped", "shorter than an Ethernet header"},
-                                           {"length", frame.size()}}.dump().c_str());
+        std::printf("%s\n", json_text({{"packet", index}, {"skipped", "shorter than an Ethernet header"},
+                                           {"length", frame.size()}}).c_str());
       else
         std::printf("#%zu skipped: %zu bytes, shorter than an Ethernet header\n", index, frame.size());
       continue;
@@ -202,7 +218,7 @@ int command_replay(const CommandOptions& options) {
         events.push_back(std::move(item));
       }
       line["events"] = std::move(events);
-      std::printf("%s\n", line.dump().c_str());
+      std::printf("%s\n", json_text(line).c_str());
     } else {
       print_human(index, *result, malformed);
     }
@@ -210,7 +226,22 @@ int command_replay(const CommandOptions& options) {
       pcap_pkthdr out_header = *header;
       out_header.caplen = out_header.len = static_cast<bpf_u_int32>(result->packet.size());
       pcap_dump(reinterpret_cast<u_char*>(output.get()), &out_header, result->packet.data());
+      if (dump_failed(output.get())) {
+        log::error("pcap " + *options.out + ": writing packet " + std::to_string(index) + ": " + std::strerror(errno));
+        return kExitFailure;
+      }
       ++written;
+    }
+  }
+
+  if (output) {
+    Status finished = finish_dump(output.get());
+    // fclose() inside pcap_dump_close() reports nothing; after a successful flush and fsync there is
+    // nothing left for it to fail on.
+    output.reset();
+    if (!finished) {
+      log::error("pcap " + *options.out + ": " + finished.error().message);
+      return kExitFailure;
     }
   }
 
@@ -218,7 +249,7 @@ int command_replay(const CommandOptions& options) {
                             {"verdicts", verdicts}, {"stages", per_stage}};
   if (options.out) summary["written"] = written;
   if (options.json) {
-    std::printf("%s\n", nlohmann::json{{"summary", summary}}.dump().c_str());
+    std::printf("%s\n", json_text({{"summary", summary}}).c_str());
   } else {
     std::fprintf(stderr, "replay: %llu packets, %llu skipped, %llu malformed", static_cast<unsigned long long>(packets),
                  static_cast<unsigned long long>(skipped), static_cast<unsigned long long>(malformed_count));

@@ -1,13 +1,16 @@
 // `run`, `check`, and the live changes a running pipeline accepts on its control channel.
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <mutex>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "commands.h"
 #include "control.h"
@@ -152,6 +155,7 @@ class Runner {
     const auto started = std::chrono::steady_clock::now();
     live_at_ = {};
     invalid_ = false;
+    unpublished_.clear();
     const std::string op = request.value("op", "");
     Status done;
     std::string what;
@@ -177,6 +181,14 @@ class Runner {
       // "invalid": the request itself is wrong (the client exits 2, as `check` does for a bad file);
       // otherwise a valid change failed while being applied (exit 1).
       return {{"ok", false}, {"error", done.error().message}, {"invalid", invalid_}};
+    }
+    if (!unpublished_.empty()) {
+      // The change is live, but `status` would still describe the old programs: not a success.
+      std::string error = what + ", but the state file was not rewritten: " + unpublished_ +
+                          "; `status` shows the previous state until a later change is published";
+      unpublished_.clear();
+      log::error("pipeline '" + name_ + "': " + error);
+      return {{"ok", false}, {"error", error}, {"live", true}};
     }
     log::info("pipeline '" + name_ + "': " + what + " in " + std::to_string(ms) + " ms");
     return {{"ok", true}, {"message", what}, {"latency_ms", ms}, {"total_ms", total_ms}};
@@ -226,8 +238,7 @@ class Runner {
     pipeline_->set_swap_event_handler(print_event);
     pipeline_->set_events_need_json(false);
     old.reset();
-    if (auto published = publish(*pipeline_, mode_); !published)
-      log::warn("pipeline '" + name_ + "': " + published.error().message);
+    publish_or_remember(true);
     what = "reloaded " + pipeline_->spec().file + ": new chain of " + std::to_string(pipeline_->stages().size()) +
            " stages switched in atomically";
     print_stages(*pipeline_);
@@ -275,7 +286,7 @@ class Runner {
     const bool unchanged = !request.contains("plugin") && file_signature(plugin_file) == live->spec.plugin_signature &&
                            !live->spec.plugin_signature.empty();
     auto plugin = unchanged ? Result<std::shared_ptr<LoadedPlugin>>(live->spec.plugin)
-                            : load_plugin_fresh(plugin_file, pipeline_->spec().plugin_dirs, kRunRoot / (name_ + ".plugins"));
+                            : load_plugin_fresh(plugin_file, pipeline_->spec().plugin_dirs);
     if (!plugin) return invalid(plugin.error());
     swap.plugin = *plugin;
     swap.plugin_signature = file_signature(plugin_file);
@@ -285,7 +296,7 @@ class Runner {
     XDPP_TRY(with_reset_hint(pipeline_->swap_stage(stage, std::move(swap)),
                              "`xdp-pipeline swap " + stage + " --reset-state` starts the stage with fresh maps"));
     const auto t2 = live_at_ = std::chrono::steady_clock::now();
-    publish_quietly(fresh_maps);
+    publish_or_remember(fresh_maps);
     auto ms = [](auto a, auto b) { return std::to_string(std::chrono::duration<double, std::milli>(b - a).count()); };
     log::debug("stage '" + stage + "': swap: plugin " + ms(t0, t1) + " ms, load+verify+switch " + ms(t1, t2) +
                " ms, state " + ms(t2, std::chrono::steady_clock::now()) + " ms");
@@ -307,7 +318,7 @@ class Runner {
                              "add --reset-state to this `xdp-pipeline set` to start the stage with fresh maps "
                              "(its state and counters start from zero)"));
     live_at_ = std::chrono::steady_clock::now();
-    publish_quietly(reset_state);
+    publish_or_remember(reset_state);
     return {};
   }
 
@@ -318,10 +329,13 @@ class Runner {
     return fail("no stage '", stage, "' in pipeline '", name_, "' (its stages: ", names, ")");
   }
 
-  // A swap changes program ids: the state file says which run now.
-  void publish_quietly(bool repin = false) {
-    if (auto published = publish(*pipeline_, mode_, repin); !published)
-      log::warn("pipeline '" + name_ + "': " + published.error().message);
+  // A swap changes program ids: the state file says which run now. A failure to say so (a full /run) is
+  // kept for the reply: the change itself is live and cannot be taken back.
+  void publish_or_remember(bool repin = true) {
+    if (auto published = publish(*pipeline_, mode_, repin); !published) {
+      unpublished_ = published.error().message;
+      log::error("pipeline '" + name_ + "': " + unpublished_);
+    }
   }
 
   std::unique_ptr<Pipeline> pipeline_;
@@ -331,6 +345,7 @@ class Runner {
   std::mutex mutex_;  // the metrics thread reads counters while the main thread may swap
   std::chrono::steady_clock::time_point live_at_;  // when the change being handled took effect
   bool invalid_ = false;  // the request being handled was refused as invalid, not failed while applied
+  std::string unpublished_;  // why the state file could not be rewritten after the change being handled
 };
 
 // What the metrics endpoint reads: the running pipeline's counters, none before it runs or after it stops.
@@ -383,9 +398,50 @@ Result<PipelineSpec> read_pipeline(const CommandOptions& options) {
 int command_check(const CommandOptions& options) {
   auto spec = read_pipeline(options);
   if (!spec) return kExitUsage;
+  // What `run` and `replay` would refuse later (not an ELF, another architecture, no stage contract) is
+  // refused here: every object is opened, none is loaded.
+  if (auto objects = check_stage_objects(*spec); !objects) {
+    log::error(objects.error().message);
+    return kExitUsage;
+  }
   std::printf("%s: pipeline '%s', %zu stages, valid\n", options.file.c_str(), spec->name.c_str(), spec->stages.size());
   return 0;
 }
+
+namespace {
+
+// Serves the control socket on a thread of its own until destroyed, so that neither a slow client nor
+// a long change delays the draining of events on the main thread (and the reverse).
+class ControlThread {
+ public:
+  ControlThread(ControlServer& server, Runner& runner) {
+    // Signals belong to the main thread's loop: block them here before the thread inherits the mask.
+    sigset_t signals, previous;
+    sigemptyset(&signals);
+    for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, signal);
+    pthread_sigmask(SIG_BLOCK, &signals, &previous);
+    thread_ = std::thread([&server, &runner, this] {
+      try {
+        server.serve([&runner](const nlohmann::json& request) { return runner.handle(request); }, stop_);
+      } catch (const std::exception& error) {  // out of memory: the pipeline keeps running, uncontrolled
+        log::error(std::string("control socket: stopped serving: ") + error.what());
+      }
+    });
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  }
+  ~ControlThread() {
+    stop_ = true;
+    thread_.join();
+  }
+  ControlThread(const ControlThread&) = delete;
+  ControlThread& operator=(const ControlThread&) = delete;
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace
 
 int command_run(const CommandOptions& options) {
   if (options.overrides.mode == AttachMode::offload) {
@@ -409,14 +465,15 @@ int command_run(const CommandOptions& options) {
   }
   // The lock file goes on every exit (the lock itself dies with the process anyway).
   std::unique_ptr<RunLock, void (*)(RunLock*)> remove_lock_on_exit(&*lock, [](RunLock* held) { held->remove(); });
-  // Metrics listen in the namespace `run` started in unless --metrics-netns pipeline: a Prometheus on the
-  // host reaches them there. The listening socket stays in the namespace it was made in, so it is made
-  // before --netns is entered. Until the pipeline runs, a scrape finds no stage counters.
+  // The metrics port is bound before anything is loaded: a port in use or not ours to bind is a bad setting,
+  // refused like one, with nothing attached meanwhile. It listens in the namespace `run` started in unless
+  // --metrics-netns pipeline (a Prometheus on the host reaches it there): a listening socket stays in the
+  // namespace it was made in, so it is made before --netns is entered. Until the pipeline runs, a scrape
+  // finds no stage counters.
   MetricsFeed feed;
   std::unique_ptr<MetricsServer> metrics;
-  const std::optional<std::string> metrics_address = spec->metrics;
   auto start_metrics = [&]() -> bool {
-    auto served = serve_metrics(*metrics_address, name, [&feed] { return feed.read(); });
+    auto served = serve_metrics(*spec->metrics, name, [&feed] { return feed.read(); });
     if (!served) {
       log::error("pipeline '" + name + "': " + served.error().message);
       return false;
@@ -426,13 +483,15 @@ int command_run(const CommandOptions& options) {
               describe_netns());
     return true;
   };
-  if (metrics_address && options.netns && !options.metrics_in_pipeline_netns && !start_metrics()) return kExitFailure;
+  const bool metrics_in_netns = options.netns && options.metrics_in_pipeline_netns;
+  if (spec->metrics && !metrics_in_netns && !start_metrics()) return kExitUsage;
   if (options.netns) {
     if (auto entered = enter_netns(*options.netns); !entered) {
       log::error(entered.error().message);
       return kExitFailure;
     }
   }
+  if (spec->metrics && metrics_in_netns && !start_metrics()) return kExitUsage;
   auto interface = lookup_interface(spec->interface);
   if (!interface) {
     if (spec->interface.empty()) {
@@ -510,49 +569,64 @@ int command_run(const CommandOptions& options) {
               std::to_string(runner->pipeline().dispatcher_prog_id()) + ")");
   }
   Runner& running = *runner;
-  MetricsFeed::Connection feeding(feed, running);
   print_stages(running.pipeline());
 
-  if (auto published = publish(running.pipeline(), mode_name); !published) {
-    log::error("pipeline '" + name + "': " + published.error().message);
-    if (!persist) unpublish(name);
-    return kExitFailure;  // without persist, the pipeline's destructor detaches it
-  }
-  // Without persist, removes the pins and the state file however this function returns; with persist they
-  // are what keeps the pipeline running.
+  // Without persist, removes the pins and the state file however this function returns, a failed publish
+  // included (it may have pinned maps before the state file failed to write); with persist they are what
+  // keeps the pipeline running.
   std::unique_ptr<const std::string, void (*)(const std::string*)> unpublish_on_exit(
       persist ? nullptr : &name, [](const std::string* n) { if (n) unpublish(*n); });
+  if (auto published = publish(running.pipeline(), mode_name); !published) {
+    log::error("pipeline '" + name + "': " + published.error().message);
+    return kExitFailure;  // without persist, the pipeline's destructor detaches it
+  }
   log::info("pipeline '" + name + "': control socket " + (kRunRoot / (name + ".sock")).string() + ", state " +
             (kRunRoot / (name + ".json")).string() + (persist ? ", persisted: it outlives this daemon" : ""));
-
-  if (metrics_address && !metrics && !start_metrics()) return kExitFailure;
+  MetricsFeed::Connection feeding(feed, running);
 
   int status = 0;
-  while (!stop_signal) {
-    pollfd fds[2] = {{.fd = (*control)->fd(), .events = POLLIN, .revents = 0},
-                     {.fd = running.pipeline().event_fd(), .events = POLLIN, .revents = 0}};
-    int ready = ::poll(fds, fds[1].fd >= 0 ? 2 : 1, 100);
-    if (ready < 0 && errno != EINTR) {
-      log::error(std::string("poll: ") + std::strerror(errno));
-      status = kExitFailure;
-      break;
+  {
+    ControlThread control_thread(**control, running);
+    while (!stop_signal) {
+      int event_fd;
+      {
+        std::lock_guard lock(running.mutex());  // a reload replaces the pipeline, and its event fd with it
+        event_fd = running.pipeline().event_fd();
+      }
+      pollfd fds[1] = {{.fd = event_fd, .events = POLLIN, .revents = 0}};
+      int ready = ::poll(fds, event_fd >= 0 ? 1 : 0, 100);
+      if (ready < 0 && errno != EINTR) {
+        log::error(std::string("poll: ") + std::strerror(errno));
+        status = kExitFailure;
+        break;
+      }
+      if (reload_signal) {
+        reload_signal = 0;
+        std::string what;
+        Status reloaded;
+        try {  // as a request would be: whatever the file holds, the daemon carries on
+          reloaded = running.reload("", what);
+        } catch (const std::exception& error) {
+          reloaded = fail(error.what());
+        }
+        if (reloaded)
+          log::info("pipeline '" + name + "': SIGHUP: " + what);
+        else
+          log::warn("pipeline '" + name + "': SIGHUP: reload refused, nothing changed: " + reloaded.error().message);
+      }
+      Result<int> consumed = 0;
+      {
+        std::lock_guard lock(running.mutex());
+        consumed = running.pipeline().consume_events(print_event);
+      }
+      if (!consumed) {
+        log::error(consumed.error().message);
+        status = kExitFailure;
+        break;
+      }
+      std::fflush(stdout);
     }
-    if (reload_signal) {
-      reload_signal = 0;
-      std::string what;
-      if (auto reloaded = running.reload("", what); reloaded)
-        log::info("pipeline '" + name + "': SIGHUP: " + what);
-      else
-        log::warn("pipeline '" + name + "': SIGHUP: reload refused, nothing changed: " + reloaded.error().message);
-    }
-    if (ready > 0 && (fds[0].revents & POLLIN)) (*control)->serve_one([&](const nlohmann::json& r) { return running.handle(r); });
-    if (auto consumed = running.pipeline().consume_events(print_event); !consumed) {
-      log::error(consumed.error().message);
-      status = kExitFailure;
-      break;
-    }
-    std::fflush(stdout);
-  }
+  }  // the control thread ends here: no change can start after this point
   const std::string why = stop_signal ? std::string(" (") + strsignal(stop_signal) + ")" : "";
   if (persist) {
     // The pinned link, chain, programs and maps keep it running; the next run adopts it.

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -18,6 +20,7 @@
 #include <sstream>
 
 #include "bpf_object.h"
+#include "json_text.h"
 #include "log.h"
 #include "run_lock.h"
 
@@ -112,6 +115,45 @@ std::uint32_t counters_map_id(const LoadedObject& object) {
   return bpf_obj_get_info_by_fd(map->fd, &info, &length) == 0 ? info.id : 0;
 }
 
+// Writes `text` to a temporary file beside `file` and renames it over `file`: readers see the old state
+// or the new one, never a part. Every write, the close and the rename are checked (a full /run fails
+// here, not later in `status`); on failure the temporary file is removed and `file` is left as it was.
+Status write_state_file(const std::filesystem::path& file, const std::string& text) {
+  auto temporary = file;
+  temporary += ".tmp";
+  auto failed = [&](const char* step) {
+    Error error = fail(file.string(), ": ", step, ": ", std::strerror(errno));
+    ::unlink(temporary.c_str());
+    return error;
+  };
+  // 0600 from its creation: the state names programs and pids, for root only.
+  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return failed("creating the temporary file");
+  for (std::size_t done = 0; done < text.size();) {
+    ssize_t wrote = ::write(fd, text.data() + done, text.size() - done);
+    if (wrote < 0 && errno == EINTR) continue;
+    if (wrote < 0) {
+      int saved = errno;
+      ::close(fd);
+      errno = saved;
+      return failed("writing");
+    }
+    done += wrote;
+  }
+  if (::close(fd) != 0) return failed("closing");
+  if (::rename(temporary.c_str(), file.c_str()) != 0) return failed("renaming into place");
+  return {};
+}
+
+// What a killed run of `name` (pid `pid`) may have left beside its state: the private plugin copies
+// of older versions (NAME.plugins/, plugins.PID/). Plugins are loaded from memory now; these go.
+void remove_leftovers(const std::string& name, int pid) {
+  std::error_code error;
+  std::filesystem::remove_all(kRunRoot / (name + ".plugins"), error);
+  std::filesystem::remove(kRunRoot / (name + ".json.tmp"), error);
+  if (pid > 0) std::filesystem::remove_all(kRunRoot / ("plugins." + std::to_string(pid)), error);
+}
+
 }  // namespace
 
 bool RunState::alive() const { return RunLock::held(name); }
@@ -130,8 +172,12 @@ std::optional<RunState> read_run_state(const std::string& name) { return read_st
 Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
   const std::string& name = pipeline.spec().name;
   const bool persist = pipeline.spec().persist;
-  if (auto existing = read_state(state_file(name)); existing && existing->pid != ::getpid() && !persist)
-    log::warn("pipeline '" + name + "': removing the leftovers of a killed run (pid " + std::to_string(existing->pid) + ")");
+  // A second daemon of the name never gets here (the run lock); an earlier one's files are leftovers.
+  if (auto existing = read_state(state_file(name)); existing && existing->pid != ::getpid()) {
+    if (!persist)
+      log::warn("pipeline '" + name + "': removing the leftovers of a killed run (pid " + std::to_string(existing->pid) + ")");
+    remove_leftovers(name, existing->pid);
+  }
   XDPP_TRY(ensure_private_dir(kRunRoot, 0700));
   const auto root = kPinRoot / name;
   // `ip netns exec` remounts /sys, hiding the host's bpffs: then nothing is pinned (status reads the
@@ -193,17 +239,7 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
                           {"version", XDPP_VERSION},
                           {"started", static_cast<long long>(::time(nullptr))},
                           {"stages", stages}};
-  auto file = state_file(name);
-  auto temporary = file;
-  temporary += ".tmp";
-  {
-    std::ofstream out(temporary);
-    out << state.dump(2) << "\n";
-    if (!out) return fail(temporary.string(), ": cannot write");
-  }
-  ::chmod(temporary.c_str(), 0600);
-  std::filesystem::rename(temporary, file);
-  return {};
+  return write_state_file(state_file(name), json_text(state, 2) + "\n");
 }
 
 Status pin_pending_chain(const Pipeline& next) {
@@ -219,6 +255,7 @@ void unpublish(const std::string& name) {
   std::error_code error;
   std::filesystem::remove_all(kPinRoot / name, error);  // unlinking a pin drops only that reference
   std::filesystem::remove(state_file(name), error);
+  remove_leftovers(name, 0);
   if (std::filesystem::is_empty(kPinRoot, error)) std::filesystem::remove(kPinRoot, error);
 }
 

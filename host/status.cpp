@@ -10,6 +10,7 @@
 
 #include "bpf_object.h"
 #include "commands.h"
+#include "json_text.h"
 #include "log.h"
 #include "state.h"
 
@@ -138,8 +139,14 @@ int command_status(const CommandOptions& options) {
     for (const RunState& run : runs) {
       const bool daemon = run.alive();
       if (!daemon && !run.persisted()) {
-        log::warn("pipeline '" + run.name + "': its run (pid " + std::to_string(run.pid) +
-                  ") is gone; the next run of that name removes its leftovers");
+        const std::string gone = "pipeline '" + run.name + "': its run (pid " + std::to_string(run.pid) +
+                                 ") is gone; the next run of that name removes its leftovers";
+        // The one asked for is not running: that is the answer, and not a success.
+        if (name) {
+          log::error(gone);
+          return kExitFailure;
+        }
+        log::warn(gone);
         continue;
       }
       // Rates need two samples: the previous refresh's, or one taken a moment ago.
@@ -160,9 +167,13 @@ int command_status(const CommandOptions& options) {
       all.push_back(status_json(run, daemon, previous[run.name], *now));
       previous[run.name] = *now;
     }
+    if (all.empty() && !options.watch) {
+      log::error("no pipeline is running");
+      return kExitFailure;
+    }
     if (options.watch && !options.json) std::printf("\033[H\033[2J");
     if (options.json) {
-      std::printf("%s\n", (name && all.size() == 1 ? all[0] : nlohmann::json{{"pipelines", all}}).dump().c_str());
+      std::printf("%s\n", json_text(name && all.size() == 1 ? all[0] : nlohmann::json{{"pipelines", all}}).c_str());
     } else {
       for (const auto& status : all) print_table(status);
     }

@@ -136,6 +136,15 @@ class PluginSafetyTest : public ::testing::Test {
     return file;
   }
 
+  // dir_/NAME/parse.so, a symbolic link to `target`, in a directory NAME with `dir_mode`.
+  fs::path link_parse(const std::string& name, mode_t dir_mode, const fs::path& target) {
+    const fs::path dir = dir_->path() / name;
+    fs::create_directory(dir);
+    EXPECT_EQ(::chmod(dir.c_str(), dir_mode), 0);
+    fs::create_symlink(target, dir / "parse.so");
+    return dir / "parse.so";
+  }
+
   // `check` on a one-stage pipeline whose parse plugin is looked for first in `plugin_dir`.
   CommandResult check_with(const fs::path& plugin_dir) {
     const auto pipeline = dir_->write("p.toml", "[[stage]]\nname = \"parse\"\nplugin = \"parse\"\n");
@@ -193,12 +202,39 @@ TEST_F(PluginSafetyTest, SafeCopyLoads) {
 // A symlink does not launder a writable file: the loader checks the file it resolves to.
 TEST_F(PluginSafetyTest, SymlinkToWritableFileIsRefused) {
   const fs::path target = copy_parse(0666, 0755);
-  const fs::path safe = dir_->path() / "safe";
-  fs::create_directory(safe);
-  ::chmod(safe.c_str(), 0755);
-  fs::create_symlink(target, safe / "parse.so");
-  expect_refused(load_plugin_file(safe / "parse.so"), safe / "parse.so",
+  const fs::path link = link_parse("safe", 0755, target);
+  expect_refused(load_plugin_file(link), link,
                  "file " + target.string() + " is writable by group or others (mode 0666)");
+}
+
+// Every directory on the way from / counts, not just the plugin's own: whoever owns an ancestor can
+// rename or exchange what lies below it.
+TEST_F(PluginSafetyTest, AncestorDirectoryOwnedByAnotherUserIsRefused) {
+  const fs::path theirs = dir_->path() / "theirs";
+  fs::create_directories(theirs / "plugins");
+  fs::copy_file(kPluginDir / "parse.so", theirs / "plugins" / "parse.so");
+  ASSERT_EQ(::chown(theirs.c_str(), 65534, 65534), 0);
+  const fs::path file = theirs / "plugins" / "parse.so";
+  expect_refused(load_plugin_file(file), file, "directory " + theirs.string() + " is owned by uid 65534, not root");
+  CommandResult result = check_with(file.parent_path());
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+}
+
+// A link in a directory that others can write is theirs to replace, whatever it points at now.
+TEST_F(PluginSafetyTest, SymlinkInAWritableDirectoryIsRefused) {
+  const fs::path link = link_parse("open", 0777, copy_parse(0755, 0755));
+  expect_refused(load_plugin_file(link), link,
+                 "its directory " + link.parent_path().string() + " is writable by group or others (mode 0777)");
+}
+
+// In a sticky directory (like /tmp) others cannot touch root's entries, but their own link is theirs.
+TEST_F(PluginSafetyTest, LinkOfAnotherUserInAStickyDirectoryIsRefused) {
+  const fs::path link = link_parse("sticky", 01777, copy_parse(0755, 0755));
+  ASSERT_EQ(::lchown(link.c_str(), 65534, 65534), 0);
+  expect_refused(load_plugin_file(link), link, "symbolic link " + link.string() + " is owned by uid 65534, not root");
+  // Root's own link there is fine: nobody else may remove or replace it.
+  ASSERT_EQ(::lchown(link.c_str(), 0, 0), 0);
+  EXPECT_TRUE(load_plugin_file(link)) << "a root-owned link in a sticky directory";
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #define PCAP_DONT_INCLUDE_PCAP_BPF_H  // libbpf and libpcap both define struct bpf_insn
 #include <pcap/dlt.h>
 #include <pcap/pcap.h>
+#include <sys/mount.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -789,6 +790,24 @@ TEST_F(ReplayTest, OutFileHoldsTheLeavingPackets) {
 }
 
 // ---- the human format ---------------------------------------------------------------------------------
+
+// A full filesystem under --out (a 16 KiB tmpfs at a path of the test's own): replay must not say it
+// wrote what it could not, and must fail.
+TEST_F(ReplayTest, OutOntoAFullFilesystemFails) {
+  const fs::path small = dir_ / "small";
+  fs::create_directories(small);
+  if (::mount("xdpp-replay-test", small.c_str(), "tmpfs", 0, "size=16k") != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs: " << std::strerror(errno);
+  std::unique_ptr<const fs::path, void (*)(const fs::path*)> unmount(&small, [](const fs::path* at) { ::umount2(at->c_str(), MNT_DETACH); });
+  auto file = write_file("full.toml", pipeline_header(kNoInterface, "") + kFullStages);
+  std::vector<Bytes> frames;
+  for (int i = 0; i < 200; ++i)
+    for (const Bytes& frame : chain_frames()) frames.push_back(frame);
+  auto outcome = replay(file, pcap("many.pcap", frames), {"--mac", kFlagMac, "--out", (small / "out.pcap").string()});
+  EXPECT_EQ(outcome.exit_code, 1) << outcome.describe();
+  EXPECT_NE(outcome.err.find("No space left on device"), std::string::npos) << outcome.describe();
+  EXPECT_EQ(outcome.err.find("wrote "), std::string::npos) << outcome.describe();
+}
 
 TEST_F(ReplayTest, HumanOutputNamesVerdictAndStage) {
   auto file = write_file("full.toml", pipeline_header(kNoInterface, "") + kFullStages);

@@ -44,9 +44,28 @@ inline constexpr std::uint32_t kPluginInterfaceRevision = 2;
 inline constexpr std::uint32_t kPluginAbiVersion = kPluginInterfaceRevision * 1000u + XDPP_CONTRACT_VERSION;
 
 /// A setting that failed validation. Thrown only while reading configuration, never afterwards.
+/// what() is a C string: control bytes of the message (a NUL in a quoted name would cut it short) are
+/// kept visible as \xNN.
 class ConfigError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit ConfigError(const std::string& message) : std::runtime_error(visible(message)) {}
+  explicit ConfigError(const char* message) : ConfigError(std::string(message)) {}
+
+ private:
+  static std::string visible(const std::string& message) {
+    static const char digits[] = "0123456789abcdef";
+    std::string text;
+    for (unsigned char c : message) {
+      if (c >= 0x20 || c == '\n' || c == '\t') {
+        text.push_back(static_cast<char>(c));
+      } else {
+        text += "\\x";
+        text.push_back(digits[c >> 4]);
+        text.push_back(digits[c & 15]);
+      }
+    }
+    return text;
+  }
 };
 
 /// One stage's table from the pipeline file. Records which keys were read, so that the host can reject
