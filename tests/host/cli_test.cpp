@@ -45,7 +45,7 @@ std::vector<std::string> listed_commands() {
 TEST(Usage, HelpListsEveryCommand) {
   auto names = listed_commands();
   const std::set<std::string> got(names.begin(), names.end());
-  EXPECT_EQ(got, (std::set<std::string>{"run", "check", "replay", "swap", "set", "reload", "status", "new-stage"}));
+  EXPECT_EQ(got, (std::set<std::string>{"run", "check", "replay", "swap", "set", "reload", "status", "detach", "new-stage"}));
   CommandResult result = run_command({kExecutable, "help"});
   EXPECT_TRUE(contains(result.out, "--version")) << result.out;
 }

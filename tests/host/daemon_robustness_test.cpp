@@ -177,7 +177,8 @@ TEST_F(DaemonTest, ClientsWithArgumentsThatAreNotUtf8FailCleanly) {
         {"swap", "pa\xffrse"}}) {
     CommandResult result = client(argv);
     SCOPED_TRACE(argv[0] + " " + argv[1]);
-    EXPECT_EQ(result.exit_code, 1) << describe(result);
+    // Refused as given (no such stage, no such key): exit 2, as for any invalid request.
+    EXPECT_EQ(result.exit_code, 2) << describe(result);
     EXPECT_EQ(result.signal, 0) << describe(result);
     ASSERT_TRUE(child_->running()) << child_->stderr_text();
   }
@@ -363,7 +364,7 @@ TEST_F(DaemonTest, SwapWithResetStateOnAFullRunReportsThatTheStateWasNotWritten)
   fs::create_directories(kRunRoot);
   const std::string script =
       "\"$X\" run \"$F\" --interface \"$V\" --mode native --netns \"$NS\" >/dev/null 2>&1 & pid=$!; "
-      "for i in $(seq 100); do [ -S /run/xdp-pipeline/$N.sock ] && break; sleep 0.1; done; fill; "
+      "for i in $(seq 100); do [ -S /run/xdp-pipeline/$N.sock ] && [ -f /run/xdp-pipeline/$N.json ] && break; sleep 0.1; done; fill; "
       "\"$X\" swap parse --reset-state --pipeline \"$N\"; echo swap=$?; rm -f /run/xdp-pipeline/filler; "
       "\"$X\" set no-8080 'drop_tcp_dst=[1]' --pipeline \"$N\"; echo set=$?; "
       "\"$X\" status \"$N\" --json >/dev/null; echo status=$?; "

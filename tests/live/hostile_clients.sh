@@ -16,7 +16,7 @@ PORT=$((20000 + ($$ * 7) % 20000))
 write_pipeline "$T/p.toml" "parse flows no-8080 ping-lb" "metrics = \"127.0.0.1:$PORT\""
 start_pipeline "$T/p.toml"
 SOCK=/run/xdp-pipeline/$PIPELINE_NAME.sock
-ok "pipeline $PIPELINE_NAME running, metrics at 127.0.0.1:$PORT in $LAB_NS_LB"
+ok "pipeline $PIPELINE_NAME running in $LAB_NS_LB, metrics at 127.0.0.1:$PORT in the host's namespace"
 
 # Stallers, each in a loop (the daemon closes them at its deadline; they come right back).
 for i in $(seq 14); do
@@ -30,7 +30,7 @@ for i in $(seq 3); do
   echo $! >>"$T/bg"
 done
 for i in $(seq 6); do
-  (while :; do sleep 30 | lab_exec lb nc 127.0.0.1 "$PORT" >/dev/null 2>&1; done) &
+  (while :; do sleep 30 | nc 127.0.0.1 "$PORT" >/dev/null 2>&1; done) &
   echo $! >>"$T/bg"
 done
 sleep 1
@@ -48,7 +48,7 @@ for round in $(seq 5); do
   ms=$((($(date +%s%N) - t0) / 1000000))
   ((ms > slowest_set)) && slowest_set=$ms
   t0=$(date +%s%N)
-  lab_exec lb curl -sf --max-time 10 "http://127.0.0.1:$PORT/metrics" >"$T/metrics.txt" ||
+  curl -sf --max-time 10 "http://127.0.0.1:$PORT/metrics" >"$T/metrics.txt" ||
     fail "scrape failed beside idle HTTP connections"
   ms=$((($(date +%s%N) - t0) / 1000000))
   ((ms > slowest_scrape)) && slowest_scrape=$ms
