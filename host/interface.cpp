@@ -46,10 +46,14 @@ Result<InterfaceInfo> lookup_interface(const std::string& name) {
 std::string describe_netns() {
   // The host's namespace is the kernel's initial one, whose inode number is fixed (PROC_NET_INIT_INO in
   // include/linux/proc_ns.h): /proc/1/ns/net may be unreadable, e.g. when pid 1 is in another namespace.
+  // Kernels before 6.18 number it like any other, so init's own namespace is asked first where readable.
   constexpr ino_t kInitialNetnsInode = 0xEFFFFFF9U;
   struct stat self {};
   if (::stat("/proc/thread-self/ns/net", &self) != 0) return "this network namespace";
-  if (self.st_ino == kInitialNetnsInode) return "the host's network namespace";
+  struct stat init {};
+  const bool init_known = ::stat("/proc/1/ns/net", &init) == 0;
+  if (init_known ? (self.st_ino == init.st_ino && self.st_dev == init.st_dev) : self.st_ino == kInitialNetnsInode)
+    return "the host's network namespace";
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator("/run/netns", error)) {
     struct stat named {};

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstdio>
 #include <mutex>
-#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -88,8 +87,8 @@ Status apply_assignment(toml::table& settings, const std::string& assignment) {
   } catch (const toml::parse_error& error) {
     // A bare word (`set parse malformed=drop`, `drop_tcp_dst+=9000-9100`) is the string it obviously is;
     // a plugin that expects another type says so.
-    static const std::regex bare_word("[A-Za-z0-9_.:/-]+");
-    if (std::regex_match(text, bare_word)) {
+    const std::string bare_chars = std::string(kWordChars) + ".:/-";
+    if (consists_of(text, bare_chars, bare_chars)) {
       parsed.insert_or_assign("value", text);
     } else {
       const auto& begin = error.source().begin;

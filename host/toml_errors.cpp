@@ -33,8 +33,10 @@ std::string key_of(std::string_view line) {
   auto equals = line.find('=');
   if (equals == std::string_view::npos) return {};
   std::string_view key = trim(line.substr(0, equals));
-  static const std::regex bare("[A-Za-z0-9_.-]+|\"[^\"]*\"|'[^']*'");
-  return std::regex_match(key.begin(), key.end(), bare) ? std::string(key) : std::string();
+  const bool quoted = key.size() >= 2 && (key.front() == '"' || key.front() == '\'') && key.back() == key.front() &&
+                      key.substr(1, key.size() - 2).find(key.front()) == std::string_view::npos;
+  const std::string bare_chars = std::string(kWordChars) + ".-";
+  return quoted || consists_of(key, bare_chars, bare_chars) ? std::string(key) : std::string();
 }
 
 bool is_header(std::string_view line) { return trim(line).starts_with('['); }
@@ -121,9 +123,14 @@ std::size_t unclosed_quote(std::string_view line) {
 }
 
 // The first line from `from` (1-based) on that matches `pattern`, or 0.
+// Lines longer than kLongestSearchedLine are passed over: no header or key we look for is that long, and
+// libstdc++'s regex matcher recurses per character (a long line would overflow the stack).
+constexpr std::size_t kLongestSearchedLine = 4096;
 std::size_t find_line(const std::vector<std::string_view>& lines, const std::regex& pattern, std::size_t from = 1) {
   for (std::size_t l = from; l <= lines.size(); ++l)
-    if (std::regex_search(lines[l - 1].begin(), lines[l - 1].end(), pattern)) return l;
+    if (lines[l - 1].size() <= kLongestSearchedLine &&
+        std::regex_search(lines[l - 1].begin(), lines[l - 1].end(), pattern))
+      return l;
   return 0;
 }
 
@@ -144,23 +151,31 @@ std::optional<SyntaxError> explain_bad_value(const std::vector<std::string_view>
   while (end < text.size() && delimiters.find(text[end]) == std::string_view::npos) ++end;
   const std::string token(text.substr(start, end - start));
   if (token.empty()) return std::nullopt;
-  static const std::regex range("[0-9]+-[0-9]+");
-  static const std::regex boolean("true|false", std::regex::icase);
-  static const std::regex word("[A-Za-z_][A-Za-z0-9_.:/-]*");
-  if (std::regex_match(token, range))
+  constexpr std::string_view digits = "0123456789";
+  const auto dash = token.find('-');
+  const bool range = dash != std::string::npos && consists_of(std::string_view(token).substr(0, dash), digits, digits) &&
+                     consists_of(std::string_view(token).substr(dash + 1), digits, digits);
+  static const std::regex boolean("true|false", std::regex::icase);  // fixed alternatives: no recursion per character
+  const std::string word_rest = std::string(kWordChars) + ".:/-";
+  if (range)
     return SyntaxError{line, start + 1, "a port range is a string: write \"" + token + "\" (in quotes)"};
-  if (std::regex_match(token, boolean)) {
+  if (token.size() <= 5 && std::regex_match(token, boolean)) {
     std::string lower = token;
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return SyntaxError{line, start + 1, "booleans are lower case in TOML: write " + lower};
   }
-  if (std::regex_match(token, word))
+  if (consists_of(token, std::string(kWordChars.substr(0, 52)) + "_", word_rest))
     return SyntaxError{line, start + 1, "the value " + token + " is not quoted: strings are written in quotes, \"" +
                                             token + "\""};
   return std::nullopt;
 }
 
 }  // namespace
+
+bool consists_of(std::string_view text, std::string_view first, std::string_view rest) {
+  if (text.empty() || first.find(text.front()) == std::string_view::npos) return false;
+  return text.substr(1).find_first_not_of(rest) == std::string_view::npos;
+}
 
 SyntaxError explain_syntax_error(std::string_view text, std::size_t line, std::size_t column,
                                  std::string_view description) {

@@ -170,6 +170,22 @@ TEST_F(DaemonTest, RequestsThatAreNotUtf8GetAnErrorReply) {
   expect_clean_stop();
 }
 
+// libstdc++'s regex matcher recurses once per character: a long value once overflowed the daemon's stack
+// while `set` decided whether it was a bare word. Long values and keys are refused, the daemon lives on.
+TEST_F(DaemonTest, LongSetValuesAreRefusedWithoutCrashing) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  const std::string word(120000, 'a');  // under MAX_ARG_STRLEN (128 KiB) for one argument
+  for (const std::string& assignment : {"drop_tcp_dst=" + word, "drop_tcp_dst=" + word + " x", word + "=1"}) {
+    CommandResult result = client({"set", "no-8080", assignment});
+    SCOPED_TRACE(assignment.substr(0, 40));
+    EXPECT_EQ(result.exit_code, 2) << result.err.substr(0, 400);
+    EXPECT_EQ(result.signal, 0);
+    ASSERT_TRUE(child_->running()) << child_->stderr_text();
+  }
+  expect_alive_and_answering();
+  expect_clean_stop();
+}
+
 TEST_F(DaemonTest, ClientsWithArgumentsThatAreNotUtf8FailCleanly) {
   ASSERT_NO_FATAL_FAILURE(start());
   for (const std::vector<std::string>& argv :
