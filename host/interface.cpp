@@ -21,7 +21,9 @@ Status enter_netns(const std::string& name) {
   if (name.empty() || name.find('/') != std::string::npos) return fail("'", name, "' is not a network namespace name");
   const std::string path = "/run/netns/" + name;
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return fail("network namespace '", name, "': ", path, ": ", std::strerror(errno));
+  if (!fd)
+    return fail("network namespace '", name, "': ", path, ": ", std::strerror(errno),
+                errno == ENOENT ? "; `ip netns list` shows the ones there are" : "");
   if (::setns(fd.get(), CLONE_NEWNET) != 0) return fail("network namespace '", name, "': setns: ", std::strerror(errno));
   return {};
 }

@@ -149,8 +149,12 @@ class Runner {
 
   Pipeline& pipeline() { return *pipeline_; }
   std::mutex& mutex() { return mutex_; }
+  /// Held for a whole change (a request, a SIGHUP reload): the control thread and the main thread change
+  /// the pipeline one at a time, and a change reads the running spec before it locks mutex().
+  std::mutex& change_mutex() { return change_mutex_; }
 
   nlohmann::json handle(const nlohmann::json& request) {
+    std::lock_guard changing(change_mutex_);
     const auto started = std::chrono::steady_clock::now();
     live_at_ = {};
     invalid_ = false;
@@ -221,6 +225,8 @@ class Runner {
       std::lock_guard lock(mutex_);
       XDPP_TRY(with_reset_hint(pipeline_->reconfigure_stages(changed, edited.file), reset_hint));
       live_at_ = std::chrono::steady_clock::now();
+      // A changed load-time constant replaces a program: the state file (and a persisted run's pins) follow.
+      if (!changed.empty()) publish_or_remember(false);
       what = "reloaded " + edited.file + ": " + std::to_string(changed.size()) + " stage(s) reconfigured in place";
       return {};
     }
@@ -253,8 +259,9 @@ class Runner {
   }
 
   static constexpr const char* kReloadResetHint =
-      "reload keeps every stage's state, so apply that setting with `xdp-pipeline set STAGE KEY=VALUE "
-      "--reset-state` (fresh maps), or restart `xdp-pipeline run`";
+      "reload keeps every stage's state; to start that stage with fresh maps, apply a changed setting with "
+      "`xdp-pipeline set STAGE KEY=VALUE --reset-state`, or a changed object with `xdp-pipeline swap STAGE "
+      "--object PATH --reset-state`, then reload the file";
 
   // A map whose shape changed cannot keep its state: say how to start it afresh, in the terms of the
   // command that was refused.
@@ -342,6 +349,7 @@ class Runner {
   std::string name_;
   std::string mode_;
   std::mutex mutex_;  // the metrics thread reads counters while the main thread may swap
+  std::mutex change_mutex_;
   std::chrono::steady_clock::time_point live_at_;  // when the change being handled took effect
   bool invalid_ = false;  // the request being handled was refused as invalid, not failed while applied
   std::string unpublished_;  // why the state file could not be rewritten after the change being handled
@@ -487,7 +495,9 @@ int command_run(const CommandOptions& options) {
   if (options.netns) {
     if (auto entered = enter_netns(*options.netns); !entered) {
       log::error(entered.error().message);
-      return kExitFailure;
+      // No such namespace: the command line names what is not there. Anything else failed while doing it.
+      std::error_code error;
+      return std::filesystem::exists("/run/netns/" + *options.netns, error) ? kExitFailure : kExitUsage;
     }
   }
   if (spec->metrics && metrics_in_netns && !start_metrics()) return kExitUsage;
@@ -520,7 +530,8 @@ int command_run(const CommandOptions& options) {
   install_signal_handlers();
   std::unique_ptr<Runner> runner;
   std::string mode_name;
-  if (adoption->pipeline) {
+  const bool adopting = adoption->pipeline != nullptr;
+  if (adopting) {
     // Events queued while no daemon ran go to the plugins first, in order, before anything changes.
     Pipeline& adopted = *adoption->pipeline;
     adopted.set_events_need_json(false);
@@ -577,6 +588,9 @@ int command_run(const CommandOptions& options) {
       persist ? nullptr : &name, [](const std::string* n) { if (n) unpublish(*n); });
   if (auto published = publish(running.pipeline(), mode_name); !published) {
     log::error("pipeline '" + name + "': " + published.error().message);
+    // A pipeline this run loaded is not left pinned without its state (nothing could adopt it); one it
+    // adopted keeps running from its pins, as it did before this run.
+    if (persist && !adopting) unpublish(name);
     return kExitFailure;  // without persist, the pipeline's destructor detaches it
   }
   log::info("pipeline '" + name + "': control socket " + (kRunRoot / (name + ".sock")).string() + ", state " +
@@ -604,6 +618,7 @@ int command_run(const CommandOptions& options) {
         std::string what;
         Status reloaded;
         try {  // as a request would be: whatever the file holds, the daemon carries on
+          std::lock_guard changing(running.change_mutex());
           reloaded = running.reload("", what);
         } catch (const std::exception& error) {
           reloaded = fail(error.what());

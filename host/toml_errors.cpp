@@ -164,7 +164,9 @@ std::optional<SyntaxError> explain_bad_value(const std::vector<std::string_view>
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return SyntaxError{line, start + 1, "booleans are lower case in TOML: write " + lower};
   }
-  if (consists_of(token, std::string(kWordChars.substr(0, 52)) + "_", word_rest))
+  // Words, and addresses written bare (192.168.1.2, 02:00:00:00:00:aa, fe80::1): all strings in TOML.
+  const bool all_digits = token.find_first_not_of(digits) == std::string::npos;
+  if (!all_digits && consists_of(token, word_rest, word_rest))
     return SyntaxError{line, start + 1, "the value " + token + " is not quoted: strings are written in quotes, \"" +
                                             token + "\""};
   return std::nullopt;
@@ -246,7 +248,7 @@ SyntaxError explain_syntax_error(std::string_view text, std::size_t line, std::s
   }
 
   if (says("could not determine value type") || says("while parsing date") || says("while parsing time") ||
-      says("while parsing boolean") || says("while parsing integer") || says("while parsing floating")) {
+      says("while parsing boolean") || says("integer") || says("while parsing floating")) {
     if (auto value = explain_bad_value(lines, line, column)) return *value;
   }
   if (says("expected '=', saw ':'")) return at(line, column, "write '=' between a key and its value, not ':'");

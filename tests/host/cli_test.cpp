@@ -140,5 +140,15 @@ TEST(MissingInterface, InsideNetnsNamesThatNamespaceAndItsInterfaces) {
   EXPECT_TRUE(result.err == expected(a, b) || result.err == expected(b, a)) << result.err;
 }
 
+TEST(MissingInterface, NetnsThatDoesNotExistIsAUsageErrorWithAHint) {
+  if (::geteuid() != 0) GTEST_SKIP() << "run refuses non-root before it enters the namespace";
+  const std::string absent = "xdpp-absent-ns-" + std::to_string(::getpid());
+  CommandResult result = run_command({kExecutable, "run", kFullConfig, "--netns", absent});
+  EXPECT_EQ(result.exit_code, kExitUsage) << describe(result);
+  EXPECT_TRUE(contains(result.err, "network namespace '" + absent + "': /run/netns/" + absent +
+                                       ": No such file or directory; `ip netns list` shows the ones there are"))
+      << describe(result);
+}
+
 }  // namespace
 }  // namespace xdpp::host_test

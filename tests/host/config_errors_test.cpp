@@ -70,8 +70,8 @@ const std::vector<ErrorCase>& error_cases() {
       {.name = "misspelt_key_in_icmp_lb",
        .text = kHead + "\n[[stage]]\nname = \"ping-lb\"\nplugin = \"icmp_lb\"\nvip = \"192.168.1.2\"\n"
                        "backend = [ { ip = \"192.168.1.3\", mac = \"52:54:00:ff:ff:55\" } ]\n",
-       .line = 9, .column = 1, .scope = "stage 'ping-lb'", .key = "backends", .reason = "missing (required)",
-       .also_run = false},
+       .line = 13, .column = 1, .scope = "stage 'ping-lb'", .key = "backend",
+       .reason = "unknown key; did you mean 'backends'?", .also_run = false},
       // [stage] alone (no syntax error: one plain table named stage) is said in the same words as below.
       {.name = "single_bracket_stage",
        .text = "[pipeline]\ninterface = \"eth0\"\n\n[stage]\nname = \"parse\"\nplugin = \"parse\"\n",
@@ -269,6 +269,14 @@ const std::vector<SyntaxCase>& syntax_cases() {
       {.name = "unquoted_port_range",
        .text = kStageHead + "plugin = \"port_filter\"\ndrop_tcp_dst = [8080, 9000-9100]\n", .line = 12,
        .column = 23, .message = "a port range is a string: write \"9000-9100\" (in quotes)"},
+      // Addresses written bare: the parser reads them as a float and as a time.
+      {.name = "unquoted_ipv4", .text = kStageHead + "plugin = \"icmp_lb\"\nvip = 192.168.1.2\n", .line = 12,
+       .column = 7, .message = "the value 192.168.1.2 is not quoted: strings are written in quotes, \"192.168.1.2\""},
+      {.name = "unquoted_mac",
+       .text = kStageHead + "plugin = \"icmp_lb\"\nvip = \"192.168.1.2\"\nbackends = [ { ip = \"192.168.1.3\", mac = "
+                            "02:00:00:00:00:aa } ]\n",
+       .line = 13, .column = 42,
+       .message = "the value 02:00:00:00:00:aa is not quoted: strings are written in quotes, \"02:00:00:00:00:aa\""},
       {.name = "capitalised_boolean", .text = kStageHead + "plugin = \"port_filter\"\ndrop_tcp_src = True\n",
        .line = 12, .column = 16, .message = "booleans are lower case in TOML: write true"},
       {.name = "colon_for_equals", .text = kStageHead + "plugin: \"port_filter\"\n", .line = 11, .column = 7,

@@ -122,8 +122,15 @@ class Settings {
     throw ConfigError(prefix(where) + scope_ + ": key '" + std::string(key) + "': " + message);
   }
 
-  /// Throws a ConfigError positioned at the stage's table (for a missing key).
-  [[noreturn]] void fail(std::string_view key, const std::string& message) const { fail(table_, key, message); }
+  /// Throws a ConfigError positioned at the stage's table (for a missing key). When a key nobody read is a
+  /// likely misspelling of `key`, that is what the user wrote: the error names it, where it stands.
+  [[noreturn]] void fail(std::string_view key, const std::string& message) const {
+    for (const auto& [written, node] : table_)
+      if (!used_.count(std::string(written.str())) && edit_distance(written.str(), key) < close_enough(written.str()))
+        throw ConfigError(prefix(written.source()) + scope_ + ": key '" + std::string(written.str()) +
+                          "': unknown key; did you mean '" + std::string(key) + "'?");
+    fail(table_, key, message);
+  }
 
   /// Throws a ConfigError at the first key of the table that nobody read (a misspelling, usually).
   /// The message names the nearest key that was read, when one is close enough to be a misspelling of it.
@@ -140,7 +147,7 @@ class Settings {
   /// its letters (1 to 3) differ; "" otherwise.
   std::string nearest_key(std::string_view key) const {
     std::string best;
-    std::size_t best_distance = std::clamp<std::size_t>((key.size() + 2) / 3, 1, 3) + 1;
+    std::size_t best_distance = close_enough(key);
     for (const auto& known : used_)
       if (std::size_t distance = edit_distance(key, known); distance < best_distance) {
         best = known;
@@ -148,6 +155,9 @@ class Settings {
       }
     return best;
   }
+
+  /// Distances below this make `key` a likely misspelling: about a third of its letters (1 to 3).
+  static std::size_t close_enough(std::string_view key) { return std::clamp<std::size_t>((key.size() + 2) / 3, 1, 3) + 1; }
 
   /// Levenshtein distance, with a transposition of two neighbours counting as one edit (dts -> dst).
   static std::size_t edit_distance(std::string_view a, std::string_view b) {
