@@ -104,7 +104,7 @@ class DaemonTest : public ::testing::Test {
     child_.reset();
     std::error_code error;
     fs::remove_all(kPinRoot / name_, error);
-    for (const char* suffix : {".json", ".json.tmp", ".sock", ".plugins"}) fs::remove_all(kRunRoot / (name_ + suffix), error);
+    for (const char* suffix : {".json", ".json.tmp", ".sock", ".plugins", ".lock"}) fs::remove_all(kRunRoot / (name_ + suffix), error);
     if (fs::is_empty(kPinRoot, error)) fs::remove(kPinRoot, error);
     netns_.reset();
   }

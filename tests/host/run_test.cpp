@@ -51,6 +51,7 @@ class RunTest : public ::testing::Test {
       std::filesystem::remove_all(kPinRoot / name, error);
       std::filesystem::remove(kRunRoot / (name + ".json"), error);
       std::filesystem::remove(kRunRoot / (name + ".sock"), error);
+      std::filesystem::remove(kRunRoot / (name + ".lock"), error);  // a killed run's, which the next run reuses
     }
     std::error_code error;
     if (std::filesystem::is_empty(kPinRoot, error)) std::filesystem::remove(kPinRoot, error);
