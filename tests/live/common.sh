@@ -129,15 +129,23 @@ start_pipeline() {
   PIPELINE_LOG=$T/run.log
   "$XDPP" run "$file" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode native "$@" >"$T/events.log" 2>"$PIPELINE_LOG" &
   PIPELINE_PID=$!
-  local i
-  for i in $(seq 100); do
-    if [[ -S /run/xdp-pipeline/$PIPELINE_NAME.sock && -f /run/xdp-pipeline/$PIPELINE_NAME.json ]]; then
+  wait_published "xdp-pipeline run" 100 0.1
+}
+
+# wait_published WHAT TRIES DELAY: until the daemon $PIPELINE_PID has published its own state (its socket,
+# and its pid in the state file: a persisted pipeline's state file is there before it starts); fails when
+# it exits first or after TRIES x DELAY seconds.
+wait_published() {
+  local what=$1 tries=$2 delay=$3 i
+  for i in $(seq "$tries"); do
+    if [[ -S /run/xdp-pipeline/$PIPELINE_NAME.sock &&
+      $(jq -r .pid "/run/xdp-pipeline/$PIPELINE_NAME.json" 2>/dev/null) == "$PIPELINE_PID" ]]; then
       return 0
     fi
-    kill -0 "$PIPELINE_PID" 2>/dev/null || fail "xdp-pipeline run exited early: $(cat "$PIPELINE_LOG")"
-    sleep 0.1
+    kill -0 "$PIPELINE_PID" 2>/dev/null || fail "$what exited early: $(cat "$PIPELINE_LOG")"
+    sleep "$delay"
   done
-  fail "xdp-pipeline run did not publish its state within 10 s"
+  fail "$what did not publish its state within $(awk -v n="$tries" -v d="$delay" 'BEGIN { print n * d }') s"
 }
 
 # stop_pipeline: SIGINT, wait; the exit status in PIPELINE_RC.
@@ -250,7 +258,7 @@ tcp_syns() {
 DAEMON_RUNS=0
 EVENTS_LOG=
 run_daemon() {
-  local file=$1 i
+  local file=$1
   shift
   DAEMON_RUNS=$((DAEMON_RUNS + 1))
   PIPELINE_LOG=$T/run-$DAEMON_RUNS.log
@@ -258,15 +266,7 @@ run_daemon() {
   "${XDPP_RUN:-$XDPP}" run "$file" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode native "$@" \
     >"$EVENTS_LOG" 2>"$PIPELINE_LOG" &
   PIPELINE_PID=$!
-  for i in $(seq 300); do
-    if [[ -S /run/xdp-pipeline/$PIPELINE_NAME.sock &&
-      $(jq -r .pid "/run/xdp-pipeline/$PIPELINE_NAME.json" 2>/dev/null) == "$PIPELINE_PID" ]]; then
-      return 0
-    fi
-    kill -0 "$PIPELINE_PID" 2>/dev/null || fail "run #$DAEMON_RUNS exited early: $(cat "$PIPELINE_LOG")"
-    sleep 0.05
-  done
-  fail "run #$DAEMON_RUNS did not publish its state within 15 s"
+  wait_published "run #$DAEMON_RUNS" 300 0.05
 }
 
 # end_daemon SIGNAL: sends SIGNAL to the daemon and reaps it; its exit status in PIPELINE_RC.
