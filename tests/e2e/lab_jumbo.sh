@@ -86,6 +86,7 @@ for role in client be1 be2; do
   why=$(capture_stop "${CAP[$role]}" "$TMP/$role.pcap") || fail "$why"
 done
 pipeline_stop INT
+expect "SIGINT: xdp-pipeline exited with status $PIPELINE_RC (0 expected)" [ "$PIPELINE_RC" = 0 ]
 expect "SIGINT: no XDP program left on $LAB_IF_LB" bash -c "! ip -n '$LAB_NS_LB' link show dev '$LAB_IF_LB' | grep -q prog/xdp"
 
 # Each backend: 4 echo requests of 8042 bytes, IPv4 and ICMP checksums valid (checksum status 1 = good in
