@@ -2,13 +2,15 @@
 #
 # harness.sh: what the lab-based scripts share: scripts/demo.sh, tests/e2e/*.sh, tests/live/*.sh (through
 # tests/live/common.sh) and bench/swap_latency.sh. One copy of
-#   - reporting: pass/fail/expect/skip/note/show and a summary, one convention for every test;
+#   - reporting: pass/fail/fatal/expect/skip/note/show, harness_summary/harness_exit/harness_trap: one
+#     convention for every script; require_tools, require_lab_host (or SKIP);
 #   - background processes: start_bg (own process group), stop_pid, stop_bg, wait_for;
 #   - a pipeline daemon in a lab (scripts/lab.sh): pipeline_start (waits until this very daemon has
 #     published its state), pipeline_stop, pipeline_leftovers, pipeline_remove, reap_stale;
 #   - `status --json`, read with jq: pipeline_status_json, counter, counter_lines, verdicts_add_up;
 #   - pipeline files of the built-in stages on the lab: pipeline_toml;
-#   - traffic on the lab: wait_listening, ping_sources, alternation_broken, capture_start/capture_stop.
+#   - traffic on the lab: wait_listening, ping_replies/ping_sources, alternation_broken,
+#     expect_alternating, capture_start/capture_stop.
 #
 # Sourcing sets no shell option (the caller keeps its own `set -e`/`-u`) and installs no trap: a script
 # owns its cleanup and calls stop_bg, pipeline_stop and lab_down from it. Needs bash 4.3+ and jq.
@@ -18,8 +20,8 @@
 #   PIPELINE_NAME   the pipeline's name (pins, state file, control socket): unique per run
 #   PIPELINE_MODE   attach mode for pipeline_start and pipeline_toml (default native)
 #   HARNESS_NAME    the script's name, in the summary and in messages (default: the script's file name)
-#   HARNESS_ON_FAIL stop (default): a failed check ends the script (exit 1); go on: it is counted and the
-#                   script goes on, reporting every check (the end-to-end tests), see harness_summary
+#   HARNESS_ON_FAIL stop (default): a failed check ends the script (exit 1); go: it is counted and the
+#                   script goes on, reporting every check (the end-to-end tests), see harness_exit
 #   HARNESS_STYLE   plain (default): "PASS: ...", "FAIL: ..."; demo: "✔ ..." / "✘ ..." for a person
 
 HARNESS_NAME=${HARNESS_NAME:-$(basename "$0" .sh)}
