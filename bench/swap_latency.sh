@@ -24,6 +24,7 @@ command -v jq >/dev/null || { echo "swap_latency: needs jq" >&2; exit 1; }
 source "$HERE/../scripts/lab.sh"
 # shellcheck source=scripts/lib/harness.sh
 source "$HERE/../scripts/lib/harness.sh"
+exec {HARNESS_OUT}>&2 # stdout is the table (bench/run.sh keeps it): the library's messages go to stderr
 export LAB_QUIET=1
 
 PIPELINE_NAME=swaplat-$$
