@@ -32,6 +32,17 @@ struct Overrides {
   std::optional<std::string> metrics;
 };
 
+/// One entry of [pipeline] interface: a name, or a rule that `run` resolves on the node, so that one file
+/// (one ConfigMap) serves nodes whose interfaces are named differently.
+struct InterfaceSelector {
+  enum class Kind { name, first_of, default_route };
+  Kind kind = Kind::name;
+  std::vector<std::string> names;  // name: the one name; first_of: the candidates, in order
+  /// As written, for messages: "eth0", "first_of [eth0, ens5]", "default_route".
+  std::string text() const;
+  bool operator==(const InterfaceSelector&) const = default;
+};
+
 /// One [[stage]] table, validated: its plugin is loaded and has accepted its settings.
 struct StageSpec {
   std::string name;
@@ -48,10 +59,12 @@ struct StageSpec {
 struct PipelineSpec {
   std::string file;
   std::string name;                    // [pipeline] name, default: the file's stem
-  std::string interface;
+  std::string interface;                // the interface's name when exactly one name is given (replay's)
+  std::vector<InterfaceSelector> interfaces;  // every interface to attach to, as written (names or rules)
   AttachMode mode = AttachMode::automatic;
   std::uint32_t default_verdict = 2;   // XDP_PASS
   std::optional<std::array<std::uint8_t, 6>> interface_mac;  // [pipeline] mac, for replay
+  bool watch = false;                  // [pipeline] watch: reload when the file changes (run --watch)
   std::optional<std::string> metrics;  // [pipeline] metrics = "PORT" or "ADDR:PORT": Prometheus endpoint
   std::vector<StageSpec> stages;
   std::vector<std::filesystem::path> plugin_dirs;  // the resolved plugin path, in search order

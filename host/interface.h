@@ -2,6 +2,9 @@
 #pragma once
 
 #include <string>
+#include <vector>
+
+#include "config.h"
 
 #include <xdp_pipeline/plugin.h>
 #include <xdp_pipeline/result.h>
@@ -14,5 +17,10 @@ Status enter_netns(const std::string& name);
 
 /// ifindex and MAC address of interface `name` in the current network namespace.
 Result<InterfaceInfo> lookup_interface(const std::string& name);
+
+/// The interfaces `selectors` name on this node, in the current network namespace: a name as is (it must
+/// exist), first_of the first candidate that exists, default_route the interface of the IPv4 default route
+/// (else the IPv6 one). Refuses an interface named twice.
+Result<std::vector<InterfaceInfo>> resolve_interfaces(const std::vector<InterfaceSelector>& selectors);
 
 }  // namespace xdpp

@@ -23,10 +23,12 @@ struct Command {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
-      {"run", "run FILE [--interface IF] [--mode native|generic|offload|auto]",
+      {"run", "run FILE [--interface IF[,IF...]] [--mode native|generic|offload|auto] [--watch]",
        "load the pipeline, attach it, print its events until SIGINT/SIGTERM, detach",
        [](po::options_description& options) {
-         options.add_options()("interface,i", po::value<std::string>(), "interface to attach to (overrides the file)")(
+         options.add_options()("interface,i", po::value<std::string>(),
+                               "interface(s) to attach to, IF or IF,IF,... (overrides the file)")(
+             "watch,w", "reload the file whenever it changes (also kubelet's ConfigMap updates); as watch = true")(
              "mode,m", po::value<std::string>(), "native, generic, offload or auto (overrides the file)")(
              "metrics", po::value<std::string>(), "serve Prometheus metrics at PORT (loopback) or ADDR:PORT")(
              "netns", po::value<std::string>(),

@@ -1,5 +1,9 @@
 #include "metrics.h"
 
+#include <cstring>
+
+#include <CivetServer.h>
+#include <civetweb.h>
 #include <prometheus/collectable.h>
 #include <prometheus/exposer.h>
 #include <prometheus/metric_family.h>
@@ -9,8 +13,9 @@ namespace {
 
 class CounterCollector final : public prometheus::Collectable {
  public:
-  CounterCollector(std::string pipeline, std::function<std::vector<StageCounters>()> read)
-      : pipeline_(std::move(pipeline)), read_(std::move(read)) {}
+  CounterCollector(std::string pipeline, std::function<std::vector<StageCounters>()> read,
+                   std::shared_ptr<const DaemonHealth> health)
+      : pipeline_(std::move(pipeline)), read_(std::move(read)), health_(std::move(health)) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     auto family = [](const char* name, const char* help) {
@@ -38,13 +43,81 @@ class CounterCollector final : public prometheus::Collectable {
       add(fell_off, stage.counters.fell_off);
       add(lost, stage.counters.events_lost);
     }
-    return {packets, bytes, verdicts, fell_off, lost};
+    return {packets, bytes, verdicts, fell_off, lost, up(), reloads(), build_info()};
   }
 
  private:
+  static prometheus::ClientMetric gauge(std::vector<prometheus::ClientMetric::Label> labels, double value) {
+    prometheus::ClientMetric metric;
+    metric.label = std::move(labels);
+    metric.gauge.value = value;
+    return metric;
+  }
+
+  prometheus::MetricFamily up() const {
+    return {.name = "xdp_pipeline_up",
+            .help = "1 while the pipeline is attached and its event readers run, else 0",
+            .type = prometheus::MetricType::Gauge,
+            .metric = {gauge({{"pipeline", pipeline_}}, health_->attached ? 1 : 0)}};
+  }
+
+  prometheus::MetricFamily reloads() const {
+    prometheus::MetricFamily family{.name = "xdp_pipeline_config_reloads_total",
+                                    .help = "Reloads of the pipeline file (watch, SIGHUP, reload), by result; a failed "
+                                            "one changed nothing",
+                                    .type = prometheus::MetricType::Counter,
+                                    .metric = {}};
+    for (auto [result, count] : {std::pair{"success", health_->reloads_succeeded.load()},
+                                 std::pair{"failure", health_->reloads_failed.load()}}) {
+      prometheus::ClientMetric metric;
+      metric.label = {{"pipeline", pipeline_}, {"result", result}};
+      metric.counter.value = static_cast<double>(count);
+      family.metric.push_back(std::move(metric));
+    }
+    return family;
+  }
+
+  prometheus::MetricFamily build_info() const {
+    return {.name = "xdp_pipeline_build_info",
+            .help = "The running xdp-pipeline's version and contract (always 1)",
+            .type = prometheus::MetricType::Gauge,
+            .metric = {gauge({{"pipeline", pipeline_},
+                              {"version", XDPP_BUILD_VERSION},
+                              {"contract", std::to_string(XDPP_CONTRACT_VERSION)}},
+                             1)}};
+  }
+
   std::string pipeline_;
   std::function<std::vector<StageCounters>()> read_;
+  std::shared_ptr<const DaemonHealth> health_;
 };
+
+// The probes. prometheus::Exposer serves only collectables, so the probes are answered by civetweb's
+// begin_request hook, which runs before Exposer's handlers. The hook is a plain function without user
+// data, hence one server (and one health) per process.
+std::atomic<const DaemonHealth*> probe_health{nullptr};
+
+int answer_probe(mg_connection* connection) {
+  const mg_request_info* request = mg_get_request_info(connection);
+  const std::string uri = request->local_uri ? request->local_uri : "";
+  if (uri != "/healthz" && uri != "/readyz") return 0;  // civetweb goes on to /metrics
+  const DaemonHealth* health = probe_health.load();
+  bool good = false;
+  const char* why = "no pipeline";
+  if (health && uri == "/healthz") {
+    good = health->alive();
+    why = good ? "alive" : "the daemon's loop has not turned for 10 s";
+  } else if (health) {
+    good = health->ready();
+    why = good ? "attached" : !health->attached ? "not attached yet" : health->changing ? "a change is being applied"
+                                                                                      : "the daemon's loop is stuck";
+  }
+  const int code = good ? 200 : 503;
+  mg_printf(connection,
+            "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+            code, good ? "OK" : "Service Unavailable", std::strlen(why) + 1, why);
+  return code;
+}
 
 class PrometheusServer final : public MetricsServer {
  public:
@@ -64,15 +137,19 @@ class PrometheusServer final : public MetricsServer {
 }  // namespace
 
 Result<std::unique_ptr<MetricsServer>> serve_metrics(const std::string& address, const std::string& pipeline,
-                                                     std::function<std::vector<StageCounters>()> read) {
+                                                     std::function<std::vector<StageCounters>()> read,
+                                                     std::shared_ptr<const DaemonHealth> health) {
   // A bare port means loopback: metrics are not published to the network unless asked for.
   std::string bind = address.find(':') == std::string::npos ? "127.0.0.1:" + address : address;
   try {
-    auto exposer = std::make_unique<prometheus::Exposer>(bind, 1);
+    static CivetCallbacks callbacks;
+    callbacks.begin_request = answer_probe;
+    probe_health = health.get();
+    auto exposer = std::make_unique<prometheus::Exposer>(bind, 1, &callbacks);
     auto ports = exposer->GetListeningPorts();
     std::string bound = bind.substr(0, bind.rfind(':') + 1) + (ports.empty() ? "?" : std::to_string(ports.front()));
-    return std::unique_ptr<MetricsServer>(
-        std::make_unique<PrometheusServer>(std::move(exposer), std::make_shared<CounterCollector>(pipeline, std::move(read)), bound));
+    return std::unique_ptr<MetricsServer>(std::make_unique<PrometheusServer>(
+        std::move(exposer), std::make_shared<CounterCollector>(pipeline, std::move(read), std::move(health)), bound));
   } catch (const std::exception& error) {
     return fail("metrics on ", bind, ": ", error.what());
   }

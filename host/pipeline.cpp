@@ -28,13 +28,12 @@ constexpr const char* kDispatcherProgram = "xdpp_dispatcher";
 std::size_t percpu_stride(std::size_t size) { return (size + 7) / 8 * 8; }
 
 template <class T>
-Result<std::vector<T>> read_percpu(int fd, const char* what) {
+Result<std::vector<T>> read_percpu(int fd, const char* what, std::uint32_t key = 0) {
   int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) return fail("cannot count CPUs");
   std::size_t stride = percpu_stride(sizeof(T));
   std::vector<std::uint8_t> raw(stride * cpus);
-  std::uint32_t zero = 0;
-  if (bpf_map_lookup_elem(fd, &zero, raw.data()) != 0) return fail(what, ": ", std::strerror(errno));
+  if (bpf_map_lookup_elem(fd, &key, raw.data()) != 0) return fail(what, ": ", std::strerror(errno));
   std::vector<T> values(cpus);
   for (int cpu = 0; cpu < cpus; ++cpu) std::memcpy(&values[cpu], raw.data() + cpu * stride, sizeof(T));
   return values;
@@ -221,7 +220,11 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
   XDPP_TRY((*dispatcher)->set_constant("xdpp_next_slot", first_slot));
   XDPP_TRY((*dispatcher)->set_constant("xdpp_default_verdict", self->spec_.default_verdict));
   // A rebuilt chain keeps the dispatcher's counters: they are the pipeline's, not the chain's.
-  if (previous) XDPP_TRY((*dispatcher)->reuse_map(XDPP_COUNTERS_MAP_NAME, previous->dispatcher_->map(XDPP_COUNTERS_MAP_NAME)->fd));
+  if (previous) {
+    XDPP_TRY((*dispatcher)->reuse_map(XDPP_COUNTERS_MAP_NAME, previous->dispatcher_->map(XDPP_COUNTERS_MAP_NAME)->fd));
+    if (auto by_interface = previous->dispatcher_->map(XDPP_IF_COUNTERS_MAP_NAME))
+      XDPP_TRY((*dispatcher)->reuse_map(XDPP_IF_COUNTERS_MAP_NAME, by_interface->fd));
+  }
   XDPP_TRY((*dispatcher)->load());
   self->dispatcher_ = std::move(*dispatcher);
   auto chain = self->dispatcher_->map(XDPP_CHAIN_MAP_NAME);
@@ -453,28 +456,54 @@ void Pipeline::restore_configuration(Pipeline& previous, std::size_t count) {
 Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec) {
   auto next = load_reusing(std::move(spec), paths_, interface_, this);
   if (!next) return next.error();
-  if (attached()) {
-    LIBBPF_OPTS(bpf_link_update_opts, options, .flags = BPF_F_REPLACE, .old_prog_fd = static_cast<__u32>(dispatcher_->prog_fd()));
-    if (bpf_link_update(link_fd_, (*next)->dispatcher_fd(), &options) != 0) {
-      const int err = errno;
+  // Every interface switches to the new dispatcher; if one refuses, those already switched go back, so
+  // all of them run the same chain.
+  auto replace = [](int link_fd, int new_prog, int old_prog) {
+    LIBBPF_OPTS(bpf_link_update_opts, options, .flags = BPF_F_REPLACE, .old_prog_fd = static_cast<__u32>(old_prog));
+    return bpf_link_update(link_fd, new_prog, &options) == 0 ? 0 : errno;
+  };
+  for (std::size_t i = 0; i < links_.size(); ++i) {
+    if (int err = replace(links_[i].fd, (*next)->dispatcher_fd(), dispatcher_->prog_fd())) {
+      for (std::size_t j = i; j-- > 0;)
+        if (int undo = replace(links_[j].fd, dispatcher_->prog_fd(), (*next)->dispatcher_fd()))
+          log::warn("switching " + links_[j].interface.name + " back to the old chain: " + std::strerror(undo));
       (*next)->restore_configuration(*this, (*next)->stages_.size());
-      return fail("switching the interface to the new chain: ", std::strerror(err));
+      return fail("switching ", links_[i].interface.name, " to the new chain: ", std::strerror(err));
     }
-    (*next)->link_fd_ = link_fd_;
-    link_fd_ = -1;
   }
+  (*next)->links_ = std::move(links_);
+  links_.clear();
   return next;
 }
 
-Result<AttachMode> Pipeline::attach(AttachMode mode) {
+Result<AttachMode> Pipeline::attach(AttachMode mode, std::vector<InterfaceInfo> interfaces) {
   if (attached()) return fail("already attached");
-  if (interface_.ifindex <= 0) return fail("interface '", interface_.name, "' has no ifindex");
+  if (interfaces.empty()) interfaces.push_back(interface_);
+  std::vector<AttachedLink> made;
+  // Closing the links made so far detaches them: all or nothing.
+  auto undo = [&] {
+    for (auto& link : made) ::close(link.fd);
+  };
+  for (const InterfaceInfo& interface : interfaces) {
+    auto got = attach_one(interface, mode);
+    if (!got) {
+      undo();
+      return got.error();
+    }
+    made.push_back(*got);
+  }
+  links_ = std::move(made);
+  return links_.front().mode;
+}
+
+Result<AttachedLink> Pipeline::attach_one(const InterfaceInfo& interface, AttachMode mode) {
+  if (interface.ifindex <= 0) return fail("interface '", interface.name, "' has no ifindex");
   auto try_mode = [&](std::uint32_t flags) {
     LIBBPF_OPTS(bpf_link_create_opts, options, .flags = flags);
-    return bpf_link_create(dispatcher_->prog_fd(), interface_.ifindex, BPF_XDP, &options);
+    return bpf_link_create(dispatcher_->prog_fd(), interface.ifindex, BPF_XDP, &options);
   };
   auto explain = [&](int err, const char* mode_name) {
-    std::string text = "attaching to " + interface_.name + " in " + mode_name + " mode: " + std::strerror(err);
+    std::string text = "attaching to " + interface.name + " in " + mode_name + " mode: " + std::strerror(err);
     if (err == EBUSY || err == EEXIST)
       text += " (the interface already has an XDP program; xdp-pipeline does not replace it: detach it first)";
     return Error{text};
@@ -503,24 +532,23 @@ Result<AttachMode> Pipeline::attach(AttachMode mode) {
       mode = AttachMode::generic;
       break;
   }
-  link_fd_ = fd;
-  return mode;
+  return AttachedLink{.interface = interface, .mode = mode, .fd = fd};
 }
 
 void Pipeline::detach() {
-  if (link_fd_ >= 0) {
-    ::close(link_fd_);  // the link was never pinned: closing its last fd detaches the program
-    link_fd_ = -1;
-  }
+  // The links were never pinned: closing their last fds detaches the program.
+  for (auto& link : links_) ::close(link.fd);
+  links_.clear();
 }
 
-std::uint32_t Pipeline::link_id() const {
-  if (link_fd_ < 0) return 0;
+std::uint32_t link_id_of(int link_fd) {
   bpf_link_info info{};
   __u32 length = sizeof(info);
-  if (bpf_obj_get_info_by_fd(link_fd_, &info, &length) != 0) return 0;
+  if (link_fd < 0 || bpf_obj_get_info_by_fd(link_fd, &info, &length) != 0) return 0;
   return info.id;
 }
+
+std::uint32_t Pipeline::link_id() const { return links_.empty() ? 0 : link_id_of(links_.front().fd); }
 
 std::uint32_t Pipeline::dispatcher_prog_id() const { return dispatcher_->prog_id(); }
 int Pipeline::dispatcher_fd() const { return dispatcher_->prog_fd(); }
@@ -544,6 +572,25 @@ Result<CounterTotals> Pipeline::counters(int index) const {
   auto map = object->map(XDPP_COUNTERS_MAP_NAME);
   if (!map) return map.error();
   return read_counters(map->fd);
+}
+
+Result<InterfaceTotals> read_interface_counters(int map_fd, int ifindex) {
+  if (ifindex <= 0 || ifindex >= XDPP_MAX_IFINDEX)
+    return fail("ifindex ", std::to_string(ifindex), " is beyond the per-interface counters (", std::to_string(XDPP_MAX_IFINDEX), ")");
+  auto values = read_percpu<xdpp_if_counters>(map_fd, "interface counters", static_cast<std::uint32_t>(ifindex));
+  if (!values) return values.error();
+  InterfaceTotals totals;
+  for (const auto& cpu : *values) {
+    totals.packets += cpu.packets;
+    totals.bytes += cpu.bytes;
+  }
+  return totals;
+}
+
+Result<InterfaceTotals> Pipeline::interface_counters(int ifindex) const {
+  auto map = dispatcher_->map(XDPP_IF_COUNTERS_MAP_NAME);
+  if (!map) return map.error();
+  return read_interface_counters(map->fd, ifindex);
 }
 
 Result<xdpp_packet> Pipeline::packet_context(int cpu) const {

@@ -60,6 +60,19 @@ struct SwapRequest {
   bool reset_state = false;                      // start with fresh maps instead of the old ones
 };
 
+/// One interface the dispatcher is attached to.
+struct AttachedLink {
+  InterfaceInfo interface;
+  AttachMode mode = AttachMode::native;  // the mode it got (never automatic)
+  int fd = -1;
+};
+
+/// Packets and bytes the dispatcher received on one interface, summed over CPUs.
+struct InterfaceTotals {
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+};
+
 /// What one packet did in BPF_PROG_TEST_RUN.
 struct TestRunResult {
   std::uint32_t verdict = 0;            // XDP action
@@ -80,12 +93,16 @@ class Pipeline {
   static Result<std::unique_ptr<Pipeline>> load(PipelineSpec spec, const SearchPaths& paths,
                                                 InterfaceInfo interface);
 
-  /// Attaches the dispatcher to the interface through a bpf_link; says which mode it got.
-  Result<AttachMode> attach(AttachMode mode);
-  /// Detaches (destroys the link). Also done by the destructor.
+  /// Attaches the dispatcher through one bpf_link per interface (default: interface()); the chain, its
+  /// state and counters are shared. Says which mode the first got (`auto` is decided per interface; see
+  /// links()). All or nothing: a failure detaches the links already made.
+  Result<AttachMode> attach(AttachMode mode, std::vector<InterfaceInfo> interfaces = {});
+  /// Detaches (destroys the links). Also done by the destructor.
   void detach();
-  bool attached() const { return link_fd_ >= 0; }
+  bool attached() const { return !links_.empty(); }
+  /// The first link's id (0 when detached).
   std::uint32_t link_id() const;
+  const std::vector<AttachedLink>& links() const { return links_; }
 
   /// Replaces stage `name`'s program and/or plugin. The new object is loaded and verified using the old
   /// object's maps by name (state survives; a map whose shape changed is refused unless reset_state),
@@ -130,6 +147,8 @@ class Pipeline {
 
   /// Counters of stage `index`, or of the dispatcher with index -1, summed over CPUs.
   Result<CounterTotals> counters(int index) const;
+  /// What the dispatcher received on interface `ifindex`.
+  Result<InterfaceTotals> interface_counters(int ifindex) const;
   /// The per-CPU packet context that parse filled, as CPU `cpu` last left it.
   Result<xdpp_packet> packet_context(int cpu) const;
 
@@ -138,6 +157,7 @@ class Pipeline {
   static Result<std::unique_ptr<Pipeline>> load_reusing(PipelineSpec spec, const SearchPaths& paths,
                                                         InterfaceInfo interface, Pipeline* previous);
   Status rebuild_event_readers();
+  Result<AttachedLink> attach_one(const InterfaceInfo& interface, AttachMode mode);
   /// Has `previous`'s stages rewrite the maps they share with the first `count` of this one's stages.
   void restore_configuration(Pipeline& previous, std::size_t count);
   struct Impl;
@@ -147,8 +167,14 @@ class Pipeline {
   InterfaceInfo interface_;
   std::unique_ptr<LoadedObject> dispatcher_;
   std::vector<LiveStage> stages_;
-  int link_fd_ = -1;
+  std::vector<AttachedLink> links_;
 };
+
+/// Reads entry `ifindex` of a dispatcher's per-interface counters map by fd, summed over CPUs.
+Result<InterfaceTotals> read_interface_counters(int map_fd, int ifindex);
+
+/// The id of a bpf_link, or 0.
+std::uint32_t link_id_of(int link_fd);
 
 const char* verdict_name(std::uint32_t action);
 

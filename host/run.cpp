@@ -1,6 +1,7 @@
 // `run`, `check`, and the live changes a running pipeline accepts on its control channel.
 #include <poll.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,6 +11,7 @@
 
 #include "commands.h"
 #include "control.h"
+#include "file_watch.h"
 #include "interface.h"
 #include "log.h"
 #include "metrics.h"
@@ -44,6 +46,12 @@ void print_stages(Pipeline& pipeline) {
     if (!described.empty()) line += ": " + described;
     log::info(line);
   }
+}
+
+// Tells systemd (Type=notify) where the daemon is: READY=1, RELOADING=1, STOPPING=1. Without NOTIFY_SOCKET
+// (not started by systemd) it does nothing.
+void notify_service(const std::string& state) {
+  if (int err = sd_notify(0, state.c_str()); err < 0) log::debug("sd_notify: " + std::string(std::strerror(-err)));
 }
 
 // stdout carries the events, one per line.
@@ -122,16 +130,25 @@ bool same_shape(const PipelineSpec& running, const PipelineSpec& edited) {
 // The running pipeline and what changes it: the event loop, the control channel and SIGHUP.
 class Runner {
  public:
-  Runner(std::unique_ptr<Pipeline> pipeline, CommandOptions options)
-      : pipeline_(std::move(pipeline)), options_(std::move(options)), name_(pipeline_->spec().name) {
-    pipeline_->set_swap_event_handler(print_event);
-    pipeline_->set_events_need_json(false);  // run prints the text only
-  }
+  Runner(CommandOptions options, std::string name, std::shared_ptr<DaemonHealth> health)
+      : options_(std::move(options)), name_(std::move(name)), health_(std::move(health)) {}
 
+  /// The pipeline, once loaded and attached (the metrics server runs before: it has none until then).
+  void adopt(std::unique_ptr<Pipeline> pipeline) {
+    pipeline->set_swap_event_handler(print_event);
+    pipeline->set_events_need_json(false);  // run prints the text only
+    std::lock_guard lock(mutex_);
+    pipeline_ = std::move(pipeline);
+  }
+  bool has_pipeline() const { return pipeline_ != nullptr; }
+  void set_mode(std::string mode) { mode_ = std::move(mode); }
   Pipeline& pipeline() { return *pipeline_; }
   std::mutex& mutex() { return mutex_; }
 
   nlohmann::json handle(const nlohmann::json& request) {
+    // /readyz says 503 while a change is being applied.
+    health_->changing = true;
+    std::unique_ptr<DaemonHealth, void (*)(DaemonHealth*)> settled(health_.get(), [](DaemonHealth* h) { h->changing = false; });
     const auto started = std::chrono::steady_clock::now();
     live_at_ = {};
     const std::string op = request.value("op", "");
@@ -160,12 +177,26 @@ class Runner {
     return {{"ok", true}, {"message", what}, {"latency_ms", ms}, {"total_ms", total_ms}};
   }
 
+  /// Applies the pipeline file (its own, or `file`) transactionally: a refused one changes nothing. Counted
+  /// in xdp_pipeline_config_reloads_total{result}.
   Status reload(const std::string& file, std::string& what) {
+    health_->changing = true;
+    notify_service("RELOADING=1");
+    Status done = apply_file(file, what);
+    ++(done ? health_->reloads_succeeded : health_->reloads_failed);
+    health_->changing = false;
+    notify_service("READY=1\nSTATUS=" + std::string(done ? "reloaded" : "reload refused: " + done.error().message));
+    return done;
+  }
+
+ private:
+  Status apply_file(const std::string& file, std::string& what) {
     auto edited = load_pipeline_file(file.empty() ? pipeline_->spec().file : file, options_.overrides, SearchPaths::builtin());
     if (!edited) return edited.error();
     const PipelineSpec& running = pipeline_->spec();
     if (edited->name != running.name) return fail("the file names pipeline '", edited->name, "', this is '", running.name, "'");
-    if (edited->interface != running.interface) return fail("the interface changed; that takes a new run");
+    if (edited->interfaces != running.interfaces) return fail("the interface changed; that takes a new run");
+    if (edited->watch != running.watch) return fail("watch changed; that takes a new run");
     if (edited->mode != running.mode) return fail("the attach mode changed; that takes a new run");
     if (edited->metrics != running.metrics) return fail("the metrics address changed; that takes a new run");
     if (same_shape(running, *edited)) {
@@ -199,9 +230,6 @@ class Runner {
     return {};
   }
 
-  void set_mode(std::string mode) { mode_ = std::move(mode); }
-
- private:
   Status swap(const nlohmann::json& request) {
     const std::string stage = request.value("stage", "");
     std::lock_guard lock(mutex_);
@@ -259,6 +287,7 @@ class Runner {
   CommandOptions options_;
   std::string name_;
   std::string mode_;
+  std::shared_ptr<DaemonHealth> health_;
   std::mutex mutex_;  // the metrics thread reads counters while the main thread may swap
   std::chrono::steady_clock::time_point live_at_;  // when the change being handled took effect
 };
@@ -295,35 +324,76 @@ int command_run(const CommandOptions& options) {
       return kExitFailure;
     }
   }
-  auto interface = lookup_interface(spec->interface);
-  if (!interface) {
-    log::error(interface.error().message);
+  // Names or rules ([pipeline] interface), resolved here on the node.
+  auto interfaces = resolve_interfaces(spec->interfaces);
+  if (!interfaces) {
+    log::error("pipeline '" + spec->name + "': " + interfaces.error().message);
     return kExitFailure;
   }
+  std::string interface_names;
+  for (const InterfaceInfo& interface : *interfaces) interface_names += (interface_names.empty() ? "" : ", ") + interface.name;
   const AttachMode wanted = spec->mode;
   const std::string name = spec->name;
+  const bool watch = options.watch || spec->watch;
   auto control = ControlServer::listen(name);
   if (!control) {
     log::error("pipeline '" + name + "': " + control.error().message);
     return kExitFailure;
   }
-  auto loaded = Pipeline::load(std::move(*spec), SearchPaths::builtin(), *interface);
+
+  // The metrics endpoint and its probes come up first: /readyz answers 503 until the pipeline is attached.
+  auto health = std::make_shared<DaemonHealth>();
+  health->beat();
+  Runner runner(options, name, health);
+  std::unique_ptr<MetricsServer> metrics;
+  if (spec->metrics) {
+    auto served = serve_metrics(*spec->metrics, name, [&runner] {
+      std::lock_guard lock(runner.mutex());
+      std::vector<StageCounters> all;
+      if (!runner.has_pipeline()) return all;
+      Pipeline& live = runner.pipeline();
+      if (auto counters = live.counters(-1)) all.push_back({"dispatcher", "", *counters});
+      for (std::size_t i = 0; i < live.stages().size(); ++i)
+        if (auto counters = live.counters(static_cast<int>(i)))
+          all.push_back({live.stages()[i].spec.name, live.stages()[i].spec.plugin_name, *counters});
+      return all;
+    }, health);
+    if (!served) {
+      log::error("pipeline '" + name + "': " + served.error().message);
+      return kExitFailure;
+    }
+    metrics = std::move(*served);
+    log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics (probes /healthz, /readyz)");
+  }
+
+  std::unique_ptr<FileWatch> watcher;
+  if (watch) {
+    auto opened = FileWatch::open(options.file);
+    if (!opened) {
+      log::error("pipeline '" + name + "': " + opened.error().message);
+      return kExitFailure;
+    }
+    watcher = std::move(*opened);
+  }
+
+  // Plugins are told the first interface (icmp_lb's default source MAC); every interface gets a link.
+  auto loaded = Pipeline::load(std::move(*spec), SearchPaths::builtin(), interfaces->front());
   if (!loaded) {
     log::error("pipeline '" + name + "': " + loaded.error().message);
     return kExitFailure;
   }
   install_signal_handlers();
-  auto mode = (*loaded)->attach(wanted);
+  auto mode = (*loaded)->attach(wanted, *interfaces);
   if (!mode) {
     log::error("pipeline '" + name + "': " + mode.error().message);
     return kExitFailure;
   }
-  Runner runner(std::move(*loaded), options);
+  runner.adopt(std::move(*loaded));
   runner.set_mode(to_string(*mode));
-  log::info("pipeline '" + name + "' attached to " + interface->name + " in " + to_string(*mode) + " mode" +
-            (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " +
-            std::to_string(runner.pipeline().link_id()) + ", dispatcher prog id " +
-            std::to_string(runner.pipeline().dispatcher_prog_id()) + ")");
+  for (const AttachedLink& link : runner.pipeline().links())
+    log::info("pipeline '" + name + "' attached to " + link.interface.name + " in " + to_string(link.mode) + " mode" +
+              (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " + std::to_string(link_id_of(link.fd)) +
+              ", dispatcher prog id " + std::to_string(runner.pipeline().dispatcher_prog_id()) + ")");
   print_stages(runner.pipeline());
 
   if (auto published = publish(runner.pipeline(), to_string(*mode)); !published) {
@@ -335,32 +405,21 @@ int command_run(const CommandOptions& options) {
       &name, [](const std::string* n) { unpublish(*n); });
   log::info("pipeline '" + name + "': control socket " + (kRunRoot / (name + ".sock")).string() + ", state " +
             (kRunRoot / (name + ".json")).string());
+  if (watcher) log::info("pipeline '" + name + "': watching " + options.file + " (reloads when it changes)");
 
-  std::unique_ptr<MetricsServer> metrics;
-  if (runner.pipeline().spec().metrics) {
-    auto served = serve_metrics(*runner.pipeline().spec().metrics, name, [&runner] {
-      std::lock_guard lock(runner.mutex());
-      Pipeline& live = runner.pipeline();
-      std::vector<StageCounters> all;
-      if (auto counters = live.counters(-1)) all.push_back({"dispatcher", "", *counters});
-      for (std::size_t i = 0; i < live.stages().size(); ++i)
-        if (auto counters = live.counters(static_cast<int>(i)))
-          all.push_back({live.stages()[i].spec.name, live.stages()[i].spec.plugin_name, *counters});
-      return all;
-    });
-    if (!served) {
-      log::error("pipeline '" + name + "': " + served.error().message);
-      return kExitFailure;
-    }
-    metrics = std::move(*served);
-    log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics");
-  }
+  // Attached, and the loop below reads the events: ready.
+  health->attached = true;
+  notify_service("READY=1\nSTATUS=attached to " + interface_names);
 
   int status = 0;
   while (!stop_signal) {
-    pollfd fds[2] = {{.fd = (*control)->fd(), .events = POLLIN, .revents = 0},
+    health->beat();
+    pollfd fds[3] = {{.fd = (*control)->fd(), .events = POLLIN, .revents = 0},
+                     {.fd = watcher ? watcher->fd() : -1, .events = POLLIN, .revents = 0},
                      {.fd = runner.pipeline().event_fd(), .events = POLLIN, .revents = 0}};
-    int ready = ::poll(fds, fds[1].fd >= 0 ? 2 : 1, 100);
+    int timeout = 100;
+    if (watcher && watcher->timeout_ms() >= 0) timeout = std::min(timeout, watcher->timeout_ms());
+    int ready = ::poll(fds, 3, timeout);
     if (ready < 0 && errno != EINTR) {
       log::error(std::string("poll: ") + std::strerror(errno));
       status = kExitFailure;
@@ -374,6 +433,17 @@ int command_run(const CommandOptions& options) {
       else
         log::warn("pipeline '" + name + "': SIGHUP: reload refused, nothing changed: " + reloaded.error().message);
     }
+    if (watcher) {
+      if (ready > 0 && (fds[1].revents & POLLIN)) watcher->drain();
+      if (watcher->changed()) {
+        std::string what;
+        if (auto reloaded = runner.reload("", what); reloaded)
+          log::info("pipeline '" + name + "': " + options.file + " changed: " + what);
+        else
+          log::warn("pipeline '" + name + "': " + options.file + " changed: reload refused, the running pipeline is "
+                    "unchanged: " + reloaded.error().message);
+      }
+    }
     if (ready > 0 && (fds[0].revents & POLLIN)) (*control)->serve_one([&](const nlohmann::json& r) { return runner.handle(r); });
     if (auto consumed = runner.pipeline().consume_events(print_event); !consumed) {
       log::error(consumed.error().message);
@@ -382,8 +452,10 @@ int command_run(const CommandOptions& options) {
     }
     std::fflush(stdout);
   }
+  health->attached = false;
+  notify_service("STOPPING=1");
   runner.pipeline().detach();
-  log::info("pipeline '" + name + "' detached from " + interface->name +
+  log::info("pipeline '" + name + "' detached from " + interface_names +
             (stop_signal ? std::string(" (") + strsignal(stop_signal) + ")" : ""));
   return status;
 }

@@ -59,8 +59,8 @@ Status pin_object_maps(const LoadedObject& object, const std::filesystem::path& 
   return {};
 }
 
-std::uint32_t counters_map_id(const LoadedObject& object) {
-  auto map = object.map(XDPP_COUNTERS_MAP_NAME);
+std::uint32_t counters_map_id(const LoadedObject& object, const char* map_name = XDPP_COUNTERS_MAP_NAME) {
+  auto map = object.map(map_name);
   if (!map) return 0;
   bpf_map_info info{};
   __u32 length = sizeof(info);
@@ -111,15 +111,28 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
                       {"plugin_file", stage.spec.plugin_file.string()},
                       {"pins", pinning ? (root / stage.spec.name).string() : ""}});
   }
+  // One entry per attached interface (a pipeline may serve several); "interface" lists their names.
+  nlohmann::json interfaces = nlohmann::json::array();
+  std::string names;
+  for (const AttachedLink& link : pipeline.links()) {
+    interfaces.push_back({{"name", link.interface.name},
+                          {"ifindex", link.interface.ifindex},
+                          {"mode", to_string(link.mode)},
+                          {"link_id", link_id_of(link.fd)}});
+    names += (names.empty() ? "" : ",") + link.interface.name;
+  }
+  if (names.empty()) names = pipeline.interface().name;
   nlohmann::json state = {{"name", name},
                           {"file", pipeline.spec().file},
-                          {"interface", pipeline.interface().name},
+                          {"interface", names},
+                          {"interfaces", interfaces},
                           {"ifindex", pipeline.interface().ifindex},
                           {"mode", mode},
                           {"link_id", pipeline.link_id()},
                           {"dispatcher",
                            {{"prog_id", pipeline.dispatcher_prog_id()},
                             {"counters_map_id", counters_map_id(pipeline.dispatcher_object())},
+                            {"interfaces_map_id", counters_map_id(pipeline.dispatcher_object(), XDPP_IF_COUNTERS_MAP_NAME)},
                             {"pins", pinning ? (root / "dispatcher").string() : ""}}},
                           {"pid", ::getpid()},
                           {"started", static_cast<long long>(::time(nullptr))},

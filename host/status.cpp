@@ -21,6 +21,7 @@ void on_stop(int) { stop_watch = 1; }
 
 struct Sample {
   std::map<std::string, CounterTotals> counters;  // by "dispatcher" or stage name
+  std::map<std::string, InterfaceTotals> interfaces;  // by interface name
   std::chrono::steady_clock::time_point at;
 };
 
@@ -42,6 +43,14 @@ Result<Sample> sample(const RunState& run) {
     auto counters = read_by_id(stage);
     if (!counters) return counters.error();
     result.counters[stage["name"].get<std::string>()] = *counters;
+  }
+  // What the dispatcher received on each interface it is attached to.
+  if (std::uint32_t id = run.json["dispatcher"].value("interfaces_map_id", 0u)) {
+    UniqueFd fd(bpf_map_get_fd_by_id(id));
+    if (!fd) return fail("interface counters map id ", std::to_string(id), ": ", std::strerror(errno));
+    for (const auto& interface : run.json.value("interfaces", nlohmann::json::array()))
+      if (auto totals = read_interface_counters(fd.get(), interface.value("ifindex", 0)))
+        result.interfaces[interface["name"].get<std::string>()] = *totals;
   }
   return result;
 }
@@ -82,6 +91,22 @@ nlohmann::json status_json(const RunState& run, const Sample& before, const Samp
                       {"packets_per_second", rate(before, after, name)}});
   }
   json["stages"] = std::move(stages);
+  nlohmann::json interfaces = nlohmann::json::array();
+  for (const auto& interface : run.json.value("interfaces", nlohmann::json::array())) {
+    const std::string name = interface["name"];
+    nlohmann::json entry = {{"name", name}, {"ifindex", interface["ifindex"]}, {"mode", interface["mode"]},
+                            {"link_id", interface["link_id"]}};
+    if (after.interfaces.count(name)) {
+      const InterfaceTotals& now = after.interfaces.at(name);
+      double seconds = std::chrono::duration<double>(after.at - before.at).count();
+      std::uint64_t then = before.interfaces.count(name) ? before.interfaces.at(name).packets : now.packets;
+      entry["packets"] = now.packets;
+      entry["bytes"] = now.bytes;
+      entry["packets_per_second"] = seconds > 0 && now.packets >= then ? (now.packets - then) / seconds : 0.0;
+    }
+    interfaces.push_back(std::move(entry));
+  }
+  json["interfaces"] = std::move(interfaces);
   return json;
 }
 
@@ -102,6 +127,11 @@ void print_table(const nlohmann::json& status) {
                 c["events_lost"].get<unsigned long long>());
   };
   row("-", "(dispatcher)", "-", status["dispatcher"]);
+  for (const auto& interface : status.value("interfaces", nlohmann::json::array()))
+    if (interface.contains("packets"))
+      std::printf("  %-4s %-16s %-12s %7llu %12llu %10.0f\n", "if", interface["name"].get<std::string>().c_str(),
+                  interface["mode"].get<std::string>().c_str(), interface["link_id"].get<unsigned long long>(),
+                  interface["packets"].get<unsigned long long>(), interface["packets_per_second"].get<double>());
   for (const auto& stage : status["stages"])
     row(std::to_string(stage["slot"].get<int>()), stage["name"], stage["plugin"], stage);
 }

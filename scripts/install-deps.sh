@@ -7,7 +7,7 @@ packages=(
   # build
   cmake ninja-build g++ pkg-config clang llvm libbpf-dev bpftool linux-libc-dev
   libboost-dev libboost-program-options-dev libtomlplusplus-dev
-  libgtest-dev googletest libpcap-dev nlohmann-json3-dev prometheus-cpp-dev
+  libgtest-dev googletest libpcap-dev nlohmann-json3-dev prometheus-cpp-dev libcivetweb-dev libsystemd-dev
   # runtime and end-to-end tests
   iproute2 iputils-ping netcat-openbsd socat tcpdump tshark procps
   util-linux bridge-utils curl jq

@@ -3,15 +3,30 @@
  * The root program, the only one attached to the interface. It resets the per-CPU packet context and
  * enters slot 0 of the chain (xdpp_next_slot = 0, set by the host). With an empty slot 0 the packet
  * takes the default verdict and is counted as fallen off, in the dispatcher's own counters.
+ * It also counts packets per receiving interface: one dispatcher serves every interface of the pipeline.
  */
 #include <xdp_pipeline/stage.h>
 
 char LICENSE[] SEC("license") = "GPL";
+
+/* An array indexed by ifindex rather than a hash: the verifier inlines a per-CPU array lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XDPP_MAX_IFINDEX);
+	__type(key, __u32);
+	__type(value, struct xdpp_if_counters);
+} xdpp_if_packets SEC(".maps");
 
 XDPP_STAGE(xdpp_dispatcher)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 {
 	/* Only the flag word: parse fills every other field before it sets XDPP_F_PARSED. */
 	pkt->flags = 0;
 	pkt->pkt_len = xdp->data_end - xdp->data;
+	__u32 ifindex = xdp->ingress_ifindex;
+	struct xdpp_if_counters *by_interface = bpf_map_lookup_elem(&xdpp_if_packets, &ifindex);
+	if (by_interface) {
+		by_interface->packets++;
+		by_interface->bytes += pkt->pkt_len;
+	}
 	return XDPP_CONTINUE;
 }
