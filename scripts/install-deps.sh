@@ -11,6 +11,9 @@ packages=(
   # runtime and end-to-end tests
   iproute2 iputils-ping netcat-openbsd socat tcpdump tshark procps
   util-linux bridge-utils curl jq
+  # deployment (issue 16): systemd-analyze and libsystemd, the container image and its runtime, a real
+  # Prometheus for the scrape test, node for the manifest validator
+  systemd mmdebstrap podman runc uidmap prometheus nodejs
 )
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -33,3 +36,12 @@ if ((${#missing[@]})); then
 fi
 
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+
+# Test-only, from npm: the Kubernetes API schema for validating deploy/kubernetes (kubernetes-models and
+# the Prometheus Operator's models). Debian packages no validator that checks Kubernetes objects' fields
+# and types (python3-kubernetes deserialises without validating). Pinned by tests/deploy/package-lock.json.
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [[ ! -d $here/tests/deploy/node_modules/kubernetes-models ]]; then
+  command -v npm >/dev/null || apt-get install -y -qq --no-install-recommends npm
+  npm ci --prefix "$here/tests/deploy" --no-audit --no-fund --loglevel=error
+fi

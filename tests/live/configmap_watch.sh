@@ -194,7 +194,8 @@ read -r s r < <(ping_chunk "$NPING" "$T/sources.txt")
 ((s == NPING && r == NPING)) || fail "$r of $s pings answered"
 sleep 4 # samples after it
 t1=$(date +%s.%N)
-window=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", b - a + 0.999 }')
+# The rate window: from 2 s before the traffic (a quiet sample at its start) to t1 (4 s after it).
+window=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", b - a + 2.999 }')
 
 series=$(promq "xdp_pipeline_stage_packets_total{pipeline=\"$PIPELINE_NAME\"}")
 jq -e '[.[].metric | "\(.stage)/\(.plugin // "")"] | sort == ["dispatcher/", "no-8080/port_filter", "parse/parse", "ping-lb/icmp_lb"]' \
