@@ -56,7 +56,7 @@ out=${rootfs:-$work/rootfs.tar}
 # no apt, no shell.
 mmdebstrap --quiet --variant=extract --include="$packages" --mode=root --format=tar \
   --customize-hook='mkdir -p "$1/etc/xdp-pipeline" "$1/run/xdp-pipeline" "$1/sys/fs/bpf"' \
-  --customize-hook="copy-in $stage/usr/local/bin $stage/usr/local/lib /usr/local" \
+  --customize-hook="mkdir -p \"\$1/usr/local\" && cp -a '$stage/usr/local/bin' '$stage/usr/local/lib' \"\$1/usr/local/\"" \
   --customize-hook='rm -rf "$1"/var/cache/* "$1"/var/log/* "$1"/var/lib/apt/lists/* "$1"/etc/machine-id "$1"/usr/share/doc "$1"/usr/share/man' \
   bookworm "$out" >&2 # the mirror: this host's apt sources
 podman import --quiet \

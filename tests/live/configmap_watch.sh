@@ -23,7 +23,7 @@ PROM_PID=
 stop_prometheus() {
   if [[ -n $PROM_PID ]]; then
     kill "$PROM_PID" 2>/dev/null
-    wait "$PROM_PID" 2>/dev/null
+    wait "$PROM_PID" 2>/dev/null || true # its exit status on SIGTERM
     PROM_PID=
   fi
 }
