@@ -53,12 +53,17 @@ echo "build.sh: runtime packages: $packages" >&2
 out=${rootfs:-$work/rootfs.tar}
 # extract: only these packages and what they depend on, unpacked (no maintainer scripts to run: they are
 # libraries, found by the loader in the multiarch directories without an ld.so.cache); no Essential set,
-# no apt, no shell.
-mmdebstrap --quiet --variant=extract --include="$packages" --mode=root --format=tar \
-  --customize-hook='mkdir -p "$1/etc/xdp-pipeline" "$1/run/xdp-pipeline" "$1/sys/fs/bpf"' \
-  --customize-hook="mkdir -p \"\$1/usr/local\" && cp -a '$stage/usr/local/bin' '$stage/usr/local/lib' \"\$1/usr/local/\"" \
-  --customize-hook='rm -rf "$1"/var/cache/* "$1"/var/log/* "$1"/var/lib/apt/lists/* "$1"/etc/machine-id "$1"/usr/share/doc "$1"/usr/share/man' \
-  bookworm "$out" >&2 # the mirror: this host's apt sources
+# no apt, no shell. From this host's apt sources (the Debian mirror).
+root=$work/rootfs
+mmdebstrap --quiet --variant=extract --include="$packages" --mode=root --format=directory bookworm "$root" >&2
+mkdir -p "$root/usr/local" "$root/etc/xdp-pipeline" "$root/run/xdp-pipeline" "$root/sys/fs/bpf" "$root/proc" "$root/dev" "$root/tmp"
+cp -a "$stage/usr/local/bin" "$stage/usr/local/lib" "$root/usr/local/"
+rm -rf "$root"/var/cache/* "$root"/var/log/* "$root"/var/lib/apt "$root"/etc/machine-id "$root"/usr/share/doc \
+  "$root"/usr/share/man "$root"/usr/share/lintian
+chmod 1777 "$root/tmp"
+# A tar that depends only on the files: sorted names, one clamped time, numeric root ownership, no atime/ctime.
+tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime --owner=0 --group=0 --numeric-owner \
+  --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -cf "$out" -C "$root" .
 podman import --quiet \
   --change 'ENTRYPOINT ["/usr/local/bin/xdp-pipeline"]' \
   --change 'CMD ["run", "/etc/xdp-pipeline/pipeline.toml", "--watch"]' \

@@ -29,8 +29,16 @@ container_cleanup() {
 live_setup lvct
 trap 'rc=$?; container_cleanup; (exit $rc); live_cleanup' EXIT
 
-"$LIVE_SOURCE_DIR/deploy/container/build.sh" "$BUILD" --tag "$TAG" >"$T/build.log" 2>&1 ||
+"$LIVE_SOURCE_DIR/deploy/container/build.sh" "$BUILD" --tag "$TAG" --rootfs "$T/rootfs1.tar" >"$T/build.log" 2>&1 ||
   fail "deploy/container/build.sh failed: $(tail -n 5 "$T/build.log")"
+# Reproducible: a second build gives the same root filesystem, byte for byte.
+"$LIVE_SOURCE_DIR/deploy/container/build.sh" "$BUILD" --tag "$TAG" --rootfs "$T/rootfs2.tar" >"$T/build2.log" 2>&1 ||
+  fail "the second build failed: $(tail -n 5 "$T/build2.log")"
+sum1=$(sha256sum <"$T/rootfs1.tar") sum2=$(sha256sum <"$T/rootfs2.tar")
+[[ $sum1 == "$sum2" ]] || fail "two builds gave different root filesystems: $(diff <(tar tvf "$T/rootfs1.tar") <(tar tvf "$T/rootfs2.tar") | head -n 5)"
+tar tf "$T/rootfs1.tar" | grep -qx './usr/local/bin/xdp-pipeline' || fail "the image has no /usr/local/bin/xdp-pipeline"
+! tar tf "$T/rootfs1.tar" | grep -qE '^\./(usr/)?bin/(sh|bash|apt)$' || fail "the image has a shell or apt"
+ok "two builds, one root filesystem (sha256 ${sum1:0:16}...); no shell, no apt"
 version=$(sed -n 's/^project(xdp-pipeline VERSION \([0-9.]*\).*/\1/p' "$LIVE_SOURCE_DIR/CMakeLists.txt")
 [[ $(pm image inspect "$TAG" --format '{{index .Labels "org.opencontainers.image.version"}}') == "$version" ]] ||
   fail "the image is not labelled with version $version"
