@@ -186,7 +186,7 @@ done
 [[ $up == 1 ]] || fail "prometheus never scraped the daemon: $(tail -n 5 "$T/prometheus.log")"
 ok "prometheus $(prometheus --version 2>&1 | head -n 1 | awk '{print $3}') scrapes 127.0.0.1:$PORT every second"
 
-sleep 4 # samples before the traffic
+sleep 10 # samples before the traffic
 t0=$(date +%s.%N)
 NPING=150
 : >"$T/sources.txt"
@@ -194,8 +194,9 @@ read -r s r < <(ping_chunk "$NPING" "$T/sources.txt")
 ((s == NPING && r == NPING)) || fail "$r of $s pings answered"
 sleep 4 # samples after it
 t1=$(date +%s.%N)
-# The rate window: from 2 s before the traffic (a quiet sample at its start) to t1 (4 s after it).
-window=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", b - a + 2.999 }')
+# The rate window: from 8 s before the traffic to t1 (4 s after it): long against the 1 s scrape interval,
+# so that Prometheus' extrapolation to the window's edges stays within a few per cent.
+window=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", b - a + 8.999 }')
 
 series=$(promq "xdp_pipeline_stage_packets_total{pipeline=\"$PIPELINE_NAME\"}")
 jq -e '[.[].metric | "\(.stage)/\(.plugin // "")"] | sort == ["dispatcher/", "no-8080/port_filter", "parse/parse", "ping-lb/icmp_lb"]' \
