@@ -6,6 +6,9 @@
 # dropped but a set. The test finds the smallest of the candidate sets with which the daemon attaches and
 # checks it is the documented one (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); with it, real traffic behaves:
 # pings to the VIP answered alternately by the two backends, TCP 8080 dropped, 8081 passes.
+# podman runs in the foreground of a process that dies with this test (setpriv --pdeathsig: its SIGTERM is
+# proxied to the daemon, which detaches) and with --rm; images of earlier runs killed before their cleanup
+# are removed first.
 # Usage (root): container_test.sh XDP_PIPELINE_EXECUTABLE BUILD_DIR
 XDPP=$(readlink -f "${1:?usage: $0 XDP_PIPELINE_EXECUTABLE BUILD_DIR}")
 BUILD=$(readlink -f "${2:?usage: $0 XDP_PIPELINE_EXECUTABLE BUILD_DIR}")
@@ -21,11 +24,20 @@ CONF=$(mktemp /tmp/xdpp-containers.XXXXXX.conf)
 printf '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n' >"$CONF"
 export CONTAINERS_CONF=$CONF
 pm() { podman --runtime runc "$@"; }
+PODMAN_PID=
 container_cleanup() {
   pm rm -f "$CTR" >/dev/null 2>&1
+  [[ -n $PODMAN_PID ]] && wait "$PODMAN_PID" 2>/dev/null
   pm rmi -f "$TAG" >/dev/null 2>&1
   rm -f "$CONF"
 }
+# Images and containers of earlier runs of this test that were killed before their cleanup.
+for old in $(pm images --format '{{.Repository}}' 2>/dev/null | sed -n 's|^localhost/xdpp-test-\([0-9]*\)$|\1|p'); do
+  if ! kill -0 "$old" 2>/dev/null; then
+    pm rm -f "xdpp-ct-$old" >/dev/null 2>&1
+    pm rmi -f "localhost/xdpp-test-$old:latest" >/dev/null 2>&1
+  fi
+done
 live_setup lvct
 trap 'rc=$?; container_cleanup; (exit $rc); live_cleanup' EXIT
 
@@ -50,22 +62,25 @@ mkdir -p "$T/etc"
 write_pipeline "$T/etc/pipeline.toml" "parse no-8080 ping-lb"
 chmod 0755 "$T" "$T/etc"
 chmod 0644 "$T/etc/pipeline.toml"
-# run_with CAPS: the daemon in a container with only CAPS; 0 once it says it is attached.
+# run_with CAPS: the daemon in a container with only CAPS, its output in $T/ctr-CAPS.log; 0 once it says it
+# is attached.
 run_with() {
-  pm rm -f "$CTR" >/dev/null 2>&1
+  CTR_LOG=$T/ctr-$1.log
   # seccomp unconfined, as the DaemonSet: podman's default profile on Debian 12 allows bpf() only with
   # CAP_SYS_ADMIN.
-  pm run -d --name "$CTR" --network "ns:/run/netns/$LAB_NS_LB" --cap-drop ALL --cap-add "$1" --security-opt seccomp=unconfined \
+  setpriv --pdeathsig TERM podman --runtime runc run --rm --name "$CTR" --network "ns:/run/netns/$LAB_NS_LB" \
+    --cap-drop ALL --cap-add "$1" --security-opt seccomp=unconfined \
     -v /sys/fs/bpf:/sys/fs/bpf -v /run/xdp-pipeline:/run/xdp-pipeline -v "$T/etc:/etc/xdp-pipeline:ro" \
-    "$TAG" run /etc/xdp-pipeline/pipeline.toml --interface "$LAB_IF_LB" --mode native >/dev/null 2>"$T/podman.err" ||
-    fail "podman run failed: $(cat "$T/podman.err")"
-  for _ in $(seq 100); do
-    pm logs "$CTR" 2>&1 | grep -q "attached to $LAB_IF_LB" && return 0
-    [[ $(pm inspect "$CTR" --format '{{.State.Running}}') == true ]] || break
+    "$TAG" run /etc/xdp-pipeline/pipeline.toml --interface "$LAB_IF_LB" --mode native >"$CTR_LOG" 2>&1 &
+  PODMAN_PID=$!
+  for _ in $(seq 150); do
+    grep -q "attached to $LAB_IF_LB" "$CTR_LOG" && return 0
+    kill -0 "$PODMAN_PID" 2>/dev/null || break
     sleep 0.1
   done
-  pm logs "$CTR" >"$T/ctr-$1.log" 2>&1
   pm rm -f "$CTR" >/dev/null 2>&1
+  wait "$PODMAN_PID" 2>/dev/null
+  PODMAN_PID=
   return 1
 }
 minimal=
@@ -87,6 +102,8 @@ refused=$(tcp_syns 5 8081)
 ((refused == 5)) || fail "8081 should pass: $refused of 5"
 ok "through the container: 20 pings answered alternately by $LAB_IP_BE1 and $LAB_IP_BE2; TCP 8080 dropped, 8081 passes"
 pm stop -t 10 "$CTR" >/dev/null
-pm logs "$CTR" 2>&1 | grep -q "detached from $LAB_IF_LB" || fail "podman stop did not detach cleanly: $(pm logs "$CTR" 2>&1 | tail -n 3)"
+wait "$PODMAN_PID" 2>/dev/null
+PODMAN_PID=
+grep -q "detached from $LAB_IF_LB" "$CTR_LOG" || fail "podman stop did not detach cleanly: $(tail -n 3 "$CTR_LOG")"
 ok "podman stop: SIGTERM, detached"
 echo PASS

@@ -7,6 +7,7 @@
 #     listener checks the interface at that moment), SIGHUP (ExecReload) gives RELOADING=1 then READY=1,
 #     SIGTERM gives STOPPING=1 and a clean exit;
 #   - the install rule puts the unit under PREFIX/lib/systemd/system with ExecStart at PREFIX/bin.
+# The daemon and the listener die with this test (setpriv --pdeathsig), also when it is killed.
 # Usage (root): systemd_test.sh XDP_PIPELINE_EXECUTABLE BUILD_DIR
 XDPP=$(readlink -f "${1:?usage: $0 XDP_PIPELINE_EXECUTABLE BUILD_DIR}")
 BUILD=$(readlink -f "${2:?usage: $0 XDP_PIPELINE_EXECUTABLE BUILD_DIR}")
@@ -62,7 +63,7 @@ ip -n "$NS" link set "${IF}p" up
 printf '[pipeline]\nname = "%s"\ninterface = "%s"\nmode = "native"\n\n[[stage]]\nname = "parse"\nplugin = "parse"\n' \
   "$PIPELINE_NAME" "$IF" >"$T/p.toml"
 # The listener: one line per datagram; at READY=1 it records whether the interface has an XDP program.
-/usr/bin/python3 - "$T/notify" "$NS" "$IF" >"$T/notify.log" 2>&1 <<'PY' &
+setpriv --pdeathsig TERM /usr/bin/python3 - "$T/notify" "$NS" "$IF" >"$T/notify.log" 2>&1 <<'PY' &
 import socket, subprocess, sys
 path, ns, ifname = sys.argv[1:]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -82,7 +83,7 @@ LISTENER=$!
 for _ in $(seq 50); do [[ -S $T/notify ]] && break; sleep 0.1; done
 [[ -S $T/notify ]] || fail "the notify listener did not start: $(cat "$T/notify.log")"
 PIPELINE_LOG=$T/run.log
-NOTIFY_SOCKET=$T/notify "$XDPP" run "$T/p.toml" --netns "$NS" >/dev/null 2>"$PIPELINE_LOG" &
+NOTIFY_SOCKET=$T/notify setpriv --pdeathsig INT "$XDPP" run "$T/p.toml" --netns "$NS" >/dev/null 2>"$PIPELINE_LOG" &
 PIPELINE_PID=$!
 for _ in $(seq 100); do grep -q READY=1 "$T/notify.log" && break; sleep 0.1; done
 grep -q '^READY=1|STATUS=attached to '"$IF"' \[xdp attached\]$' "$T/notify.log" ||

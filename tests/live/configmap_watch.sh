@@ -12,6 +12,8 @@
 #     storage directory) scrapes the daemon; its HTTP API shows the per-stage series with their labels,
 #     the counter rose by exactly the pings sent, rate() over the traffic matches them, and
 #     xdp_pipeline_up is 1.
+# Every process this test starts dies with it (setpriv --pdeathsig), also when it is killed; the trap stops
+# them on any other exit. Ports are free ones picked at run time.
 # Usage (root): configmap_watch.sh XDP_PIPELINE_EXECUTABLE
 XDPP=$(readlink -f "${1:?usage: $0 XDP_PIPELINE_EXECUTABLE}")
 source "$(dirname "$(readlink -f "$0")")/common.sh"
@@ -63,7 +65,8 @@ cm_write 8080
 
 # --- /readyz before and after attach -----------------------------------------------------------------
 PIPELINE_LOG=$T/run.log
-"$XDPP" run "$CM/p.toml" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode native >"$T/events.log" 2>"$PIPELINE_LOG" &
+setpriv --pdeathsig INT "$XDPP" run "$CM/p.toml" --netns "$LAB_NS_LB" --metrics-netns pipeline --interface "$LAB_IF_LB" \
+  --mode native >"$T/events.log" 2>"$PIPELINE_LOG" &
 PIPELINE_PID=$!
 # Poll /readyz as fast as curl goes until it says 200: the loading and verifying before attach takes long
 # enough to be seen.
@@ -86,7 +89,8 @@ grep -q "watching $CM/p.toml" "$PIPELINE_LOG" || fail "run does not say it watch
 
 page=$(metrics)
 [[ $(metric "xdp_pipeline_up{pipeline=\"$PIPELINE_NAME\"}" "$page") == 1 ]] || fail "xdp_pipeline_up is not 1: $(grep up "$page")"
-grep -q "^xdp_pipeline_build_info{pipeline=\"$PIPELINE_NAME\",version=\"[0-9.]*\",contract=\"[0-9]*\"} 1" <<<"$page" ||
+version=$("$XDPP" --version | awk '{print $2}')
+grep -q "^xdp_pipeline_build_info{pipeline=\"$PIPELINE_NAME\",version=\"$version\",plugin_abi=\"[0-9]*\",contract=\"[0-9]*\"} 1" <<<"$page" ||
   fail "no build info: $(grep build_info <<<"$page")"
 [[ $(metric "xdp_pipeline_config_reloads_total{pipeline=\"$PIPELINE_NAME\",result=\"success\"}" "$page") == 0 &&
   $(metric "xdp_pipeline_config_reloads_total{pipeline=\"$PIPELINE_NAME\",result=\"failure\"}" "$page") == 0 ]] ||
@@ -169,8 +173,10 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:$PORT"]
 YML
-lab_exec lb prometheus --config.file="$T/prometheus.yml" --storage.tsdb.path="$T/prom" \
-  --web.listen-address="127.0.0.1:$PPORT" --log.level=warn >"$T/prometheus.log" 2>&1 &
+# Started directly (not through a shell function, whose subshell would be the pid killed), so that
+# PROM_PID is prometheus itself.
+setpriv --pdeathsig TERM ip netns exec "$LAB_NS_LB" prometheus --config.file="$T/prometheus.yml" \
+  --storage.tsdb.path="$T/prom" --web.listen-address="127.0.0.1:$PPORT" --log.level=warn >"$T/prometheus.log" 2>&1 &
 PROM_PID=$!
 promq() { # promq QUERY [TIME]: the API's result array
   local args=(--data-urlencode "query=$1")

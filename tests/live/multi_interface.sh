@@ -7,7 +7,11 @@
 #   - TCP 8080 is dropped on both links, 8081 passes on both; one `set` changes both at once
 #     (8080 passes on both, 8081 dropped on both), and a `reload` that adds a stage switches both links
 #     to the new chain;
-#   - a rule that matches nothing is refused with the reason; SIGINT detaches both.
+#   - persisted (--persist): the daemon killed with SIGKILL leaves both links pinned and running; the next
+#     run adopts both (no packet lost on either: pings through the gap), a `set` after adoption changes
+#     both; SIGTERM leaves both running; `detach` removes both links and every pin;
+#   - a rule that matches nothing is refused with the reason (exit 2, nothing loaded); SIGINT detaches both.
+# Every process this test starts dies with it (setpriv --pdeathsig), also when it is killed.
 # Usage (root): multi_interface.sh XDP_PIPELINE_EXECUTABLE
 XDPP=$(readlink -f "${1:?usage: $0 XDP_PIPELINE_EXECUTABLE}")
 source "$(dirname "$(readlink -f "$0")")/common.sh"
@@ -29,6 +33,8 @@ cleanup() {
     kill -INT "$PIPELINE_PID"
     wait "$PIPELINE_PID" 2>/dev/null
   fi
+  [[ -n ${PING_PID:-} ]] && kill "$PING_PID" 2>/dev/null
+  "$XDPP" detach "$PIPELINE_NAME" >/dev/null 2>&1 # a persisted run's links and pins
   for ns in "$DUT" "$P1" "$P2"; do ip netns del "$ns" 2>/dev/null; done
   rm -rf "/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME" /run/xdp-pipeline/"$PIPELINE_NAME".* "$T"
   rmdir /sys/fs/bpf/xdp-pipeline 2>/dev/null
@@ -67,19 +73,19 @@ write() { # write FILE INTERFACE_LINE [extra stage]
 write "$T/none.toml" 'interface = { first_of = ["nosuch0", "nosuch1"] }'
 rc=0
 out=$("$XDPP" run "$T/none.toml" --netns "$DUT" 2>&1) || rc=$?
-((rc == 1)) && grep -q "interface rule first_of \[nosuch0, nosuch1\]: none of them exists here" <<<"$out" ||
+((rc == 2)) && grep -q "interface rule first_of \[nosuch0, nosuch1\]: none of them exists in network namespace '$DUT' (interfaces there: lo, " <<<"$out" ||
   fail "a rule matching nothing: exit $rc, '$out'"
 ok "first_of with no existing candidate: refused ('$(tail -n 1 <<<"$out")')"
 
 write "$T/p.toml" "interface = [{ default_route = true }, { first_of = [\"nosuch0\", \"$IFB\"] }]"
 "$XDPP" check "$T/p.toml" >/dev/null || fail "check refused the rules"
-"$XDPP" run "$T/p.toml" --netns "$DUT" >"$T/events.log" 2>"$PIPELINE_LOG" &
-PIPELINE_PID=$!
-for _ in $(seq 100); do
-  [[ -S /run/xdp-pipeline/$PIPELINE_NAME.sock && -f /run/xdp-pipeline/$PIPELINE_NAME.json ]] && break
-  kill -0 "$PIPELINE_PID" 2>/dev/null || fail "run exited early: $(cat "$PIPELINE_LOG")"
-  sleep 0.1
-done
+# run_daemon [run options...]: the daemon, which dies with this test however it ends.
+run_daemon() {
+  setpriv --pdeathsig INT "$XDPP" run "$T/p.toml" --netns "$DUT" "$@" >>"$T/events.log" 2>>"$PIPELINE_LOG" &
+  PIPELINE_PID=$!
+  wait_published "xdp-pipeline run" 100 0.1
+}
+run_daemon
 grep -q "attached to $IFA in native mode" "$PIPELINE_LOG" && grep -q "attached to $IFB in native mode" "$PIPELINE_LOG" ||
   fail "not attached to both: $(cat "$PIPELINE_LOG")"
 st=$(status_json)
@@ -146,4 +152,53 @@ for ifc in "$IFA" "$IFB"; do
   ! nsx "$DUT" ip link show dev "$ifc" | grep -q "xdp" || fail "$ifc still has an XDP program after SIGINT"
 done
 ok "SIGINT: both links detached"
+
+# --- persisted on both interfaces: killed, adopted, detached --------------------------------------------
+links=/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME/links
+run_daemon --persist
+[[ -e $links/$IFA && -e $links/$IFB ]] || fail "persist did not pin a link per interface: $(ls "$links" 2>&1)"
+# Pings from both peers every 10 ms through the kill and the adoption.
+nsx "$P1" ping -q -i 0.01 -w 30 "$NET.1" >"$T/ping1.txt" 2>&1 &
+PING_PID=$!
+nsx "$P2" ping -q -i 0.01 -c 150 "$NET.5" >"$T/ping2.txt" 2>&1 &
+ping2=$!
+sleep 0.3
+kill -KILL "$PIPELINE_PID"
+wait "$PIPELINE_PID" 2>/dev/null || true
+PIPELINE_PID=
+for ifc in "$IFA" "$IFB"; do
+  nsx "$DUT" bpftool net show dev "$ifc" | grep -q "xdpdrv.*id" || fail "$ifc lost its program when the daemon was killed"
+done
+(($(syns "$P2" "$NET.5" 8080 2) == 0)) || fail "without a daemon 8080 is not dropped on $IFB"
+st=$("$XDPP" status "$PIPELINE_NAME" --json) || fail "status of the persisted pipeline failed"
+jq -e '.daemon == false and (.interfaces | length) == 2' >/dev/null <<<"$st" ||
+  fail "status without a daemon: $(jq -c '{daemon, interfaces}' <<<"$st")"
+run_daemon
+grep -q "adopted from pid .* on $IFA, $IFB" "$PIPELINE_LOG" || fail "the second run did not adopt both: $(tail -n 5 "$PIPELINE_LOG")"
+wait "$ping2" || true
+kill -INT "$PING_PID" 2>/dev/null
+wait "$PING_PID" 2>/dev/null || true
+PING_PID=
+for f in ping1 ping2; do
+  loss=$(grep -o '[0-9.]*% packet loss' "$T/$f.txt" | cut -d% -f1)
+  [[ $loss == 0 ]] || fail "$f lost packets across the kill and the adoption: $(cat "$T/$f.txt")"
+done
+ctl_ok set no-8080 'drop_tcp_dst=[8082]'
+for side in "$P1 $NET.1" "$P2 $NET.5"; do
+  read -r peer addr <<<"$side"
+  (($(syns "$peer" "$addr" 8082 $N) == 0)) || fail "after adoption and set: 8082 not dropped from $peer"
+  (($(syns "$peer" "$addr" 8080 $N) == N)) || fail "after adoption and set: 8080 not passed from $peer"
+done
+ok "persisted: SIGKILL left both links pinned and filtering, the next run adopted both ($(grep -o '[0-9]* packets transmitted' "$T/ping1.txt" | cut -d' ' -f1)+$(grep -o '[0-9]* packets transmitted' "$T/ping2.txt" | cut -d' ' -f1) pings, none lost), set applied to both"
+kill -TERM "$PIPELINE_PID"
+wait "$PIPELINE_PID" 2>/dev/null || true
+PIPELINE_PID=
+nsx "$DUT" bpftool net show dev "$IFB" | grep -q "xdpdrv" || fail "SIGTERM of a persisted run detached $IFB"
+out=$("$XDPP" detach "$PIPELINE_NAME") || fail "detach failed: $out"
+grep -q "detached from .*$IFA.*$IFB\|detached from .*$IFB.*$IFA" <<<"$out" || fail "detach does not name both links: $out"
+for ifc in "$IFA" "$IFB"; do
+  ! nsx "$DUT" ip link show dev "$ifc" | grep -q "xdp" || fail "$ifc still has an XDP program after detach"
+done
+[[ ! -e /sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME ]] || fail "detach left pins: $(find "/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME")"
+ok "SIGTERM left both running; detach removed both links and every pin ('$out')"
 echo "PASS"
