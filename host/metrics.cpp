@@ -46,13 +46,10 @@ class CounterCollector final : public prometheus::Collectable {
       add(fell_off, stage.counters.fell_off);
       add(lost, stage.counters.events_lost);
     }
-    // The build serving these metrics, as a gauge of 1 whose labels carry what `xdp-pipeline --version`
-    // prints (the Prometheus convention for build info).
+    // The build serving these metrics, as a gauge of 1 whose labels carry the information (the
+    // Prometheus convention for build info): the version `xdp-pipeline --version` prints.
     prometheus::MetricFamily build = gauge("xdp_pipeline_build_info", "The xdp-pipeline build serving these metrics (always 1)",
-                                           {{"version", XDPP_VERSION},
-                                            {"plugin_abi", std::to_string(kPluginAbiVersion)},
-                                            {"contract", std::to_string(XDPP_CONTRACT_VERSION)}},
-                                           1);
+                                           {{"version", XDPP_VERSION}}, 1);
     prometheus::MetricFamily up = gauge("xdp_pipeline_up", "1 while the pipeline is attached and its event readers run, else 0",
                                         {}, health_->attached ? 1 : 0);
     prometheus::MetricFamily reloads = family("xdp_pipeline_config_reloads_total",

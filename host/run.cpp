@@ -526,8 +526,8 @@ int command_run(const CommandOptions& options) {
       return false;
     }
     metrics = std::move(*served);
-    log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics (probes /healthz, /readyz) in " +
-              describe_netns());
+    log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics in " + describe_netns() +
+              " (probes /healthz, /readyz)");
     return true;
   };
   const bool metrics_in_netns = options.netns && options.metrics_in_pipeline_netns;

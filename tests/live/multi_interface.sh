@@ -167,13 +167,13 @@ kill -KILL "$PIPELINE_PID"
 wait "$PIPELINE_PID" 2>/dev/null || true
 PIPELINE_PID=
 for ifc in "$IFA" "$IFB"; do
-  nsx "$DUT" bpftool net show dev "$ifc" | grep -q "xdpdrv.*id" || fail "$ifc lost its program when the daemon was killed"
+  nsx "$DUT" ip link show dev "$ifc" | grep -q "prog/xdp id" || fail "$ifc lost its program when the daemon was killed"
 done
 (($(syns "$P2" "$NET.5" 8080 2) == 0)) || fail "without a daemon 8080 is not dropped on $IFB"
 st=$("$XDPP" status "$PIPELINE_NAME" --json) || fail "status of the persisted pipeline failed"
 jq -e '.daemon == false and (.interfaces | length) == 2' >/dev/null <<<"$st" ||
   fail "status without a daemon: $(jq -c '{daemon, interfaces}' <<<"$st")"
-run_daemon
+run_daemon --persist
 grep -q "adopted from pid .* on $IFA, $IFB" "$PIPELINE_LOG" || fail "the second run did not adopt both: $(tail -n 5 "$PIPELINE_LOG")"
 wait "$ping2" || true
 kill -INT "$PING_PID" 2>/dev/null
@@ -193,7 +193,7 @@ ok "persisted: SIGKILL left both links pinned and filtering, the next run adopte
 kill -TERM "$PIPELINE_PID"
 wait "$PIPELINE_PID" 2>/dev/null || true
 PIPELINE_PID=
-nsx "$DUT" bpftool net show dev "$IFB" | grep -q "xdpdrv" || fail "SIGTERM of a persisted run detached $IFB"
+nsx "$DUT" ip link show dev "$IFB" | grep -q "prog/xdp id" || fail "SIGTERM of a persisted run detached $IFB"
 out=$("$XDPP" detach "$PIPELINE_NAME") || fail "detach failed: $out"
 grep -q "detached from .*$IFA.*$IFB\|detached from .*$IFB.*$IFA" <<<"$out" || fail "detach does not name both links: $out"
 for ifc in "$IFA" "$IFB"; do
