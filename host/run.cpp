@@ -662,8 +662,7 @@ int command_run(const CommandOptions& options) {
     if (reloaded)
       log::info("pipeline '" + name + "': " + why + ": " + what);
     else
-      log::warn("pipeline '" + name + "': " + why + ": reload refused, the running pipeline is unchanged: " +
-                reloaded.error().message);
+      log::warn("pipeline '" + name + "': " + why + ": reload refused, nothing changed: " + reloaded.error().message);
   };
 
   int status = 0;

@@ -136,7 +136,7 @@ for _ in $(seq 30); do
   grep -q "reload refused" "$PIPELINE_LOG" && break
   sleep 0.1
 done
-grep -q "p.toml changed: reload refused, the running pipeline is unchanged: .*p.toml:[0-9]*:[0-9]*: .*drop_tcp_dst" "$PIPELINE_LOG" ||
+grep -q "p.toml changed: reload refused, nothing changed: .*p.toml:[0-9]*:[0-9]*: .*drop_tcp_dst" "$PIPELINE_LOG" ||
   fail "the broken update was not refused with file:line:column and the key: $(tail -n 3 "$PIPELINE_LOG")"
 kill -0 "$PIPELINE_PID" 2>/dev/null || fail "the daemon died on a broken update"
 refused=$(tcp_syns "$N" 8080)

@@ -16,7 +16,6 @@
 XDPP=$(readlink -f "${1:?usage: $0 XDP_PIPELINE_EXECUTABLE}")
 source "$(dirname "$(readlink -f "$0")")/common.sh"
 live_require
-command -v bpftool >/dev/null || skip "'bpftool' not found"
 
 # Namespaces and links of this run only.
 ID=$(printf '%04x' $(($$ % 65536)))
@@ -93,8 +92,8 @@ jq -e --arg a "$IFA" --arg b "$IFB" '[.interfaces[].name] == [$a, $b] and ([.int
   and .interface == "\($a),\($b)"' >/dev/null <<<"$st" || fail "status does not list both interfaces: $(jq -c .interfaces <<<"$st")"
 dispatcher_id=$(jq -r .dispatcher.prog_id <<<"$st")
 for ifc in "$IFA" "$IFB"; do
-  nsx "$DUT" bpftool net show dev "$ifc" | grep -q "id $dispatcher_id" ||
-    fail "$ifc does not run the dispatcher (prog id $dispatcher_id): $(nsx "$DUT" bpftool net show dev "$ifc")"
+  nsx "$DUT" ip link show dev "$ifc" | grep -q "prog/xdp id $dispatcher_id " ||
+    fail "$ifc does not run the dispatcher (prog id $dispatcher_id): $(nsx "$DUT" ip link show dev "$ifc")"
 done
 ok "default_route -> $IFA, first_of -> $IFB: one bpf_link each, both running dispatcher prog $dispatcher_id"
 
@@ -138,7 +137,8 @@ st=$(status_json)
 new_id=$(jq -r .dispatcher.prog_id <<<"$st")
 [[ $new_id != "$dispatcher_id" ]] || fail "the reload did not switch in a new dispatcher"
 for ifc in "$IFA" "$IFB"; do
-  nsx "$DUT" bpftool net show dev "$ifc" | grep -q "id $new_id" || fail "$ifc does not run the new dispatcher $new_id"
+  nsx "$DUT" ip link show dev "$ifc" | grep -q "prog/xdp id $new_id " ||
+    fail "$ifc does not run the new dispatcher $new_id: $(nsx "$DUT" ip link show dev "$ifc" | grep prog/xdp)"
 done
 for side in "$P1 $NET.1" "$P2 $NET.5"; do
   read -r peer addr <<<"$side"
