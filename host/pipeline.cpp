@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <linux/if_link.h>
 #include <unistd.h>
 
@@ -31,13 +32,12 @@ constexpr const char* kDispatcherProgram = "xdpp_dispatcher";
 std::size_t percpu_stride(std::size_t size) { return (size + 7) / 8 * 8; }
 
 template <class T>
-Result<std::vector<T>> read_percpu(int fd, const char* what) {
+Result<std::vector<T>> read_percpu(int fd, const char* what, std::uint32_t key = 0) {
   int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) return fail("cannot count CPUs");
   std::size_t stride = percpu_stride(sizeof(T));
   std::vector<std::uint8_t> raw(stride * cpus);
-  std::uint32_t zero = 0;
-  if (bpf_map_lookup_elem(fd, &zero, raw.data()) != 0) return fail(what, ": ", std::strerror(errno));
+  if (bpf_map_lookup_elem(fd, &key, raw.data()) != 0) return fail(what, ": ", std::strerror(errno));
   std::vector<T> values(cpus);
   for (int cpu = 0; cpu < cpus; ++cpu) std::memcpy(&values[cpu], raw.data() + cpu * stride, sizeof(T));
   return values;
@@ -263,6 +263,8 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
   std::uint32_t first_slot = 0;
   XDPP_TRY((*dispatcher)->set_constant("xdpp_next_slot", first_slot));
   XDPP_TRY((*dispatcher)->set_constant("xdpp_default_verdict", self->spec_.default_verdict));
+  const std::uint32_t count_interfaces = self->spec_.interfaces.size() > 1;
+  XDPP_TRY((*dispatcher)->set_constant("xdpp_count_interfaces", count_interfaces));
   // A rebuilt chain keeps the dispatcher's counters: they are the pipeline's, not the chain's.
   if (previous) XDPP_TRY(carry_over_maps(**dispatcher, *previous->dispatcher_, false, fresh_if_changed).context("dispatcher"));
   XDPP_TRY((*dispatcher)->load());
@@ -308,7 +310,8 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
 
 Result<std::unique_ptr<Pipeline>> Pipeline::adopt(PipelineSpec running, const SearchPaths& paths, InterfaceInfo interface,
                                                   const std::filesystem::path& pins, const RecordedObject& dispatcher,
-                                                  const std::vector<RecordedObject>& stages, int link_fd) {
+                                                  const std::vector<RecordedObject>& stages,
+                                                  const std::vector<AttachedLink>& links) {
   std::unique_ptr<Pipeline> self(new Pipeline());
   self->impl_ = std::make_unique<Impl>();
   self->interface_ = std::move(interface);
@@ -326,18 +329,23 @@ Result<std::unique_ptr<Pipeline>> Pipeline::adopt(PipelineSpec running, const Se
     self->stages_.back().prog_id = self->stages_.back().object->prog_id();
   }
 
-  // What runs is what the pins say: the link runs the dispatcher, each slot the stage pinned for it.
-  bpf_link_info link{};
-  __u32 length = sizeof(link);
-  if (bpf_obj_get_info_by_fd(link_fd, &link, &length) != 0) return fail("the pinned link: ", std::strerror(errno));
-  if (link.type != BPF_LINK_TYPE_XDP || link.xdp.ifindex == 0)
-    return fail("the pinned link (id ", std::to_string(link.id), ") is no longer attached to an interface");
-  if (static_cast<int>(link.xdp.ifindex) != self->interface_.ifindex)
-    return fail("the pinned link runs on ifindex ", std::to_string(link.xdp.ifindex), ", not on ", self->interface_.name,
-                " (ifindex ", std::to_string(self->interface_.ifindex), ")");
-  if (link.prog_id != self->dispatcher_->prog_id())
-    return fail("the link runs program id ", std::to_string(link.prog_id), ", not the pinned dispatcher (id ",
-                std::to_string(self->dispatcher_->prog_id()), ")");
+  // What runs is what the pins say: every link runs the dispatcher on its interface, each slot the stage
+  // pinned for it.
+  if (links.empty()) return fail("no pinned link");
+  for (const AttachedLink& pinned : links) {
+    bpf_link_info link{};
+    __u32 length = sizeof(link);
+    const std::string which = "the pinned link on " + pinned.interface.name;
+    if (bpf_obj_get_info_by_fd(pinned.fd, &link, &length) != 0) return fail(which, ": ", std::strerror(errno));
+    if (link.type != BPF_LINK_TYPE_XDP || link.xdp.ifindex == 0)
+      return fail(which, " (id ", std::to_string(link.id), ") is no longer attached to an interface");
+    if (static_cast<int>(link.xdp.ifindex) != pinned.interface.ifindex)
+      return fail(which, " runs on ifindex ", std::to_string(link.xdp.ifindex), ", not on ", pinned.interface.name,
+                  " (ifindex ", std::to_string(pinned.interface.ifindex), ")");
+    if (link.prog_id != self->dispatcher_->prog_id())
+      return fail(which, " runs program id ", std::to_string(link.prog_id), ", not the pinned dispatcher (id ",
+                  std::to_string(self->dispatcher_->prog_id()), ")");
+  }
   auto chain = self->dispatcher_->map(XDPP_CHAIN_MAP_NAME);
   if (!chain) return chain.error();
   for (std::uint32_t slot = 0; slot <= self->stages_.size() && slot < chain->max_entries; ++slot) {
@@ -348,8 +356,12 @@ Result<std::unique_ptr<Pipeline>> Pipeline::adopt(PipelineSpec running, const Se
       return fail("chain slot ", std::to_string(slot), " runs program id ", std::to_string(filled ? id : 0), ", the pins say ",
                   expected ? "id " + std::to_string(expected) + " (stage '" + self->stages_[slot].spec.name + "')" : "nothing");
   }
-  self->link_fd_ = ::dup(link_fd);
-  if (self->link_fd_ < 0) return fail("dup: ", std::strerror(errno));
+  for (const AttachedLink& pinned : links) {
+    AttachedLink own = pinned;
+    own.fd = ::fcntl(pinned.fd, F_DUPFD_CLOEXEC, 0);
+    if (own.fd < 0) return fail("dup: ", std::strerror(errno));
+    self->links_.push_back(own);  // the destructor closes it
+  }
   XDPP_TRY(self->rebuild_event_readers());
   return self;
 }
@@ -561,44 +573,78 @@ Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec, bool fres
       (*next)->restore_configuration(*this, (*next)->stages_.size());
       return ready.error();
     }
-  if (attached()) {
-    LIBBPF_OPTS(bpf_link_update_opts, options, .flags = BPF_F_REPLACE, .old_prog_fd = static_cast<__u32>(dispatcher_->prog_fd()));
-    if (bpf_link_update(link_fd_, (*next)->dispatcher_fd(), &options) != 0) {
-      const int err = errno;
-      (*next)->restore_configuration(*this, (*next)->stages_.size());
-      return fail("switching the interface to the new chain: ", std::strerror(err));
-    }
-    (*next)->link_fd_ = link_fd_;
-    link_fd_ = -1;
+  if (auto switched = switch_links(dispatcher_->prog_fd(), (*next)->dispatcher_fd()); !switched) {
+    (*next)->restore_configuration(*this, (*next)->stages_.size());
+    return switched.error();
   }
+  (*next)->links_ = std::move(links_);
+  links_.clear();
   return next;
 }
 
-Result<AttachMode> Pipeline::attach(AttachMode mode) {
+// Every interface runs the same chain: one bpf_link update each (each atomic on its own); if one refuses,
+// those already switched go back before the error is returned.
+Status Pipeline::switch_links(int from, int to) {
+  auto replace = [](int link_fd, int new_prog, int old_prog) {
+    LIBBPF_OPTS(bpf_link_update_opts, options, .flags = BPF_F_REPLACE, .old_prog_fd = static_cast<__u32>(old_prog));
+    return bpf_link_update(link_fd, new_prog, &options) == 0 ? 0 : errno;
+  };
+  for (std::size_t i = 0; i < links_.size(); ++i) {
+    if (int err = replace(links_[i].fd, to, from)) {
+      for (std::size_t j = i; j-- > 0;)
+        if (int undo = replace(links_[j].fd, from, to))
+          log::error("switching " + links_[j].interface.name + " back to the running chain: " + std::strerror(undo));
+      return fail("switching ", links_[i].interface.name, " to the new chain: ", std::strerror(err));
+    }
+  }
+  return {};
+}
+
+Result<AttachMode> Pipeline::attach(AttachMode mode, std::vector<InterfaceInfo> interfaces) {
   if (attached()) return fail("already attached");
-  if (interface_.ifindex <= 0) return fail("interface '", interface_.name, "' has no ifindex");
-  std::string fallback_reason;
-  auto fd = attach_xdp_link(dispatcher_->prog_fd(), dispatcher_->multi_buffer(), interface_, mode, fallback_reason);
-  if (!fd) return fd.error();
-  link_fd_ = *fd;
-  fallback_reason_ = std::move(fallback_reason);
-  return mode;
+  if (interfaces.empty()) interfaces.push_back(interface_);
+  std::vector<AttachedLink> made;
+  std::string fallback_reasons;
+  // Closing the links made so far detaches them: all or nothing.
+  auto undo = [&] {
+    for (auto& link : made) ::close(link.fd);
+  };
+  for (const InterfaceInfo& interface : interfaces) {
+    if (interface.ifindex <= 0) {
+      undo();
+      return fail("interface '", interface.name, "' has no ifindex");
+    }
+    AttachMode got = mode;
+    std::string fallback_reason;
+    auto fd = attach_xdp_link(dispatcher_->prog_fd(), dispatcher_->multi_buffer(), interface, got, fallback_reason);
+    if (!fd) {
+      undo();
+      return fd.error();
+    }
+    made.push_back(AttachedLink{.interface = interface, .mode = got, .fd = *fd});
+    if (!fallback_reason.empty())
+      fallback_reasons += (fallback_reasons.empty() ? "" : "; ") +
+                          (interfaces.size() > 1 ? interface.name + ": " : std::string()) + fallback_reason;
+  }
+  links_ = std::move(made);
+  fallback_reason_ = std::move(fallback_reasons);
+  return links_.front().mode;
 }
 
 void Pipeline::detach() {
-  if (link_fd_ >= 0) {
-    ::close(link_fd_);  // the link was never pinned: closing its last fd detaches the program
-    link_fd_ = -1;
-  }
+  // Closing a link's last fd detaches the program (a persisted run's pins are other references).
+  for (auto& link : links_) ::close(link.fd);
+  links_.clear();
 }
 
-std::uint32_t Pipeline::link_id() const {
-  if (link_fd_ < 0) return 0;
+std::uint32_t link_id_of(int link_fd) {
   bpf_link_info info{};
   __u32 length = sizeof(info);
-  if (bpf_obj_get_info_by_fd(link_fd_, &info, &length) != 0) return 0;
+  if (link_fd < 0 || bpf_obj_get_info_by_fd(link_fd, &info, &length) != 0) return 0;
   return info.id;
 }
+
+std::uint32_t Pipeline::link_id() const { return links_.empty() ? 0 : link_id_of(links_.front().fd); }
 
 std::uint32_t Pipeline::dispatcher_prog_id() const { return dispatcher_->prog_id(); }
 int Pipeline::dispatcher_fd() const { return dispatcher_->prog_fd(); }
@@ -622,6 +668,22 @@ Result<CounterTotals> Pipeline::counters(int index) const {
   auto map = object->map(XDPP_COUNTERS_MAP_NAME);
   if (!map) return map.error();
   return read_counters(map->fd);
+}
+
+Result<InterfaceTotals> read_interface_counters(int map_fd, int ifindex) {
+  if (ifindex <= 0 || ifindex >= XDPP_MAX_IFINDEX)
+    return fail("ifindex ", std::to_string(ifindex), " is beyond the per-interface counters (", std::to_string(XDPP_MAX_IFINDEX), ")");
+  auto values = read_percpu<xdpp_if_counters>(map_fd, "interface counters", static_cast<std::uint32_t>(ifindex));
+  if (!values) return values.error();
+  InterfaceTotals totals;
+  for (const auto& cpu : *values) totals.packets += cpu.packets;
+  return totals;
+}
+
+Result<InterfaceTotals> Pipeline::interface_counters(int ifindex) const {
+  auto map = dispatcher_->map(XDPP_IF_COUNTERS_MAP_NAME);
+  if (!map) return map.error();
+  return read_interface_counters(map->fd, ifindex);
 }
 
 Result<xdpp_packet> Pipeline::packet_context(int cpu) const {
