@@ -1,4 +1,5 @@
-// The clients of a running pipeline's control channel: swap, set, reload.
+// The commands that change a running pipeline: swap, set and reload through its control channel, and
+// detach of a persisted one.
 #include <unistd.h>
 
 #include <chrono>
@@ -9,6 +10,7 @@
 #include "control.h"
 #include "json_text.h"
 #include "log.h"
+#include "persist.h"
 
 namespace xdpp {
 namespace {
@@ -77,6 +79,22 @@ int command_set(const CommandOptions& options) {
 int command_reload(const CommandOptions& options) {
   if (!path_travels(absolute(options.file), "reload")) return kExitUsage;
   return send(options, control::Reload{.file = absolute(options.file)});
+}
+
+int command_detach(const CommandOptions& options) {
+  if (geteuid() != 0) {
+    log::error("detach needs root: the pins and state of a pipeline are root-only");
+    return kExitFailure;
+  }
+  auto detached = detach_persisted(options.file);
+  if (!detached) {
+    log::error(detached.error().message);
+    return kExitFailure;
+  }
+  std::string list;
+  for (const auto& one : *detached) list += (list.empty() ? "" : ", ") + one;
+  std::printf("pipeline '%s' detached from %s; its pins and state are removed\n", options.file.c_str(), list.c_str());
+  return 0;
 }
 
 }  // namespace xdpp

@@ -1,4 +1,4 @@
-// Adoption of a persisted pipeline by the next run, and `detach`.
+// Adoption of a persisted pipeline by the next run, and its removal (`detach`).
 #include "persist.h"
 
 #include <bpf/bpf.h>
@@ -10,7 +10,6 @@
 #include <cstring>
 
 #include "bpf_object.h"
-#include "commands.h"
 #include "log.h"
 #include "run_lock.h"
 #include "state.h"
@@ -158,19 +157,13 @@ Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const std::vecto
   return adoption;
 }
 
-int command_detach(const CommandOptions& options) {
-  const std::string& name = options.file;
-  if (geteuid() != 0) {
-    log::error("detach needs root: the pins and state of a pipeline are root-only");
-    return kExitFailure;
-  }
+Result<std::vector<std::string>> detach_persisted(const std::string& name) {
   auto lock = RunLock::acquire(name);
   if (!lock) {
     const int pid = RunLock::holder(name);
-    log::error("pipeline '" + name + "' has a daemon" + (pid ? " (pid " + std::to_string(pid) + ")" : "") +
-               ": stop it first (kill -TERM " + (pid ? std::to_string(pid) : "PID") +
-               "; a persisted pipeline keeps running), then detach");
-    return kExitFailure;
+    return fail("pipeline '", name, "' has a daemon", pid ? " (pid " + std::to_string(pid) + ")" : "",
+                ": stop it first (kill -TERM ", pid ? std::to_string(pid) : "PID",
+                "; a persisted pipeline keeps running), then detach");
   }
   std::error_code error;
   const bool pinned = std::filesystem::exists(kPinRoot / name / "links", error);
@@ -179,8 +172,7 @@ int command_detach(const CommandOptions& options) {
     unpublish(name);
     std::filesystem::remove_all(kRunRoot / (name + ".plugins"), error);
     lock->remove();
-    log::error("nothing to detach: no persisted pipeline named '" + name + "' runs (see xdp-pipeline status)");
-    return kExitFailure;
+    return fail("nothing to detach: no persisted pipeline named '", name, "' runs (see xdp-pipeline status)");
   }
   // Each pinned link is the only reference that keeps its program attached: unpinning it detaches.
   std::vector<std::string> detached;
@@ -192,20 +184,15 @@ int command_detach(const CommandOptions& options) {
                                             std::to_string(link->info.id) + ")"
                                       : " (already defunct)";
       // Detach now rather than when the last reference goes (our fd, below): nothing else may hold it.
-      if (link->info.xdp.ifindex && bpf_link_detach(link->fd.get()) != 0) {
-        log::error("pipeline '" + name + "': detaching link " + where + ": " + std::strerror(errno));
-        return kExitFailure;
-      }
+      if (link->info.xdp.ifindex && bpf_link_detach(link->fd.get()) != 0)
+        return fail("pipeline '", name, "': detaching link ", where, ": ", std::strerror(errno));
     }
     detached.push_back(where);
   }
   unpublish(name);
   std::filesystem::remove_all(kRunRoot / (name + ".plugins"), error);
   lock->remove();
-  std::string list;
-  for (const auto& one : detached) list += (list.empty() ? "" : ", ") + one;
-  std::printf("pipeline '%s' detached from %s; its pins and state are removed\n", name.c_str(), list.c_str());
-  return 0;
+  return detached;
 }
 
 }  // namespace xdpp

@@ -24,4 +24,9 @@ struct Adoption {
 /// links gone, another attach mode, or not what its record says); then it is left untouched.
 Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const std::vector<InterfaceInfo>& interfaces);
 
+/// Detaches the persisted pipeline `name` (no daemon may run it: its run lock is taken) by destroying every
+/// pinned link, and removes its pins and state; returns the links detached ("IFNAME (ifindex N, link id L)").
+/// Leftovers of a dead run that was not persisted are removed too, but that is an error: nothing ran.
+Result<std::vector<std::string>> detach_persisted(const std::string& name);
+
 }  // namespace xdpp

@@ -6,11 +6,9 @@
 #include <vector>
 
 #include "config.h"
+#include "exit_codes.h"
 
 namespace xdpp {
-
-inline constexpr int kExitFailure = 1;  // loading, attaching or running failed
-inline constexpr int kExitUsage = 2;    // bad command line or pipeline file; nothing was loaded
 
 struct CommandOptions {
   std::string file;

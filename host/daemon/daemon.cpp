@@ -1,4 +1,5 @@
-// `run`, `check`, and the live changes a running pipeline accepts on its control channel.
+// The daemon of `run`: the pipeline attached, its events drained, the live changes it accepts on its control
+// channel, SIGHUP and --watch, the metrics it serves, and what it leaves (or not) when it ends.
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,7 +13,8 @@
 #include <sstream>
 #include <thread>
 
-#include "commands.h"
+#include "daemon.h"
+
 #include "control.h"
 #include "file_watch.h"
 #include "interface.h"
@@ -149,8 +151,8 @@ bool same_shape(const PipelineSpec& running, const PipelineSpec& edited) {
 // The running pipeline and what changes it: the event loop, the control channel and SIGHUP.
 class Runner {
  public:
-  Runner(std::unique_ptr<Pipeline> pipeline, CommandOptions options, std::shared_ptr<DaemonHealth> health)
-      : pipeline_(std::move(pipeline)), options_(std::move(options)), name_(pipeline_->spec().name),
+  Runner(std::unique_ptr<Pipeline> pipeline, Overrides overrides, std::shared_ptr<DaemonHealth> health)
+      : pipeline_(std::move(pipeline)), overrides_(std::move(overrides)), name_(pipeline_->spec().name),
         health_(std::move(health)) {
     pipeline_->set_swap_event_handler(print_event);
     pipeline_->set_events_need_json(false);  // run prints the text only
@@ -272,7 +274,7 @@ class Runner {
 
  private:
   Status reload_file(const std::string& file, std::string& what) {
-    auto edited = load_pipeline_file(file.empty() ? pipeline_->spec().file : file, options_.overrides, SearchPaths::builtin());
+    auto edited = load_pipeline_file(file.empty() ? pipeline_->spec().file : file, overrides_, SearchPaths::builtin());
     if (!edited) return invalid(edited.error());
     const PipelineSpec& running = pipeline_->spec();
     if (edited->name != running.name)
@@ -376,7 +378,7 @@ class Runner {
   }
 
   std::unique_ptr<Pipeline> pipeline_;
-  CommandOptions options_;
+  Overrides overrides_;  // the command line's, applied to every reload of the file
   std::string name_;
   std::shared_ptr<DaemonHealth> health_;
   std::string mode_;
@@ -426,32 +428,6 @@ class MetricsFeed {
   Runner* runner_ = nullptr;
 };
 
-}  // namespace
-
-Result<PipelineSpec> read_pipeline(const CommandOptions& options, std::string* text) {
-  auto read = read_pipeline_text(options.file);
-  auto spec = read ? parse_pipeline(*read, options.file, options.overrides, SearchPaths::builtin())
-                   : Result<PipelineSpec>(read.error());
-  if (!spec) log::error(spec.error().message);
-  if (spec && text) *text = std::move(*read);
-  return spec;
-}
-
-int command_check(const CommandOptions& options) {
-  auto spec = read_pipeline(options);
-  if (!spec) return kExitUsage;
-  // What `run` and `replay` would refuse later (not an ELF, another architecture, no stage contract) is
-  // refused here: every object is opened, none is loaded.
-  if (auto objects = check_stage_objects(*spec); !objects) {
-    log::error(objects.error().message);
-    return kExitUsage;
-  }
-  std::printf("%s: pipeline '%s', %zu stages, valid\n", options.file.c_str(), spec->name.c_str(), spec->stages.size());
-  return 0;
-}
-
-namespace {
-
 // Serves the control socket on a thread of its own until destroyed, so that neither a slow client nor
 // a long change delays the draining of events on the main thread (and the reverse).
 class ControlThread {
@@ -485,19 +461,8 @@ class ControlThread {
 
 }  // namespace
 
-int command_run(const CommandOptions& options) {
-  if (options.overrides.mode == AttachMode::offload) {
-    log::error(std::string("--mode ") + kOffloadReason);  // "--mode offload is impossible ..."
-    return kExitUsage;
-  }
-  std::string text;  // as read: what --watch compares the file with
-  auto spec = read_pipeline(options, &text);
-  if (!spec) return kExitUsage;
-  if (geteuid() != 0) {
-    log::error("run needs root (CAP_BPF and CAP_NET_ADMIN) to load and attach XDP programs: run it from a root "
-               "shell, or with sudo");
-    return kExitFailure;
-  }
+int run_daemon(PipelineSpec pipeline_spec, const std::string& text, const DaemonOptions& options) {
+  auto spec = &pipeline_spec;
   const std::string name = spec->name;
   const bool persist = spec->persist;
   // One daemon per name, decided before anything is loaded, attached, bound or removed.
@@ -590,7 +555,7 @@ int command_run(const CommandOptions& options) {
               " (link id " + std::to_string(adopted.link_id()) + ", dispatcher prog id " +
               std::to_string(adopted.dispatcher_prog_id()) + "), " + std::to_string(queued ? *queued : 0) +
               " event(s) queued meanwhile delivered");
-    runner = std::make_unique<Runner>(std::move(adoption->pipeline), options, health);
+    runner = std::make_unique<Runner>(std::move(adoption->pipeline), options.overrides, health);
     runner->set_mode(mode_name);
     // What runs becomes what the file says: the reload's own path (in place, or a new chain by one link update).
     if (!adoption->new_chain_reason.empty())
@@ -620,7 +585,7 @@ int command_run(const CommandOptions& options) {
       log::warn("pipeline '" + name + "': mode auto fell back to generic mode (the slow path): " +
                 (*loaded)->fallback_reason());
     mode_name = to_string(*mode);
-    runner = std::make_unique<Runner>(std::move(*loaded), options, health);
+    runner = std::make_unique<Runner>(std::move(*loaded), options.overrides, health);
     runner->set_mode(mode_name);
     for (const AttachedLink& link : runner->pipeline().links())
       log::info("pipeline '" + name + "' attached to " + link.interface.name + " in " + to_string(link.mode) + " mode" +
