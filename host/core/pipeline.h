@@ -113,7 +113,7 @@ class Pipeline {
   /// Attaches the dispatcher through one bpf_link per interface (default: interface()); the chain, its
   /// state and counters are shared. Says which mode the first got (`auto` is decided per interface; see
   /// links()). All or nothing: a failure detaches the links already made. Errors name the cause and the
-  /// remedy (host/attach.h).
+  /// remedy (host/core/attach.h).
   Result<AttachMode> attach(AttachMode mode, std::vector<InterfaceInfo> interfaces = {});
   /// Why `auto` fell back to generic mode in attach() ("IF: reason", one per interface that fell back), or
   /// "" when it did not.

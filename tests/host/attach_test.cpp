@@ -1,4 +1,4 @@
-// Attach errors name the cause and the remedy (host/attach.h): each cause provoked for real on interfaces
+// Attach errors name the cause and the remedy (host/core/attach.h): each cause provoked for real on interfaces
 // in a network namespace of the test's own, and the message checked. A bpf_link attach gets no kernel
 // message, so these are the only explanation a user sees.
 #include <gtest/gtest.h>

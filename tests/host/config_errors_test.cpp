@@ -237,7 +237,7 @@ TEST_P(RunBadFileTest, RefusesBeforeAttaching) {
       run_command({kExecutable, "run", file, "--interface", VethNamespace::kVeth}, 60s, netns_->name());
   expect_one_error(result, expected_prefix(file, error_case), error_case.reason);
   EXPECT_FALSE(netns_->xdp_attached()) << netns_->link_show();
-  // Nothing published either: the pipeline's name is the file's stem here (host/state.h has the paths).
+  // Nothing published either: the pipeline's name is the file's stem here (host/core/state.h has the paths).
   EXPECT_FALSE(std::filesystem::exists("/sys/fs/bpf/xdp-pipeline/" + error_case.name));
   EXPECT_FALSE(std::filesystem::exists("/run/xdp-pipeline/" + error_case.name + ".json"));
 }

@@ -23,7 +23,7 @@ namespace {
 
 const std::filesystem::path kFullConfig = std::filesystem::path(XDPP_SOURCE_DIR) / "configs" / "full.toml";
 constexpr const char* kVeth = VethNamespace::kVeth;
-// Where a run publishes itself (host/state.h): pins per pipeline name, and state file and control socket.
+// Where a run publishes itself (host/core/state.h): pins per pipeline name, and state file and control socket.
 const std::filesystem::path kPinRoot = "/sys/fs/bpf/xdp-pipeline";
 const std::filesystem::path kRunRoot = "/run/xdp-pipeline";
 
