@@ -459,194 +459,213 @@ class ControlThread {
   std::thread thread_;
 };
 
-}  // namespace
+// One run of the daemon, step by step: each step returns 0 to go on or the exit status to end with.
+class Daemon {
+ public:
+  Daemon(PipelineSpec spec, const std::string& text, const DaemonOptions& options)
+      : spec_(std::move(spec)), text_(text), options_(options), name_(spec_.name), persist_(spec_.persist) {}
 
-int run_daemon(PipelineSpec pipeline_spec, const std::string& text, const DaemonOptions& options) {
-  auto spec = &pipeline_spec;
-  const std::string name = spec->name;
-  const bool persist = spec->persist;
-  // One daemon per name, decided before anything is loaded, attached, bound or removed.
-  auto lock = RunLock::acquire(name);
-  if (!lock) {
-    log::error(lock.error().message);
-    return kExitFailure;
-  }
-  // The lock file goes on every exit (the lock itself dies with the process anyway).
-  std::unique_ptr<RunLock, void (*)(RunLock*)> remove_lock_on_exit(&*lock, [](RunLock* held) { held->remove(); });
-  // The metrics port is bound before anything is loaded: a port in use or not ours to bind is a bad setting,
-  // refused like one, with nothing attached meanwhile. It listens in the namespace `run` started in unless
-  // --metrics-netns pipeline (a Prometheus on the host reaches it there): a listening socket stays in the
-  // namespace it was made in, so it is made before --netns is entered. Until the pipeline runs, a scrape
-  // finds no stage counters.
-  MetricsFeed feed;
-  // What the probes and xdp_pipeline_up say: not ready until the pipeline runs with its event readers.
-  auto health = std::make_shared<DaemonHealth>();
-  health->beat();
-  std::unique_ptr<MetricsServer> metrics;
-  auto start_metrics = [&]() -> bool {
-    auto served = serve_metrics(*spec->metrics, name, [&feed] { return feed.read(); }, health);
-    if (!served) {
-      log::error("pipeline '" + name + "': " + served.error().message);
-      return false;
-    }
-    metrics = std::move(*served);
-    log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics in " + describe_netns() +
-              " (probes /healthz, /readyz)");
-    return true;
-  };
-  const bool metrics_in_netns = options.netns && options.metrics_in_pipeline_netns;
-  if (spec->metrics && !metrics_in_netns && !start_metrics()) return kExitUsage;
-  if (options.netns) {
-    if (auto entered = enter_netns(*options.netns); !entered) {
-      log::error(entered.error().message);
-      // No such namespace: the command line names what is not there. Anything else failed while doing it.
-      std::error_code error;
-      return std::filesystem::exists("/run/netns/" + *options.netns, error) ? kExitFailure : kExitUsage;
-    }
-  }
-  if (spec->metrics && metrics_in_netns && !start_metrics()) return kExitUsage;
-  if (spec->interfaces.empty()) {
-    log::error("no interface to attach to: pass --interface IF, or set [pipeline] interface in " + options.file);
-    return kExitUsage;
-  }
-  // Names or rules ([pipeline] interface), resolved here on the node. The shipped files name eth0; a host
-  // without it gets the names it does have.
-  auto interfaces = resolve_interfaces(spec->interfaces);
-  if (!interfaces) {
-    log::error(interfaces.error().message + "; name one with --interface IF (it overrides [pipeline] interface in " +
-               options.file + ")" + (options.netns ? "" : ", or run in another namespace with --netns NS"));
-    return kExitUsage;
-  }
-  std::string interface_list;
-  for (const InterfaceInfo& interface : *interfaces) interface_list += (interface_list.empty() ? "" : ", ") + interface.name;
-  // Compared with the text the spec came from: an update written meanwhile is applied once the loop runs.
-  std::unique_ptr<FileWatch> watcher;
-  if (options.watch || spec->watch) {
-    auto opened = FileWatch::open(options.file, text);
-    if (!opened) {
-      log::error("pipeline '" + name + "': " + opened.error().message);
+  int run() {
+    // One daemon per name, decided before anything is loaded, attached, bound or removed.
+    auto lock = RunLock::acquire(name_);
+    if (!lock) {
+      log::error(lock.error().message);
       return kExitFailure;
     }
-    watcher = std::move(*opened);
+    lock_.emplace(std::move(*lock));
+    health_->beat();
+    if (int status = prepare()) return status;
+    if (int status = start_pipeline()) return status;
+    // Without persist, removes the pins and the state file however this returns, a failed publish
+    // included (it may have pinned maps before the state file failed to write); with persist they are what
+    // keeps the pipeline running.
+    std::unique_ptr<const std::string, void (*)(const std::string*)> unpublish_on_exit(
+        persist_ ? nullptr : &name_, [](const std::string* n) { if (n) unpublish(*n); });
+    if (auto published = publish(runner_->pipeline(), mode_name_); !published) {
+      log::error("pipeline '" + name_ + "': " + published.error().message);
+      // A pipeline this run loaded is not left pinned without its state (nothing could adopt it); one it
+      // adopted keeps running from its pins, as it did before this run.
+      if (persist_ && !adopting_) unpublish(name_);
+      return kExitFailure;  // without persist, the pipeline's destructor detaches it
+    }
+    log::info("pipeline '" + name_ + "': control socket " + (kRunRoot / (name_ + ".sock")).string() + ", state " +
+              (kRunRoot / (name_ + ".json")).string() + (persist_ ? ", persisted: it outlives this daemon" : ""));
+    MetricsFeed::Connection feeding(feed_, *runner_);
+    if (watcher_) log::info("pipeline '" + name_ + "': watching " + options_.file + " (reloads when it changes)");
+    const int status = serve();
+    return finish(status);
   }
-  const AttachMode wanted = spec->mode;
-  auto control = ControlServer::listen(name);
-  if (!control) {
-    log::error("pipeline '" + name + "': " + control.error().message);
-    return kExitFailure;
+
+ private:
+  // Metrics, namespace, interfaces, file watch and control socket: everything before the pipeline.
+  int prepare() {
+    // The metrics port is bound before anything is loaded: a port in use or not ours to bind is a bad
+    // setting, refused like one, with nothing attached meanwhile. It listens in the namespace `run` started
+    // in unless --metrics-netns pipeline (a Prometheus on the host reaches it there): a listening socket stays
+    // in the namespace it was made in, so it is made before --netns is entered. Until the pipeline runs, a
+    // scrape finds no stage counters.
+    const bool metrics_in_netns = options_.netns && options_.metrics_in_pipeline_netns;
+    if (spec_.metrics && !metrics_in_netns && !start_metrics()) return kExitUsage;
+    if (options_.netns) {
+      if (auto entered = enter_netns(*options_.netns); !entered) {
+        log::error(entered.error().message);
+        // No such namespace: the command line names what is not there. Anything else failed while doing it.
+        std::error_code error;
+        return std::filesystem::exists("/run/netns/" + *options_.netns, error) ? kExitFailure : kExitUsage;
+      }
+    }
+    if (spec_.metrics && metrics_in_netns && !start_metrics()) return kExitUsage;
+    if (spec_.interfaces.empty()) {
+      log::error("no interface to attach to: pass --interface IF, or set [pipeline] interface in " + options_.file);
+      return kExitUsage;
+    }
+    // Names or rules ([pipeline] interface), resolved here on the node. The shipped files name eth0; a host
+    // without it gets the names it does have.
+    auto interfaces = resolve_interfaces(spec_.interfaces);
+    if (!interfaces) {
+      log::error(interfaces.error().message + "; name one with --interface IF (it overrides [pipeline] interface in " +
+                 options_.file + ")" + (options_.netns ? "" : ", or run in another namespace with --netns NS"));
+      return kExitUsage;
+    }
+    interfaces_ = std::move(*interfaces);
+    for (const InterfaceInfo& interface : interfaces_)
+      interface_list_ += (interface_list_.empty() ? "" : ", ") + interface.name;
+    // Compared with the text the spec came from: an update written meanwhile is applied once the loop runs.
+    if (options_.watch || spec_.watch) {
+      auto opened = FileWatch::open(options_.file, text_);
+      if (!opened) {
+        log::error("pipeline '" + name_ + "': " + opened.error().message);
+        return kExitFailure;
+      }
+      watcher_ = std::move(*opened);
+    }
+    auto control = ControlServer::listen(name_);
+    if (!control) {
+      log::error("pipeline '" + name_ + "': " + control.error().message);
+      return kExitFailure;
+    }
+    control_ = std::move(*control);
+    return 0;
   }
-  auto adoption = adopt_persisted(*spec, *interfaces);
-  if (!adoption) {
-    log::error(adoption.error().message);
-    return kExitFailure;
+
+  bool start_metrics() {
+    auto served = serve_metrics(*spec_.metrics, name_, [this] { return feed_.read(); }, health_);
+    if (!served) {
+      log::error("pipeline '" + name_ + "': " + served.error().message);
+      return false;
+    }
+    metrics_ = std::move(*served);
+    log::info("pipeline '" + name_ + "': metrics at http://" + metrics_->address() + "/metrics in " + describe_netns() +
+              " (probes /healthz, /readyz)");
+    return true;
   }
-  install_signal_handlers();
-  std::unique_ptr<Runner> runner;
-  std::string mode_name;
-  const bool adopting = adoption->pipeline != nullptr;
-  if (adopting) {
+
+  // Adopts a persisted pipeline of this name, or loads and attaches a new one; makes the Runner.
+  int start_pipeline() {
+    auto adoption = adopt_persisted(spec_, interfaces_);
+    if (!adoption) {
+      log::error(adoption.error().message);
+      return kExitFailure;
+    }
+    install_signal_handlers();
+    adopting_ = adoption->pipeline != nullptr;
+    if (int status = adopting_ ? adopt(std::move(*adoption)) : load_and_attach()) return status;
+    print_stages(runner_->pipeline());
+    return 0;
+  }
+
+  int adopt(Adoption adoption) {
     // Events queued while no daemon ran go to the plugins first, in order, before anything changes.
-    Pipeline& adopted = *adoption->pipeline;
+    Pipeline& adopted = *adoption.pipeline;
     adopted.set_events_need_json(false);
     auto queued = adopted.consume_events(print_event);
     std::fflush(stdout);
-    mode_name = read_run_state(name)->json.value("mode", to_string(wanted));
-    log::info("pipeline '" + name + "': adopted from pid " + std::to_string(adoption->pid) + " on " + interface_list +
+    mode_name_ = read_run_state(name_)->json.value("mode", to_string(spec_.mode));
+    log::info("pipeline '" + name_ + "': adopted from pid " + std::to_string(adoption.pid) + " on " + interface_list_ +
               " (link id " + std::to_string(adopted.link_id()) + ", dispatcher prog id " +
               std::to_string(adopted.dispatcher_prog_id()) + "), " + std::to_string(queued ? *queued : 0) +
               " event(s) queued meanwhile delivered");
-    runner = std::make_unique<Runner>(std::move(adoption->pipeline), options.overrides, health);
-    runner->set_mode(mode_name);
+    runner_ = std::make_unique<Runner>(std::move(adoption.pipeline), options_.overrides, health_);
+    runner_->set_mode(mode_name_);
     // What runs becomes what the file says: the reload's own path (in place, or a new chain by one link update).
-    if (!adoption->new_chain_reason.empty())
-      log::info("pipeline '" + name + "': a new chain replaces it: " + adoption->new_chain_reason);
+    if (!adoption.new_chain_reason.empty())
+      log::info("pipeline '" + name_ + "': a new chain replaces it: " + adoption.new_chain_reason);
     std::string what;
-    if (auto applied = runner->apply(std::move(*spec), adoption->new_chain_reason, options.reset_state, what,
-                                     "`xdp-pipeline run " + options.file + " --reset-state` starts those maps empty");
+    if (auto applied = runner_->apply(std::move(spec_), adoption.new_chain_reason, options_.reset_state, what,
+                                      "`xdp-pipeline run " + options_.file + " --reset-state` starts those maps empty");
         !applied) {
-      log::error("pipeline '" + name + "': adoption refused, the running pipeline is left as it was: " +
+      log::error("pipeline '" + name_ + "': adoption refused, the running pipeline is left as it was: " +
                  applied.error().message);
       return kExitFailure;  // the pins keep it running; nothing of it is removed
     }
-    log::info("pipeline '" + name + "': " + what);
-  } else {
+    log::info("pipeline '" + name_ + "': " + what);
+    return 0;
+  }
+
+  int load_and_attach() {
+    const AttachMode wanted = spec_.mode;
     // Plugins are told the first interface (icmp_lb's default source MAC); every interface gets a link.
-    auto loaded = Pipeline::load(std::move(*spec), SearchPaths::builtin(), interfaces->front());
+    auto loaded = Pipeline::load(std::move(spec_), SearchPaths::builtin(), interfaces_.front());
     if (!loaded) {
-      log::error("pipeline '" + name + "': " + loaded.error().message);
+      log::error("pipeline '" + name_ + "': " + loaded.error().message);
       return kExitFailure;
     }
-    auto mode = (*loaded)->attach(wanted, *interfaces);
+    auto mode = (*loaded)->attach(wanted, interfaces_);
     if (!mode) {
-      log::error("pipeline '" + name + "': " + mode.error().message);
+      log::error("pipeline '" + name_ + "': " + mode.error().message);
       return kExitFailure;
     }
     if (!(*loaded)->fallback_reason().empty())
-      log::warn("pipeline '" + name + "': mode auto fell back to generic mode (the slow path): " +
+      log::warn("pipeline '" + name_ + "': mode auto fell back to generic mode (the slow path): " +
                 (*loaded)->fallback_reason());
-    mode_name = to_string(*mode);
-    runner = std::make_unique<Runner>(std::move(*loaded), options.overrides, health);
-    runner->set_mode(mode_name);
-    for (const AttachedLink& link : runner->pipeline().links())
-      log::info("pipeline '" + name + "' attached to " + link.interface.name + " in " + to_string(link.mode) + " mode" +
-                (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " + std::to_string(link_id_of(link.fd)) +
-                ", dispatcher prog id " + std::to_string(runner->pipeline().dispatcher_prog_id()) + ")");
+    mode_name_ = to_string(*mode);
+    runner_ = std::make_unique<Runner>(std::move(*loaded), options_.overrides, health_);
+    runner_->set_mode(mode_name_);
+    for (const AttachedLink& link : runner_->pipeline().links())
+      log::info("pipeline '" + name_ + "' attached to " + link.interface.name + " in " + to_string(link.mode) +
+                " mode" + (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " +
+                std::to_string(link_id_of(link.fd)) + ", dispatcher prog id " +
+                std::to_string(runner_->pipeline().dispatcher_prog_id()) + ")");
+    return 0;
   }
-  Runner& running = *runner;
-  print_stages(running.pipeline());
-
-  // Without persist, removes the pins and the state file however this function returns, a failed publish
-  // included (it may have pinned maps before the state file failed to write); with persist they are what
-  // keeps the pipeline running.
-  std::unique_ptr<const std::string, void (*)(const std::string*)> unpublish_on_exit(
-      persist ? nullptr : &name, [](const std::string* n) { if (n) unpublish(*n); });
-  if (auto published = publish(running.pipeline(), mode_name); !published) {
-    log::error("pipeline '" + name + "': " + published.error().message);
-    // A pipeline this run loaded is not left pinned without its state (nothing could adopt it); one it
-    // adopted keeps running from its pins, as it did before this run.
-    if (persist && !adopting) unpublish(name);
-    return kExitFailure;  // without persist, the pipeline's destructor detaches it
-  }
-  log::info("pipeline '" + name + "': control socket " + (kRunRoot / (name + ".sock")).string() + ", state " +
-            (kRunRoot / (name + ".json")).string() + (persist ? ", persisted: it outlives this daemon" : ""));
-  MetricsFeed::Connection feeding(feed, running);
-  if (watcher) log::info("pipeline '" + name + "': watching " + options.file + " (reloads when it changes)");
 
   // A reload of the pipeline's own file on this thread (SIGHUP, --watch), as a request would be: whatever
   // the file holds, the daemon carries on.
-  auto reload_own_file = [&](const std::string& why) {
+  void reload_own_file(const std::string& why) {
     std::string what;
     Status reloaded;
     try {
-      Runner::Change changing(running);
-      reloaded = running.reload("", what);
+      Runner::Change changing(*runner_);
+      reloaded = runner_->reload("", what);
     } catch (const std::exception& error) {
       reloaded = fail(error.what());
     }
     if (reloaded)
-      log::info("pipeline '" + name + "': " + why + ": " + what);
+      log::info("pipeline '" + name_ + "': " + why + ": " + what);
     else
-      log::warn("pipeline '" + name + "': " + why + ": reload refused, nothing changed: " + reloaded.error().message);
-  };
+      log::warn("pipeline '" + name_ + "': " + why + ": reload refused, nothing changed: " + reloaded.error().message);
+  }
 
-  int status = 0;
-  {
-    ControlThread control_thread(**control, running);
+  // The control thread and the event loop, until SIGINT/SIGTERM; returns 0 or kExitFailure.
+  int serve() {
+    Runner& running = *runner_;
+    int status = 0;
+    ControlThread control_thread(*control_, running);
     // Attached, the control socket served, and the loop below reads the events: ready.
-    health->beat();
-    health->attached = true;
-    notify_service("READY=1\nSTATUS=attached to " + interface_list);
+    health_->beat();
+    health_->attached = true;
+    notify_service("READY=1\nSTATUS=attached to " + interface_list_);
     while (!stop_signal) {
-      health->beat();
+      health_->beat();
       int event_fd;
       {
         std::lock_guard lock(running.mutex());  // a reload replaces the pipeline, and its event fd with it
         event_fd = running.pipeline().event_fd();
       }
       pollfd fds[2] = {{.fd = event_fd, .events = POLLIN, .revents = 0},
-                       {.fd = watcher ? watcher->fd() : -1, .events = POLLIN, .revents = 0}};
+                       {.fd = watcher_ ? watcher_->fd() : -1, .events = POLLIN, .revents = 0}};
       int timeout = 100;
-      if (watcher && watcher->timeout_ms() >= 0) timeout = std::min(timeout, watcher->timeout_ms());
+      if (watcher_ && watcher_->timeout_ms() >= 0) timeout = std::min(timeout, watcher_->timeout_ms());
       int ready = ::poll(fds, 2, timeout);  // a negative fd is ignored
       if (ready < 0 && errno != EINTR) {
         log::error(std::string("poll: ") + std::strerror(errno));
@@ -657,9 +676,9 @@ int run_daemon(PipelineSpec pipeline_spec, const std::string& text, const Daemon
         reload_signal = 0;
         reload_own_file("SIGHUP");
       }
-      if (watcher) {
-        if (ready > 0 && (fds[1].revents & POLLIN)) watcher->drain();
-        if (watcher->changed()) reload_own_file(options.file + " changed");
+      if (watcher_) {
+        if (ready > 0 && (fds[1].revents & POLLIN)) watcher_->drain();
+        if (watcher_->changed()) reload_own_file(options_.file + " changed");
       }
       Result<int> consumed = 0;
       {
@@ -673,19 +692,58 @@ int run_daemon(PipelineSpec pipeline_spec, const std::string& text, const Daemon
       }
       std::fflush(stdout);
     }
-    health->attached = false;
+    health_->attached = false;
     notify_service("STOPPING=1");
-  }  // the control thread ends here: no change can start after this point
-  const std::string why = stop_signal ? std::string(" (") + strsignal(stop_signal) + ")" : "";
-  if (persist) {
-    // The pinned links, chain, programs and maps keep it running; the next run adopts it.
-    log::info("pipeline '" + name + "' keeps running on " + interface_list + " without a daemon (persisted)" + why +
-              "; `xdp-pipeline run` of the same file adopts it, `xdp-pipeline detach " + name + "` removes it");
+    return status;  // the control thread ends here: no change can start after this point
+  }
+
+  // Leaves the pipeline running (persisted) or detaches it.
+  int finish(int status) {
+    const std::string why = stop_signal ? std::string(" (") + strsignal(stop_signal) + ")" : "";
+    if (persist_) {
+      // The pinned links, chain, programs and maps keep it running; the next run adopts it.
+      log::info("pipeline '" + name_ + "' keeps running on " + interface_list_ + " without a daemon (persisted)" +
+                why + "; `xdp-pipeline run` of the same file adopts it, `xdp-pipeline detach " + name_ +
+                "` removes it");
+      return status;
+    }
+    runner_->pipeline().detach();
+    log::info("pipeline '" + name_ + "' detached from " + interface_list_ + why);
     return status;
   }
-  running.pipeline().detach();
-  log::info("pipeline '" + name + "' detached from " + interface_list + why);
-  return status;
+
+  // Held for the whole run, released last (after the pipeline below is gone); its file is removed on every
+  // exit (the lock itself dies with the process anyway).
+  struct HeldLock {
+    RunLock lock;
+    explicit HeldLock(RunLock held) : lock(std::move(held)) {}
+    ~HeldLock() { lock.remove(); }
+    HeldLock(const HeldLock&) = delete;
+    HeldLock& operator=(const HeldLock&) = delete;
+  };
+  std::optional<HeldLock> lock_;
+  PipelineSpec spec_;  // until the pipeline is loaded or adopted (then the Runner's pipeline holds it)
+  const std::string& text_;
+  const DaemonOptions& options_;
+  const std::string name_;
+  const bool persist_;
+  MetricsFeed feed_;
+  // What the probes and xdp_pipeline_up say: not ready until the pipeline runs with its event readers.
+  std::shared_ptr<DaemonHealth> health_ = std::make_shared<DaemonHealth>();
+  std::unique_ptr<MetricsServer> metrics_;
+  std::vector<InterfaceInfo> interfaces_;
+  std::string interface_list_;
+  std::unique_ptr<FileWatch> watcher_;
+  std::unique_ptr<ControlServer> control_;
+  bool adopting_ = false;
+  std::string mode_name_;
+  std::unique_ptr<Runner> runner_;  // declared last: destroyed first, before the feed and the servers
+};
+
+}  // namespace
+
+int run_daemon(PipelineSpec spec, const std::string& text, const DaemonOptions& options) {
+  return Daemon(std::move(spec), text, options).run();
 }
 
 }  // namespace xdpp
