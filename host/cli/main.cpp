@@ -4,6 +4,7 @@
 #include <boost/program_options.hpp>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "commands.h"
@@ -137,6 +138,80 @@ void print_version() {
 }
 
 
+// The command line's values as CommandOptions, each checked before anything is loaded; a bad one is
+// explained on stderr (nullopt: exit 2).
+std::optional<xdpp::CommandOptions> options_from(const po::variables_map& values, const std::string& name) {
+  xdpp::CommandOptions options;
+  if (values.count("file")) options.file = values["file"].as<std::string>();
+  if (values.count("verbose")) xdpp::log::set_level(xdpp::log::Level::debug);
+  if (values.count("quiet")) xdpp::log::set_level(xdpp::log::Level::warn);
+  if (values.count("plugin-dir"))
+    for (const auto& dir : values["plugin-dir"].as<std::vector<std::string>>())
+      options.overrides.plugin_dirs.push_back(dir);
+  if (values.count("interface")) {
+    options.overrides.interface = values["interface"].as<std::string>();
+    std::stringstream names(*options.overrides.interface);
+    std::string each;
+    bool valid = !options.overrides.interface->empty() && options.overrides.interface->back() != ',';
+    while (valid && std::getline(names, each, ',')) valid = xdpp::valid_interface_name(each);
+    if (!valid) {
+      std::cerr << "xdp-pipeline " << name << ": --interface '" << *options.overrides.interface
+                << "' is not IF or IF,IF,... (interface names; `ip -br link` lists them)\n";
+      return std::nullopt;
+    }
+  }
+  if (values.count("mode")) {
+    options.overrides.mode = xdpp::parse_attach_mode(values["mode"].as<std::string>());
+    if (!options.overrides.mode) {
+      std::cerr << "xdp-pipeline " << name << ": --mode '" << values["mode"].as<std::string>()
+                << "' is not one of native, generic, offload, auto\n";
+      return std::nullopt;
+    }
+  }
+  if (values.count("pcap")) options.pcap = values["pcap"].as<std::string>();
+  if (values.count("out")) options.out = values["out"].as<std::string>();
+  if (values.count("json")) options.json = true;
+  if (values.count("watch")) options.watch = true;
+  if (values.count("pipeline")) options.pipeline = values["pipeline"].as<std::string>();
+  if (values.count("object")) options.object = values["object"].as<std::string>();
+  if (values.count("plugin")) options.plugin = values["plugin"].as<std::string>();
+  if (values.count("reset-state")) options.reset_state = true;
+  if (values.count("args")) options.args = values["args"].as<std::vector<std::string>>();
+  if (values.count("netns")) options.netns = values["netns"].as<std::string>();
+  if (values.count("dir")) options.dir = values["dir"].as<std::string>();
+  if (values.count("persist")) options.overrides.persist = true;
+  if (values.count("metrics")) {
+    // Checked here, before anything is loaded or attached (the port itself is bound before loading too).
+    options.overrides.metrics = values["metrics"].as<std::string>();
+    if (!xdpp::valid_metrics_address(*options.overrides.metrics)) {
+      std::cerr << "xdp-pipeline " << name << ": --metrics '" << *options.overrides.metrics
+                << "' is not PORT or IPV4:PORT (port 1..65535)\n";
+      return std::nullopt;
+    }
+  }
+  if (values.count("metrics-netns")) {
+    const std::string where = values["metrics-netns"].as<std::string>();
+    if (where != "host" && where != "pipeline") {
+      std::cerr << "xdp-pipeline " << name << ": --metrics-netns '" << where << "' is not host or pipeline\n";
+      return std::nullopt;
+    }
+    if (!options.netns) {
+      std::cerr << "xdp-pipeline " << name << ": --metrics-netns chooses between the host's namespace and --netns NS: "
+                   "give --netns too\n";
+      return std::nullopt;
+    }
+    options.metrics_in_pipeline_netns = where == "pipeline";
+  }
+  if (values.count("mac")) {
+    options.mac = xdpp::net::parse_mac(values["mac"].as<std::string>());
+    if (!options.mac) {
+      std::cerr << "xdp-pipeline " << name << ": --mac '" << values["mac"].as<std::string>() << "' is not a MAC address\n";
+      return std::nullopt;
+    }
+  }
+  return options;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -194,74 +269,8 @@ int main(int argc, char** argv) {
     return xdpp::kExitUsage;
   }
 
-  xdpp::CommandOptions options;
-  if (values.count("file")) options.file = values["file"].as<std::string>();
-  if (values.count("verbose")) xdpp::log::set_level(xdpp::log::Level::debug);
-  if (values.count("quiet")) xdpp::log::set_level(xdpp::log::Level::warn);
-  if (values.count("plugin-dir"))
-    for (const auto& dir : values["plugin-dir"].as<std::vector<std::string>>())
-      options.overrides.plugin_dirs.push_back(dir);
-  if (values.count("interface")) {
-    options.overrides.interface = values["interface"].as<std::string>();
-    std::stringstream names(*options.overrides.interface);
-    std::string each;
-    bool valid = !options.overrides.interface->empty() && options.overrides.interface->back() != ',';
-    while (valid && std::getline(names, each, ',')) valid = xdpp::valid_interface_name(each);
-    if (!valid) {
-      std::cerr << "xdp-pipeline " << name << ": --interface '" << *options.overrides.interface
-                << "' is not IF or IF,IF,... (interface names; `ip -br link` lists them)\n";
-      return xdpp::kExitUsage;
-    }
-  }
-  if (values.count("mode")) {
-    options.overrides.mode = xdpp::parse_attach_mode(values["mode"].as<std::string>());
-    if (!options.overrides.mode) {
-      std::cerr << "xdp-pipeline " << name << ": --mode '" << values["mode"].as<std::string>()
-                << "' is not one of native, generic, offload, auto\n";
-      return xdpp::kExitUsage;
-    }
-  }
-  if (values.count("pcap")) options.pcap = values["pcap"].as<std::string>();
-  if (values.count("out")) options.out = values["out"].as<std::string>();
-  if (values.count("json")) options.json = true;
-  if (values.count("watch")) options.watch = true;
-  if (values.count("pipeline")) options.pipeline = values["pipeline"].as<std::string>();
-  if (values.count("object")) options.object = values["object"].as<std::string>();
-  if (values.count("plugin")) options.plugin = values["plugin"].as<std::string>();
-  if (values.count("reset-state")) options.reset_state = true;
-  if (values.count("args")) options.args = values["args"].as<std::vector<std::string>>();
-  if (values.count("netns")) options.netns = values["netns"].as<std::string>();
-  if (values.count("dir")) options.dir = values["dir"].as<std::string>();
-  if (values.count("persist")) options.overrides.persist = true;
-  if (values.count("metrics")) {
-    // Checked here, before anything is loaded or attached (the port itself is bound before loading too).
-    options.overrides.metrics = values["metrics"].as<std::string>();
-    if (!xdpp::valid_metrics_address(*options.overrides.metrics)) {
-      std::cerr << "xdp-pipeline " << name << ": --metrics '" << *options.overrides.metrics
-                << "' is not PORT or IPV4:PORT (port 1..65535)\n";
-      return xdpp::kExitUsage;
-    }
-  }
-  if (values.count("metrics-netns")) {
-    const std::string where = values["metrics-netns"].as<std::string>();
-    if (where != "host" && where != "pipeline") {
-      std::cerr << "xdp-pipeline " << name << ": --metrics-netns '" << where << "' is not host or pipeline\n";
-      return xdpp::kExitUsage;
-    }
-    if (!options.netns) {
-      std::cerr << "xdp-pipeline " << name << ": --metrics-netns chooses between the host's namespace and --netns NS: "
-                   "give --netns too\n";
-      return xdpp::kExitUsage;
-    }
-    options.metrics_in_pipeline_netns = where == "pipeline";
-  }
-  if (values.count("mac")) {
-    options.mac = xdpp::net::parse_mac(values["mac"].as<std::string>());
-    if (!options.mac) {
-      std::cerr << "xdp-pipeline " << name << ": --mac '" << values["mac"].as<std::string>() << "' is not a MAC address\n";
-      return xdpp::kExitUsage;
-    }
-  }
+  auto options = options_from(values, name);
+  if (!options) return xdpp::kExitUsage;
   xdpp::log::capture_libbpf();
-  return command->handler(options);
+  return command->handler(*options);
 }
