@@ -161,20 +161,9 @@ std::filesystem::path find_object(const std::string& file, const std::vector<std
   return {};
 }
 
-// Reads [pipeline] and every [[stage]]; throws ConfigError at the first error.
-PipelineSpec read_document(const toml::table& document, const std::string& file_name, const Overrides& overrides,
-                           const SearchPaths& builtin) {
-  PipelineSpec spec;
-  spec.file = file_name;
-  const std::filesystem::path base = std::filesystem::path(file_name).parent_path();
-  Settings root(document, file_name, "", "file");
-  static const toml::table empty;
-
-  const toml::node* pipeline_node = root.find("pipeline");
-  if (pipeline_node && !pipeline_node->is_table()) root.fail(*pipeline_node, "pipeline", "expected a table [pipeline]");
-  const toml::table& pipeline_table = pipeline_node ? *pipeline_node->as_table() : empty;
-  Settings pipeline(pipeline_table, file_name, "", "[pipeline]");
-
+// [pipeline]'s own settings (not the search paths), with the command line's overrides.
+void read_pipeline_settings(const Settings& pipeline, const std::string& file_name, const Overrides& overrides,
+                            PipelineSpec& spec) {
   if (auto name = pipeline.optional<std::string>("name")) {
     spec.name = *name;
     if (!valid_name(spec.name))
@@ -220,13 +209,94 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
   if (overrides.metrics) spec.metrics = overrides.metrics;
   spec.persist = pipeline.optional<bool>("persist").value_or(false) || overrides.persist;
 
-  // Search order: the command line's, the file's, then the built-ins next to the executable.
+}
+
+// Search order: the command line's, the file's, then the built-ins next to the executable.
+SearchPaths read_search_paths(const Settings& pipeline, const std::filesystem::path& base, const Overrides& overrides,
+                              const SearchPaths& builtin) {
   SearchPaths paths;
   paths.plugin_dirs = overrides.plugin_dirs;
   for (auto& dir : read_dirs(pipeline, "plugin_dir", base)) paths.plugin_dirs.push_back(dir);
   paths.bpf_dirs = paths.plugin_dirs;
   paths.plugin_dirs.insert(paths.plugin_dirs.end(), builtin.plugin_dirs.begin(), builtin.plugin_dirs.end());
   paths.bpf_dirs.insert(paths.bpf_dirs.end(), builtin.bpf_dirs.begin(), builtin.bpf_dirs.end());
+  return paths;
+}
+
+// One [[stage]] table: its name (unique among `earlier`), plugin, BPF object, and the plugin's validation.
+StageSpec read_stage(const toml::table& table, const std::string& file_name, const std::filesystem::path& base,
+                     const SearchPaths& paths, const std::vector<StageSpec>& earlier) {
+  Settings frame(table, file_name, "", "[[stage]] #" + std::to_string(earlier.size() + 1));
+  StageSpec stage;
+  stage.name = frame.required<std::string>("name");
+  if (!valid_name(stage.name))
+    frame.fail(*frame.find("name"), "name", "'" + stage.name + "' is not a name (letters, digits, _ . -, at most 32)");
+  if (stage.name == "dispatcher")
+    frame.fail(*frame.find("name"), "name", "'dispatcher' is reserved for the root program (its pins and counters)");
+  if (stage.name == "links")
+    frame.fail(*frame.find("name"), "name", "'links' is reserved for the pinned XDP links of a persisted pipeline");
+  for (const auto& other : earlier)
+    if (other.name == stage.name) frame.fail(*frame.find("name"), "name", "duplicate stage name '" + stage.name + "'");
+
+  Settings settings(table, file_name, stage.name);
+  stage.plugin_name = settings.required<std::string>("plugin");
+  auto plugin = find_plugin(stage.plugin_name, paths.plugin_dirs);
+  if (!plugin) settings.fail(*settings.find("plugin"), "plugin", plugin.error().message);
+  stage.plugin = *plugin;
+  stage.plugin_file = stage.plugin->path();
+  stage.plugin_signature = file_signature(stage.plugin_file);
+  const StageFactory& factory = stage.plugin->factory();
+
+  std::string object_file(factory.object_file());
+  if (auto object = settings.optional<std::string>("object")) {
+    stage.object_path = base / *object;
+    std::error_code error;
+    if (!std::filesystem::exists(stage.object_path, error))
+      settings.fail(*settings.find("object"), "object", "no file " + stage.object_path.string());
+  } else {
+    stage.object_path = find_object(object_file, paths.bpf_dirs);
+    if (stage.object_path.empty())
+      settings.fail(*settings.find("plugin"), "plugin",
+                    "plugin '" + stage.plugin_name + "' needs BPF object " + object_file + ", found in no BPF directory");
+  }
+  const toml::node& object_key = *settings.find(settings.find("object") ? "object" : "plugin");
+  if (auto safe = check_file_safe(stage.object_path, "BPF object"); !safe)
+    settings.fail(object_key, "object", safe.error().message);
+  if (const auto& at = object_key.source().begin; at.line > 0)
+    stage.object_where = file_name + ":" + std::to_string(at.line) + ":" + std::to_string(at.column);
+  settings.find("name");
+  // What the plugin throws is the plugin's own code (vtable, type info). Unwinding past `stage`, its
+  // last owner, unloads the plugin, and destroying that exception afterwards would jump into unmapped
+  // memory: turn it into one of the host's while the plugin is still loaded.
+  try {
+    stage.stage = adopt_stage(factory.create(settings), stage.plugin);
+  } catch (const ConfigError& error) {
+    throw ConfigError(error.what());
+  } catch (const std::exception& error) {
+    throw std::runtime_error(error.what());
+  } catch (...) {
+    throw std::runtime_error("stage '" + stage.name + "': the plugin threw while validating its settings");
+  }
+  settings.reject_unread_keys();
+  stage.settings = table;
+  return stage;
+}
+
+// Reads [pipeline] and every [[stage]]; throws ConfigError at the first error.
+PipelineSpec read_document(const toml::table& document, const std::string& file_name, const Overrides& overrides,
+                           const SearchPaths& builtin) {
+  PipelineSpec spec;
+  spec.file = file_name;
+  const std::filesystem::path base = std::filesystem::path(file_name).parent_path();
+  Settings root(document, file_name, "", "file");
+  static const toml::table empty;
+
+  const toml::node* pipeline_node = root.find("pipeline");
+  if (pipeline_node && !pipeline_node->is_table()) root.fail(*pipeline_node, "pipeline", "expected a table [pipeline]");
+  const toml::table& pipeline_table = pipeline_node ? *pipeline_node->as_table() : empty;
+  Settings pipeline(pipeline_table, file_name, "", "[pipeline]");
+  read_pipeline_settings(pipeline, file_name, overrides, spec);
+  const SearchPaths paths = read_search_paths(pipeline, base, overrides, builtin);
   pipeline.reject_unread_keys();
   spec.plugin_dirs = paths.plugin_dirs;
 
@@ -246,63 +316,8 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
               "too many stages: " + std::to_string(stages->size()) + ", the kernel's tail-call limit allows " +
                   std::to_string(XDPP_MAX_STAGES));
 
-  for (const auto& stage_node : *stages) {
-    const toml::table& table = *stage_node.as_table();
-    Settings frame(table, file_name, "", "[[stage]] #" + std::to_string(spec.stages.size() + 1));
-    StageSpec stage;
-    stage.name = frame.required<std::string>("name");
-    if (!valid_name(stage.name))
-      frame.fail(*frame.find("name"), "name", "'" + stage.name + "' is not a name (letters, digits, _ . -, at most 32)");
-    if (stage.name == "dispatcher")
-      frame.fail(*frame.find("name"), "name", "'dispatcher' is reserved for the root program (its pins and counters)");
-    if (stage.name == "links")
-      frame.fail(*frame.find("name"), "name", "'links' is reserved for the pinned XDP links of a persisted pipeline");
-    for (const auto& other : spec.stages)
-      if (other.name == stage.name) frame.fail(*frame.find("name"), "name", "duplicate stage name '" + stage.name + "'");
-
-    Settings settings(table, file_name, stage.name);
-    stage.plugin_name = settings.required<std::string>("plugin");
-    auto plugin = find_plugin(stage.plugin_name, paths.plugin_dirs);
-    if (!plugin) settings.fail(*settings.find("plugin"), "plugin", plugin.error().message);
-    stage.plugin = *plugin;
-    stage.plugin_file = stage.plugin->path();
-    stage.plugin_signature = file_signature(stage.plugin_file);
-    const StageFactory& factory = stage.plugin->factory();
-
-    std::string object_file(factory.object_file());
-    if (auto object = settings.optional<std::string>("object")) {
-      stage.object_path = base / *object;
-      std::error_code error;
-      if (!std::filesystem::exists(stage.object_path, error))
-        settings.fail(*settings.find("object"), "object", "no file " + stage.object_path.string());
-    } else {
-      stage.object_path = find_object(object_file, paths.bpf_dirs);
-      if (stage.object_path.empty())
-        settings.fail(*settings.find("plugin"), "plugin",
-                      "plugin '" + stage.plugin_name + "' needs BPF object " + object_file + ", found in no BPF directory");
-    }
-    const toml::node& object_key = *settings.find(settings.find("object") ? "object" : "plugin");
-    if (auto safe = check_file_safe(stage.object_path, "BPF object"); !safe)
-      settings.fail(object_key, "object", safe.error().message);
-    if (const auto& at = object_key.source().begin; at.line > 0)
-      stage.object_where = file_name + ":" + std::to_string(at.line) + ":" + std::to_string(at.column);
-    settings.find("name");
-    // What the plugin throws is the plugin's own code (vtable, type info). Unwinding past `stage`, its
-    // last owner, unloads the plugin, and destroying that exception afterwards would jump into unmapped
-    // memory: turn it into one of the host's while the plugin is still loaded.
-    try {
-      stage.stage = adopt_stage(factory.create(settings), stage.plugin);
-    } catch (const ConfigError& error) {
-      throw ConfigError(error.what());
-    } catch (const std::exception& error) {
-      throw std::runtime_error(error.what());
-    } catch (...) {
-      throw std::runtime_error("stage '" + stage.name + "': the plugin threw while validating its settings");
-    }
-    settings.reject_unread_keys();
-    stage.settings = table;
-    spec.stages.push_back(std::move(stage));
-  }
+  for (const auto& stage_node : *stages)
+    spec.stages.push_back(read_stage(*stage_node.as_table(), file_name, base, paths, spec.stages));
   return spec;
 }
 
