@@ -29,9 +29,6 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr const char* kVeth = VethNamespace::kVeth;
-const fs::path kFullConfig = fs::path(XDPP_SOURCE_DIR) / "configs" / "full.toml";
-const fs::path kPinRoot = "/sys/fs/bpf/xdp-pipeline";
-const fs::path kRunRoot = "/run/xdp-pipeline";
 
 // A unix stream connection to `path`, or -1.
 int connect_unix(const fs::path& path) {
@@ -39,17 +36,6 @@ int connect_unix(const fs::path& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// A TCP connection to 127.0.0.1:`port`, or -1.
-int connect_tcp(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = {htonl(INADDR_LOOPBACK)}, .sin_zero = {}};
   if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
     ::close(fd);
     return -1;
@@ -87,27 +73,9 @@ std::string exchange(const fs::path& socket, const std::string& request) {
   return reply;
 }
 
-class DaemonTest : public ::testing::Test {
+class DaemonTest : public PipelineInNamespaceTest {
  protected:
-  void SetUp() override {
-    if (::geteuid() != 0)
-      GTEST_SKIP() << "needs root: creates a network namespace and attaches XDP programs (CAP_NET_ADMIN, CAP_BPF)";
-    netns_ = std::make_unique<VethNamespace>();
-    ASSERT_EQ(netns_->error(), "") << "cannot set up the veth pair";
-    name_ = "robust-" + netns_->name().substr(std::string("xdpp-test-").size());
-    std::string text = read_text(kFullConfig);
-    text.replace(text.find("name = \"full\""), 13, "name = \"" + name_ + "\"");
-    config_ = dir_.write("p.toml", text);
-  }
-
-  void TearDown() override {
-    child_.reset();
-    std::error_code error;
-    fs::remove_all(kPinRoot / name_, error);
-    for (const char* suffix : {".json", ".json.tmp", ".sock", ".plugins", ".lock"}) fs::remove_all(kRunRoot / (name_ + suffix), error);
-    if (fs::is_empty(kPinRoot, error)) fs::remove(kPinRoot, error);
-    netns_.reset();
-  }
+  void SetUp() override { set_up("robust-"); }
 
   fs::path socket() const { return kRunRoot / (name_ + ".sock"); }
 
@@ -144,16 +112,11 @@ class DaemonTest : public ::testing::Test {
     EXPECT_FALSE(fs::exists(kRunRoot / (name_ + ".json"))) << "state left after a clean stop";
   }
 
-  TempDir dir_;
-  std::string name_;
-  fs::path config_;
-  std::unique_ptr<VethNamespace> netns_;
-  std::unique_ptr<Child> child_;
 };
 
 TEST_F(DaemonTest, RequestsThatAreNotUtf8GetAnErrorReply) {
   ASSERT_NO_FATAL_FAILURE(start());
-  for (const std::string request : {std::string("\xff\n"), std::string("{\"op\":\"\xff\"}\n"),
+  for (const std::string& request : {std::string("\xff\n"), std::string("{\"op\":\"\xff\"}\n"),
                                     std::string("{\"op\":\"set\",\"stage\":\"\xfe\"}\n"),
                                     std::string("{\"op\":\"set\",\"stage\":\"no-8080\",\"assignments\":[\"x\xff=1\"]}\n"),
                                     std::string("{\"op\":\"swap\",\"stage\":7}\n"), std::string("[1,2]\n"),

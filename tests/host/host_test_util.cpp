@@ -323,4 +323,38 @@ std::optional<int> Child::wait(std::chrono::milliseconds timeout) {
 std::string Child::stdout_text() const { return read_text(out_file_); }
 std::string Child::stderr_text() const { return read_text(err_file_); }
 
+void PipelineInNamespaceTest::set_up(const std::string& prefix) {
+  if (::geteuid() != 0)
+    GTEST_SKIP() << "needs root: creates a network namespace and attaches XDP programs (CAP_NET_ADMIN, CAP_BPF)";
+  netns_ = std::make_unique<VethNamespace>();
+  ASSERT_EQ(netns_->error(), "") << "cannot set up the veth pair";
+  name_ = prefix + netns_->name().substr(std::string("xdpp-test-").size());
+  config_ = write_config(name_);
+}
+
+// Processes first (SIGKILL and reap whatever still runs), then whatever a killed run left published under
+// the test's pipeline names (a killed run's lock file too, which the next run would reuse), then the
+// namespace with its veth pair.
+void PipelineInNamespaceTest::TearDown() {
+  child_.reset();
+  std::error_code error;
+  for (const auto& name : names_) {
+    std::filesystem::remove_all(kPinRoot / name, error);
+    for (const char* suffix : {".json", ".json.tmp", ".sock", ".plugins", ".lock"})
+      std::filesystem::remove_all(kRunRoot / (name + suffix), error);
+  }
+  if (std::filesystem::is_empty(kPinRoot, error)) std::filesystem::remove(kPinRoot, error);
+  netns_.reset();
+}
+
+std::filesystem::path PipelineInNamespaceTest::write_config(const std::string& name) {
+  std::string text = read_text(kFullConfig);
+  const std::string original = "name = \"full\"";
+  auto at = text.find(original);
+  EXPECT_NE(at, std::string::npos) << kFullConfig << " has no " << original;
+  if (at != std::string::npos) text.replace(at, original.size(), "name = \"" + name + "\"");
+  names_.push_back(name);
+  return dir_.write(name + ".toml", text);
+}
+
 }  // namespace xdpp::host_test

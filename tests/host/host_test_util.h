@@ -2,6 +2,8 @@
 // optionally inside a network namespace), temporary directories, and a veth pair in a namespace of its own.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <sys/types.h>
 
 #include <chrono>
@@ -126,5 +128,29 @@ class Child {
 
 /// The whole content of `file` ("" when it cannot be read).
 std::string read_text(const std::filesystem::path& file);
+
+/// Where a run publishes itself (host/core/state.h): pins per pipeline name, state file and control socket.
+inline const std::filesystem::path kPinRoot = "/sys/fs/bpf/xdp-pipeline";
+inline const std::filesystem::path kRunRoot = "/run/xdp-pipeline";
+inline const std::filesystem::path kFullConfig = std::filesystem::path(XDPP_SOURCE_DIR) / "configs" / "full.toml";
+
+/// A test that runs pipelines in a veth namespace of its own (root only, skipped otherwise): the
+/// namespace, a temporary directory, the running `run` (child_), and configs/full.toml under pipeline names
+/// of the test's own; TearDown kills the child, removes what its runs left published, then the namespace.
+class PipelineInNamespaceTest : public ::testing::Test {
+ protected:
+  /// `prefix` + the namespace's unique suffix: pipeline names are global on the host.
+  void set_up(const std::string& prefix);
+  void TearDown() override;
+  /// configs/full.toml under [pipeline] name `name`, in the test's directory.
+  std::filesystem::path write_config(const std::string& name);
+
+  TempDir dir_;
+  std::string name_;                // this test's pipeline name
+  std::filesystem::path config_;    // full.toml under that name
+  std::vector<std::string> names_;  // every pipeline name the test wrote, for TearDown
+  std::unique_ptr<VethNamespace> netns_;
+  std::unique_ptr<Child> child_;
+};
 
 }  // namespace xdpp::host_test

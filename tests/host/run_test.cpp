@@ -21,53 +21,14 @@
 namespace xdpp::host_test {
 namespace {
 
-const std::filesystem::path kFullConfig = std::filesystem::path(XDPP_SOURCE_DIR) / "configs" / "full.toml";
 constexpr const char* kVeth = VethNamespace::kVeth;
-// Where a run publishes itself (host/core/state.h): pins per pipeline name, and state file and control socket.
-const std::filesystem::path kPinRoot = "/sys/fs/bpf/xdp-pipeline";
-const std::filesystem::path kRunRoot = "/run/xdp-pipeline";
 
 // The first line of `ip link show`, whose flags say "xdp" (native) or "xdpgeneric".
 std::string flags_line(const std::string& link) { return link.substr(0, link.find('\n')); }
 
-class RunTest : public ::testing::Test {
+class RunTest : public PipelineInNamespaceTest {
  protected:
-  void SetUp() override {
-    if (::geteuid() != 0)
-      GTEST_SKIP() << "needs root: creates a network namespace and attaches XDP programs (CAP_NET_ADMIN, CAP_BPF)";
-    netns_ = std::make_unique<VethNamespace>();
-    ASSERT_EQ(netns_->error(), "") << "cannot set up the veth pair";
-    // Pipeline names are global on the host (pins, state file, control socket): one of our own per test.
-    name_ = "host-test-" + netns_->name().substr(std::string("xdpp-test-").size());
-    config_ = write_config(name_);
-  }
-
-  // Processes first (SIGKILL and reap whatever still runs), then whatever a killed run left published
-  // under our pipeline names, then the namespace with its veth pair.
-  void TearDown() override {
-    child_.reset();
-    for (const auto& name : names_) {
-      std::error_code error;
-      std::filesystem::remove_all(kPinRoot / name, error);
-      std::filesystem::remove(kRunRoot / (name + ".json"), error);
-      std::filesystem::remove(kRunRoot / (name + ".sock"), error);
-      std::filesystem::remove(kRunRoot / (name + ".lock"), error);  // a killed run's, which the next run reuses
-    }
-    std::error_code error;
-    if (std::filesystem::is_empty(kPinRoot, error)) std::filesystem::remove(kPinRoot, error);
-    netns_.reset();
-  }
-
-  // configs/full.toml under [pipeline] name `name`, in the test's directory.
-  std::filesystem::path write_config(const std::string& name) {
-    std::string text = read_text(kFullConfig);
-    const std::string original = "name = \"full\"";
-    auto at = text.find(original);
-    EXPECT_NE(at, std::string::npos) << kFullConfig << " has no " << original;
-    if (at != std::string::npos) text.replace(at, original.size(), "name = \"" + name + "\"");
-    names_.push_back(name);
-    return dir_.write(name + ".toml", text);
-  }
+  void SetUp() override { set_up("host-test-"); }
 
   // Whether a run of `name` has anything published: pins or a state file.
   static bool published(const std::string& name) {
@@ -118,12 +79,6 @@ class RunTest : public ::testing::Test {
     EXPECT_FALSE(published(name_)) << "pins or state file of '" << name_ << "' left after a clean stop";
   }
 
-  TempDir dir_;
-  std::string name_;                // this test's pipeline name
-  std::filesystem::path config_;    // full.toml under that name
-  std::vector<std::string> names_;  // every pipeline name the test wrote, for TearDown
-  std::unique_ptr<VethNamespace> netns_;
-  std::unique_ptr<Child> child_;
 };
 
 TEST_F(RunTest, NativeAttachesAndSigintDetaches) {
