@@ -115,8 +115,10 @@ Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const InterfaceI
     return fail("pipeline '", name, "': its state file cannot be read: ", error.what(), detach_hint);
   }
 
+  const int contract = state->json.value("contract_version", 0);
   auto adopted = Pipeline::adopt(std::move(running), SearchPaths::builtin(), interface, kPinRoot / name, dispatcher,
-                                 objects, link->fd.get());
+                                 objects, link->fd.get(), contract,
+                                 counter_bases_from_json(state->json.value("counter_bases", nlohmann::json())));
   if (!adopted) return fail("pipeline '", name, "' runs persisted, but not as recorded: ", adopted.error().message, detach_hint);
   // The programs that run are the ones that were loaded: their tags are the kernel's hash of the code.
   auto check_tag = [&](const LoadedObject& object, const nlohmann::json& recorded) -> Status {

@@ -382,10 +382,12 @@ class MetricsFeed {
     if (!runner_) return all;
     std::lock_guard lock(runner_->mutex());
     Pipeline& live = runner_->pipeline();
-    if (auto counters = live.counters(-1)) all.push_back({"dispatcher", "", *counters});
+    auto counters = live.chain_counters();
+    if (!counters) return all;
+    // The whole pipeline under "(pipeline)", which no stage can be called (config.cpp).
+    all.push_back({"(pipeline)", "", counters->pipeline});
     for (std::size_t i = 0; i < live.stages().size(); ++i)
-      if (auto counters = live.counters(static_cast<int>(i)))
-        all.push_back({live.stages()[i].spec.name, live.stages()[i].spec.plugin_name, *counters});
+      all.push_back({live.stages()[i].spec.name, live.stages()[i].spec.plugin_name, counters->stages[i]});
     return all;
   }
 
@@ -539,8 +541,8 @@ int command_run(const CommandOptions& options) {
     std::fflush(stdout);
     mode_name = read_run_state(name)->json.value("mode", to_string(wanted));
     log::info("pipeline '" + name + "': adopted from pid " + std::to_string(adoption->pid) + " on " + interface->name +
-              " (link id " + std::to_string(adopted.link_id()) + ", dispatcher prog id " +
-              std::to_string(adopted.dispatcher_prog_id()) + "), " + std::to_string(queued ? *queued : 0) +
+              " (link id " + std::to_string(adopted.link_id()) + ", entry prog id " +
+              std::to_string(adopted.entry_prog_id()) + "), " + std::to_string(queued ? *queued : 0) +
               " event(s) queued meanwhile delivered");
     runner = std::make_unique<Runner>(std::move(adoption->pipeline), options);
     runner->set_mode(mode_name);
@@ -575,8 +577,9 @@ int command_run(const CommandOptions& options) {
     runner->set_mode(mode_name);
     log::info("pipeline '" + name + "' attached to " + interface->name + " in " + mode_name + " mode" +
               (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " +
-              std::to_string(runner->pipeline().link_id()) + ", dispatcher prog id " +
-              std::to_string(runner->pipeline().dispatcher_prog_id()) + ")");
+              std::to_string(runner->pipeline().link_id()) + ", entry prog id " +
+              std::to_string(runner->pipeline().entry_prog_id()) + ", stage '" +
+              runner->pipeline().stages().front().spec.name + "')");
   }
   Runner& running = *runner;
   print_stages(running.pipeline());

@@ -21,29 +21,35 @@ volatile sig_atomic_t stop_watch = 0;
 void on_stop(int) { stop_watch = 1; }
 
 struct Sample {
-  std::map<std::string, CounterTotals> counters;  // by "dispatcher" or stage name
+  std::map<std::string, CounterTotals> counters;  // by stage name, and the whole pipeline's under kPipelineRow
   std::chrono::steady_clock::time_point at;
 };
 
-// By map id rather than by pin: that works from any mount namespace, pinned or not.
-Result<CounterTotals> read_by_id(const nlohmann::json& entry) {
-  std::uint32_t id = entry.value("counters_map_id", 0u);
-  UniqueFd fd(bpf_map_get_fd_by_id(id));
-  if (!fd) return fail("counters map id ", std::to_string(id), ": ", std::strerror(errno));
-  return read_counters(fd.get());
-}
+// The key of the pipeline's total: no stage can be called that (config.cpp reserves "dispatcher", and a
+// stage name has no parentheses).
+const std::string kPipelineRow = "(pipeline)";
 
+// The counters are derived as the daemon derives them (derive_counters): what each stage counted, read by
+// map id (that works from any mount namespace, pinned or not), in the chain order and with the counter
+// bases the state file records.
 Result<Sample> sample(const RunState& run) {
   Sample result;
   result.at = std::chrono::steady_clock::now();
-  auto dispatcher = read_by_id(run.json["dispatcher"]);
-  if (!dispatcher) return dispatcher.error();
-  result.counters["dispatcher"] = *dispatcher;
+  const CounterBases bases = counter_bases_from_json(run.json.value("counter_bases", nlohmann::json()));
+  std::vector<std::string> names;
+  std::vector<xdpp_counters> ended;
   for (const auto& stage : run.json["stages"]) {
-    auto counters = read_by_id(stage);
-    if (!counters) return counters.error();
-    result.counters[stage["name"].get<std::string>()] = *counters;
+    std::uint32_t id = stage.value("counters_map_id", 0u);
+    UniqueFd fd(bpf_map_get_fd_by_id(id));
+    if (!fd) return fail("counters map id ", std::to_string(id), ": ", std::strerror(errno));
+    auto counted = read_stage_counters(fd.get(), bases.slot);
+    if (!counted) return counted.error();
+    names.push_back(stage["name"].get<std::string>());
+    ended.push_back(*counted);
   }
+  ChainCounters chain = derive_counters(names, ended, bases);
+  result.counters[kPipelineRow] = chain.pipeline;
+  for (std::size_t i = 0; i < names.size(); ++i) result.counters[names[i]] = chain.stages[i];
   return result;
 }
 
@@ -58,7 +64,7 @@ double rate(const Sample& before, const Sample& after, const std::string& key) {
   double seconds = std::chrono::duration<double>(after.at - before.at).count();
   if (seconds <= 0) return 0;
   const auto then = before.counters.at(key).packets, now = after.counters.at(key).packets;
-  return now < then ? 0 : (now - then) / seconds;  // counters restart on a swap with fresh maps
+  return now < then ? 0 : (now - then) / seconds;
 }
 
 nlohmann::json status_json(const RunState& run, bool daemon, const Sample& before, const Sample& after) {
@@ -72,10 +78,10 @@ nlohmann::json status_json(const RunState& run, bool daemon, const Sample& befor
                          {"pid", run.pid},
                          {"version", run.json.contains("version") ? run.json["version"] : nlohmann::json()},
                          {"file", run.json["file"]},
-                         {"dispatcher",
-                          {{"prog_id", run.json["dispatcher"]["prog_id"]},
-                           {"counters", counters_json(after.counters.at("dispatcher"))},
-                           {"packets_per_second", rate(before, after, "dispatcher")}}}};
+                         {"pipeline",
+                          {{"prog_id", run.json.value("entry_prog_id", 0u)},
+                           {"counters", counters_json(after.counters.at(kPipelineRow))},
+                           {"packets_per_second", rate(before, after, kPipelineRow)}}}};
   nlohmann::json stages = nlohmann::json::array();
   for (const auto& stage : run.json["stages"]) {
     std::string name = stage["name"];
@@ -109,7 +115,7 @@ void print_table(const nlohmann::json& status) {
                 c["aborted"].get<unsigned long long>(), c["fell_off"].get<unsigned long long>(),
                 c["events_lost"].get<unsigned long long>());
   };
-  row("-", "(dispatcher)", "-", status["dispatcher"]);
+  row("-", kPipelineRow, "-", status["pipeline"]);
   for (const auto& stage : status["stages"])
     row(std::to_string(stage["slot"].get<int>()), stage["name"], stage["plugin"], stage);
 }

@@ -19,6 +19,28 @@
 #include <xdp_pipeline/stage.h>
 #include "icmp_lb.h"
 
+/* The stage's maps (the plugin opens them by name; layouts and names in icmp_lb.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ICMP_LB_SETS);
+	__type(key, __u32);
+	__type(value, struct icmp_lb_set);
+} icmp_lb_sets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} icmp_lb_active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} icmp_lb_rr SEC(".maps");
+
 char LICENSE[] SEC("license") = "GPL";
 
 #define ICMP_ECHO_REQUEST 8

@@ -35,31 +35,5 @@ struct icmp_lb_set {
  * It is state: it survives a swap of the stage's program. */
 #define ICMP_LB_RR_MAP "icmp_lb_rr"
 
-#ifdef __bpf__
-/* icmp_lb's maps. Declared here once, for the stage's program and for anything that must share their layout
- * (bench/mono.bpf.c); BPF side only: the plugin opens them by name. */
-#include <bpf/bpf_helpers.h>
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, ICMP_LB_SETS);
-	__type(key, __u32);
-	__type(value, struct icmp_lb_set);
-} icmp_lb_sets SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} icmp_lb_active SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} icmp_lb_rr SEC(".maps");
-#endif /* __bpf__ */
 
 #endif

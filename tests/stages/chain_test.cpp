@@ -1,4 +1,4 @@
-// The whole chain through the real dispatcher: parse -> no-8080 (port_filter) -> ping-lb (icmp_lb) ->
+// The whole chain through the real chain: parse -> no-8080 (port_filter) -> ping-lb (icmp_lb) ->
 // flows (metadata). Which stage decides each packet, with what verdict, output bytes and events; the
 // counters over a stream; and packets that fall off an emptied chain slot.
 #include <gtest/gtest.h>
@@ -150,9 +150,9 @@ TEST_P(ChainTest, DecidedByTheRightStage) {
       reached = false;
     }
   }
-  CounterTotals dispatcher = counters(*pipeline, "dispatcher");
-  EXPECT_EQ(dispatcher.packets, 1u);
-  EXPECT_EQ(dispatcher.fell_off, 0u);
+  CounterTotals total = counters(*pipeline, kPipelineTotal);
+  EXPECT_EQ(total.packets, 1u);
+  EXPECT_EQ(total.fell_off, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, ChainTest, ::testing::ValuesIn(cases()),
@@ -194,10 +194,11 @@ TEST_F(ChainStreamTest, CountersMatchPacketsSent) {
     }
   }
 
-  CounterTotals dispatcher = counters(*pipeline, "dispatcher");
-  EXPECT_EQ(dispatcher.packets, static_cast<std::uint64_t>(sent));
-  std::uint64_t decided = 0;
-  for (int v = 0; v < XDPP_VERDICTS; ++v) decided += dispatcher.verdict[v];
+  CounterTotals total = counters(*pipeline, kPipelineTotal);
+  EXPECT_EQ(total.packets, static_cast<std::uint64_t>(sent));
+  std::uint64_t decided = 0, total_decided = 0;
+  for (int v = 0; v < XDPP_VERDICTS; ++v) total_decided += total.verdict[v];
+  EXPECT_EQ(total_decided, static_cast<std::uint64_t>(sent)) << "the pipeline's verdicts are every packet's";
   for (const std::string& name : kStageNames) {
     CounterTotals totals = counters(*pipeline, name);
     EXPECT_EQ(totals.packets, entered[name]) << name;
@@ -241,7 +242,9 @@ TEST_F(ChainStreamTest, EmptySlotMeansFellOff) {
   EXPECT_EQ(counters(*pipeline, "flows").packets, 0u);
 }
 
-TEST_F(ChainStreamTest, EmptyFirstSlotFallsOffTheDispatcher) {
+// The interface runs the first stage itself (no dispatcher hop), so an empty slot 0 changes nothing: no
+// packet enters the chain through it.
+TEST_F(ChainStreamTest, EmptyFirstSlotIsNotOnThePacketsWay) {
   auto pipeline = load_pipeline(kFourStages);
   ASSERT_NE(pipeline, nullptr);
   Status cleared = clear_chain_slot(*pipeline, static_cast<std::uint32_t>(pipeline->stages()[0].slot));
@@ -249,13 +252,11 @@ TEST_F(ChainStreamTest, EmptyFirstSlotFallsOffTheDispatcher) {
 
   auto result = run(*pipeline, build({.l3 = Ipv4{}, .l4 = Tcp{.dport = 8080}}));
   ASSERT_TRUE(result);
-  EXPECT_EQ(action_name(result->verdict), action_name(kPass));
-  EXPECT_EQ(result->stage, "dispatcher");
-  CounterTotals dispatcher = counters(*pipeline, "dispatcher");
-  EXPECT_EQ(dispatcher.packets, 1u);
-  EXPECT_EQ(dispatcher.fell_off, 1u);
-  EXPECT_EQ(dispatcher.verdict[kPass], 1u);
-  EXPECT_EQ(counters(*pipeline, "parse").packets, 0u);
+  EXPECT_EQ(action_name(result->verdict), action_name(kDrop));
+  EXPECT_EQ(result->stage, "no-8080");
+  EXPECT_EQ(counters(*pipeline, "parse").packets, 1u);
+  EXPECT_EQ(counters(*pipeline, kPipelineTotal).packets, 1u);
+  EXPECT_EQ(counters(*pipeline, kPipelineTotal).fell_off, 0u);
 }
 
 // [pipeline] default_verdict = "drop": what a packet that falls off gets.
