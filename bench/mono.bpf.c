@@ -17,6 +17,7 @@
 #include "icmp_lb.h"
 #include "metadata.h"
 #include "port_filter.h"
+#include "mono.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -24,22 +25,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* The host's LoadedObject checks this, as for any stage. */
 const volatile __u32 xdpp_contract_version = XDPP_CONTRACT_VERSION;
-
-/* Everything the four stages' settings say, in one struct (bench/xdpp_bench.cpp fills it). */
-struct mono_config {
-	__u32 malformed_verdict;        /* parse: XDP_PASS or XDP_DROP */
-	__u32 default_verdict;          /* [pipeline] default_verdict */
-	__u32 port_lists;               /* port_filter: OR of PORT_FILTER_* with any port */
-	__u32 nonfirst_frag_verdict;    /* port_filter */
-	__be32 vip;                     /* icmp_lb; backend_count 0 disables it */
-	__u32 backend_count;
-	__u8 lb_mac[6];
-	__u8 pad[2];
-	struct icmp_lb_backend backends[ICMP_LB_MAX_BACKENDS];
-	__u32 sample;                   /* metadata: 0 = no events */
-	__u32 wakeup_batch;
-	__u8 ports[PORT_FILTER_PORTS];  /* port_filter: PORT_FILTER_* bits by port */
-};
 
 struct mono_config mono_cfg SEC(".data") = {};
 __u64 mono_rr = 0;   /* requests balanced so far, all CPUs */
@@ -182,11 +167,13 @@ SEC("xdp.frags") int xdpp_mono(struct xdp_md *xdp)
 		goto out;
 	record(xdp, &pkt, cpu);
 	verdict = mono_cfg.default_verdict;
-out:
-	if (verdict < XDP_ABORTED || verdict > XDP_REDIRECT)
-		verdict = XDP_ABORTED;
+out:;
+	/* Unsigned, so that one comparison bounds the index for the verifier. */
+	__u32 action = verdict;
+	if (action > XDP_REDIRECT)
+		action = XDP_ABORTED;
 	cpu->packets++;
 	cpu->counters.bytes += pkt.pkt_len;
-	cpu->counters.verdict[verdict]++;
-	return verdict;
+	cpu->counters.verdict[action]++;
+	return action;
 }
