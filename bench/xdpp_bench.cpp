@@ -642,7 +642,7 @@ void section_per_packet() {
 
 // A chain of no-op stages as host/pipeline.cpp builds one: the root object creates the shared maps, the stage
 // of slot 0 is the entry (what an interface would run), each stage's next slot a load-time constant.
-enum class Noop { framework, bss_key, direct };
+enum class Noop { framework, bss_key, direct, contract1 };
 
 struct Chain {
   std::unique_ptr<LoadedObject> root;
@@ -661,9 +661,14 @@ Chain build_chain(int stages, Noop kind) {
   int chain_fd = must(chain.root->map(XDPP_CHAIN_MAP_NAME), "chain").fd;
   int scratch_fd = must(chain.root->map(XDPP_SCRATCH_MAP_NAME), "scratch").fd;
   const std::uint32_t pass = 2, drop = 1;
-  const char* file = kind == Noop::framework ? "bench_noop.bpf.o" : kind == Noop::bss_key ? "bench_noop_bss.bpf.o"
-                                                                                           : "bench_noop_direct.bpf.o";
-  const char* program = kind == Noop::framework ? "noop" : kind == Noop::bss_key ? "noop_bss" : "noop_direct";
+  const char* file = kind == Noop::framework ? "bench_noop.bpf.o"
+                     : kind == Noop::bss_key ? "bench_noop_bss.bpf.o"
+                     : kind == Noop::direct  ? "bench_noop_direct.bpf.o"
+                                             : "bench_noop_v1.bpf.o";
+  const char* program = kind == Noop::framework ? "noop"
+                        : kind == Noop::bss_key ? "noop_bss"
+                        : kind == Noop::direct  ? "noop_direct"
+                                                : "noop_v1";
   for (int slot = 0; slot < stages; ++slot) {
     auto object = must(LoadedObject::open(bench_object(file), "noop" + std::to_string(slot), none, program), "noop stage");
     std::uint32_t next = slot + 1 < stages ? slot + 1 : XDPP_NO_NEXT;
@@ -767,48 +772,52 @@ void section_chain() {
   std::vector<int> ns;
   for (int n = 1; n <= XDPP_MAX_STAGES; ++n) ns.push_back(n);
   std::vector<int> ns_bss = {1, 2, 4, 8, 12, 16, 20, 24, 28, 33};
-  const Noop kinds[3] = {Noop::framework, Noop::direct, Noop::bss_key};
-  std::vector<Chain> chains[3];
-  for (int k = 0; k < 3; ++k)
+  // Kinds 0, 1 and 3 at every length; the .bss key (2) at some.
+  constexpr int kKinds = 4;
+  const Noop kinds[kKinds] = {Noop::framework, Noop::direct, Noop::bss_key, Noop::contract1};
+  std::vector<Chain> chains[kKinds];
+  for (int k = 0; k < kKinds; ++k)
     for (int n : k == 2 ? ns_bss : ns) chains[k].push_back(build_chain(n, kinds[k]));
-  progress("  %zu + %zu + %zu chains loaded", chains[0].size(), chains[1].size(), chains[2].size());
+  progress("  %zu + %zu + %zu + %zu chains loaded", chains[0].size(), chains[1].size(), chains[2].size(),
+           chains[3].size());
 
   auto frame = make_frame(Kind::tcp_pass);
   // Every chain must end at its last stage (XDP_DROP), never fall off (XDP_PASS).
-  for (int k = 0; k < 3; ++k)
+  for (int k = 0; k < kKinds; ++k)
     for (std::size_t i = 0; i < chains[k].size(); ++i) {
       auto r = test_run(chains[k][i].entry_fd(), frame, 1);
       if (r.retval != 1) die("chain kind %d of %zu stages: verdict %u, the packet did not reach the last stage", k,
                              chains[k][i].stages.size(), r.retval);
     }
 
-  std::vector<std::vector<double>> t[3];
-  std::vector<double> slopes[3];
-  for (int k = 0; k < 3; ++k) t[k].resize(chains[k].size());
+  std::vector<std::vector<double>> t[kKinds];
+  std::vector<double> slopes[kKinds];
+  for (int k = 0; k < kKinds; ++k) t[k].resize(chains[k].size());
   for (int round = 0; round < opt.rounds; ++round) {
     // The three kinds take turns at each length, the order of lengths reversed every other round.
     for (std::size_t step = 0; step < ns.size(); ++step) {
       std::size_t i = round % 2 ? ns.size() - 1 - step : step;
-      for (int k = 0; k < 3; ++k) {
-        int kk = round % 2 ? 2 - k : k;
+      for (int k = 0; k < kKinds; ++k) {
+        int kk = round % 2 ? kKinds - 1 - k : k;
         auto& list = chains[kk];
         auto at = kk == 2 ? std::find(ns_bss.begin(), ns_bss.end(), ns[i]) - ns_bss.begin() : std::ptrdiff_t(i);
         if (at >= static_cast<std::ptrdiff_t>(list.size())) continue;
         t[kk][at].push_back(test_run(list[at].entry_fd(), frame, repeat).duration);
       }
     }
-    for (int k = 0; k < 3; ++k) {
+    for (int k = 0; k < kKinds; ++k) {
       const auto& xs = k == 2 ? ns_bss : ns;
       std::vector<double> x(xs.begin(), xs.end()), y;
       for (auto& v : t[k]) y.push_back(v.back());
       slopes[k].push_back(fit(x, y).first);
     }
-    progress("  round %d/%d: slope %.2f ns/stage (framework), %.2f (direct tail call only), %.2f (.bss key)",
-             round + 1, opt.rounds, slopes[0].back(), slopes[1].back(), slopes[2].back());
+    progress("  round %d/%d: slope %.2f ns/stage (framework), %.2f (direct tail call only), %.2f (.bss key), %.2f "
+             "(contract 1 wrapper)", round + 1, opt.rounds, slopes[0].back(), slopes[1].back(), slopes[2].back(),
+             slopes[3].back());
   }
-  double slope[3], fitted[3], intercept[3];
-  std::vector<double> y[3];
-  for (int k = 0; k < 3; ++k) {
+  double slope[kKinds], fitted[kKinds], intercept[kKinds];
+  std::vector<double> y[kKinds];
+  for (int k = 0; k < kKinds; ++k) {
     const auto& xs = k == 2 ? ns_bss : ns;
     std::vector<double> x(xs.begin(), xs.end());
     for (auto& v : t[k]) y[k].push_back(median(v));
@@ -827,7 +836,9 @@ void section_chain() {
         "- **direct tail call only**: bench/noop_direct.bpf.c, a program that only makes the same direct tail call "
         "(the floor of chaining);\n"
         "- **.bss key**: bench/noop_bss_stage.bpf.c, the framework's stage with the tail-call key read from `.bss`, "
-        "which the verifier cannot treat as a constant (indirect, retpolined jump).\n\n"
+        "which the verifier cannot treat as a constant (indirect, retpolined jump);\n"
+        "- **contract 1 wrapper**: bench/noop_v1_stage.bpf.c, what every stage did before contract 2 (two per-CPU "
+        "lookups, counters for packets and bytes on entry in every stage): the counters-once lever, per stage.\n\n"
      << "| | cost per added stage (slope, median of per-round fits) | fit of the medians | intercept |\n"
      << "|---|---|---|---|\n"
      << "| framework (key `const volatile` in .rodata) | **" << fmt("%.2f ns", s) << "** "
@@ -836,14 +847,17 @@ void section_chain() {
      << "| direct tail call only | " << fmt("%.2f ns", slope[1]) << " | " << fmt("%.2f ns", fitted[1]) << " | "
      << fmt("%.1f ns", intercept[1]) << " |\n"
      << "| .bss key (comparison) | " << fmt("%.2f ns", slope[2]) << " | " << fmt("%.2f ns", fitted[2]) << " | "
-     << fmt("%.1f ns", intercept[2]) << " |\n\n"
+     << fmt("%.1f ns", intercept[2]) << " |\n"
+     << "| contract 1 wrapper (comparison) | " << fmt("%.2f ns", slope[3]) << " | " << fmt("%.2f ns", fitted[3])
+     << " | " << fmt("%.1f ns", intercept[3]) << " |\n\n"
+     << "Contract 1 minus contract 2 wrapper: " << fmt("%.2f ns", slope[3] - s) << " per stage.\n\n"
      << "Framework minus direct tail call: " << fmt("%.2f ns", s - slope[1]) << " per stage.\n\n";
   md << "<details><summary>ns per packet by chain length (medians)</summary>\n\n| N | framework ns | direct ns | "
-        ".bss key ns |\n|---|---|---|---|\n";
+        "contract 1 wrapper ns | .bss key ns |\n|---|---|---|---|---|\n";
   for (std::size_t i = 0; i < ns.size(); ++i) {
     auto it = std::find(ns_bss.begin(), ns_bss.end(), ns[i]);
     md << "| " << ns[i] << " | " << fmt("%.1f", y[0][i]) << " | " << fmt("%.1f", y[1][i]) << " | "
-       << (it != ns_bss.end() ? fmt("%.1f", y[2][it - ns_bss.begin()]) : std::string("")) << " |\n";
+       << fmt("%.1f", y[3][i]) << " | " << (it != ns_bss.end() ? fmt("%.1f", y[2][it - ns_bss.begin()]) : std::string("")) << " |\n";
   }
   md << "\n</details>\n\n";
   auto& chains_bss = chains[2];

@@ -175,39 +175,41 @@ ctl_ok() {
   jq -e '.ok == true' >/dev/null <<<"$out" || fail "'$*' did not reply ok: $out"
 }
 
-# Counter of a stage from a status JSON: counter JSON STAGE FIELD (STAGE "dispatcher" for the dispatcher).
+# Counter of a stage from a status JSON: counter JSON STAGE FIELD (STAGE "pipeline" for the whole pipeline's).
 counter() {
   local json=$1 stage=$2 field=$3
-  if [[ $stage == dispatcher ]]; then
-    jq -r --arg f "$field" '.dispatcher.counters[$f]' <<<"$json"
+  if [[ $stage == pipeline ]]; then
+    jq -r --arg f "$field" '.pipeline.counters[$f]' <<<"$json"
   else
     jq -r --arg s "$stage" --arg f "$field" '.stages[] | select(.name == $s) | .counters[$f]' <<<"$json"
   fi
 }
 prog_id() { jq -r --arg s "$2" '.stages[] | select(.name == $s) | .prog_id' <<<"$1"; }
-prog_ids() { jq -c '[.dispatcher.prog_id] + [.stages[] | [.name, .prog_id]]' <<<"$1"; }
+prog_ids() { jq -c '[.pipeline.prog_id] + [.stages[] | [.name, .prog_id]]' <<<"$1"; }
 
-# every counter of every stage and the dispatcher, as "stage.field value" lines
+# every counter of every stage and the pipeline, as "stage.field value" lines
 counter_lines() {
-  jq -r '(["dispatcher", .dispatcher.counters]), (.stages[] | [.name, .counters]) | . as [$n, $c] |
+  jq -r '(["(pipeline)", .pipeline.counters]), (.stages[] | [.name, .counters]) | . as [$n, $c] |
          $c | to_entries[] | "\($n).\(.key) \(.value)"' <<<"$1" | sort
 }
 
 # assert_grown BEFORE AFTER: no counter of AFTER is below its value in BEFORE (no reset), and the
-# dispatcher's packets grew.
+# pipeline's packets grew.
 assert_grown() {
   local before=$1 after=$2 what=$3
   local bad
   bad=$(join <(counter_lines "$before") <(counter_lines "$after") | awk '$3 < $2 {print $1 ": " $2 " -> " $3}')
   [[ -z $bad ]] || fail "$what: counters went back (reset?): $bad"
-  (($(counter "$after" dispatcher packets) > $(counter "$before" dispatcher packets))) ||
-    fail "$what: the dispatcher's packets did not grow"
+  (($(counter "$after" pipeline packets) > $(counter "$before" pipeline packets))) ||
+    fail "$what: the pipeline's packets did not grow"
 }
 
-# verdicts_balance JSON: the dispatcher's packets == sum of every verdict of the dispatcher and all stages.
+# verdicts_balance JSON: the pipeline's packets == the sum of every verdict of all stages == the sum of the
+# pipeline's verdicts.
 verdicts_balance() {
-  jq -e '(.dispatcher.counters.packets) ==
-         ([.dispatcher.counters, (.stages[].counters)] | map(.aborted + .drop + .pass + .tx + .redirect) | add)' \
+  jq -e '(.pipeline.counters.packets) ==
+         ([.stages[].counters] | map(.aborted + .drop + .pass + .tx + .redirect) | add) and
+         (.pipeline.counters.packets) == (.pipeline.counters | .aborted + .drop + .pass + .tx + .redirect)' \
     >/dev/null <<<"$1"
 }
 

@@ -45,7 +45,7 @@ behaves_as_before() {
     fail "$what: no-8080 did not count exactly the 10 UDP datagrams as dropped"
   (($(counter "$after" ping-lb tx) - $(counter "$before" ping-lb tx) == 10)) ||
     fail "$what: ping-lb did not count exactly the 10 pings as tx"
-  verdicts_balance "$after" || fail "$what: dispatcher packets != sum of verdicts"
+  verdicts_balance "$after" || fail "$what: pipeline packets != sum of verdicts"
   CHECKS=$((CHECKS + 1))
 }
 behaves_as_before "before any change"
@@ -90,7 +90,7 @@ refused 1 "changed shape.*add --reset-state to this \`xdp-pipeline set\`" set fl
 sed 's/^drop_tcp_dst = \[8080\]$/drop_tcp_dst = [8080/' "$T/p.toml" >"$T/syntax.toml"
 refused 2 "syntax.toml:[0-9]+:16: syntax error: the array of 'drop_tcp_dst' that starts here is not closed" reload "$T/syntax.toml"
 # A reordered file whose new chain cannot load (ping-lb given another stage's object, refused by libbpf
-# after the dispatcher and the first stages of the new chain were loaded) is refused as a whole, too.
+# after the root object and the first stages of the new chain were loaded) is refused as a whole, too.
 write_pipeline "$T/badchain.toml" "parse flows no-8080 ping-lb" "plugin_dir = \"$T/plugins\""
 sed -i "s|^plugin = \"icmp_lb\"\$|plugin = \"icmp_lb\"\nobject = \"$BUILTIN_BPF/port_filter.bpf.o\"|" "$T/badchain.toml"
 grep -q '^object = ' "$T/badchain.toml" || fail "could not write badchain.toml"
