@@ -22,53 +22,38 @@ N_SWAP=${2:-200} N_SET=${3:-200} N_RELOAD=${4:-50}
 [[ -x $XDPP ]] || { echo "swap_latency: no executable $XDPP (build it first)" >&2; exit 1; }
 command -v jq >/dev/null || { echo "swap_latency: needs jq" >&2; exit 1; }
 source "$HERE/../scripts/lab.sh"
+# shellcheck source=scripts/lib/harness.sh
+source "$HERE/../scripts/lib/harness.sh"
+exec {HARNESS_OUT}>&2 # stdout is the table (bench/run.sh keeps it): the library's messages go to stderr
 export LAB_QUIET=1
 
-NAME=swaplat-$$
+PIPELINE_NAME=swaplat-$$
 T=$(mktemp -d /tmp/xdpp-swaplat.XXXXXX)
-RUN_PID= PING_PID=
 cleanup() {
   set +e
-  [[ -n $PING_PID ]] && kill "$PING_PID" 2>/dev/null
-  if [[ -n $RUN_PID ]]; then kill -INT "$RUN_PID" 2>/dev/null; wait "$RUN_PID" 2>/dev/null; fi
-  lab_down "$NAME" >/dev/null 2>&1
-  rm -rf "/sys/fs/bpf/xdp-pipeline/$NAME" /run/xdp-pipeline/"$NAME".* "$T"
-  rmdir /sys/fs/bpf/xdp-pipeline 2>/dev/null
+  pipeline_stop INT 10
+  stop_bg
+  lab_down "$PIPELINE_NAME" >/dev/null 2>&1
+  pipeline_remove "$PIPELINE_NAME"
+  rm -rf "$T"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-lab_up "$NAME" >/dev/null
+lab_up "$PIPELINE_NAME" >/dev/null
 
-pipeline_file() { # FILE ORDER
-  local s
-  {
-    printf '[pipeline]\nname = "%s"\ninterface = "%s"\nmode = "native"\ndefault_verdict = "pass"\n' "$NAME" "$LAB_IF_LB"
-    for s in $2; do
-      case $s in
-      parse) printf '[[stage]]\nname = "parse"\nplugin = "parse"\n' ;;
-      no-8080) printf '[[stage]]\nname = "no-8080"\nplugin = "port_filter"\ndrop_tcp_dst = [8080]\n' ;;
-      ping-lb) printf '[[stage]]\nname = "ping-lb"\nplugin = "icmp_lb"\nvip = "%s"\nbackends = [{ ip = "%s", mac = "%s" }, { ip = "%s", mac = "%s" }]\n' \
-        "$LAB_VIP" "$LAB_IP_BE1" "$LAB_MAC_BE1" "$LAB_IP_BE2" "$LAB_MAC_BE2" ;;
-      flows) printf '[[stage]]\nname = "flows"\nplugin = "metadata"\nsample = 0\n' ;;
-      esac
-    done
-  } >"$1"
-}
-pipeline_file "$T/a.toml" "parse no-8080 ping-lb flows"
-pipeline_file "$T/b.toml" "parse flows no-8080 ping-lb"
-
-"$XDPP" run "$T/a.toml" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode native -q >/dev/null 2>"$T/run.log" &
-RUN_PID=$!
-for _ in $(seq 100); do [[ -S /run/xdp-pipeline/$NAME.sock && -f /run/xdp-pipeline/$NAME.json ]] && break; sleep 0.1; done
-[[ -S /run/xdp-pipeline/$NAME.sock ]] || { echo "swap_latency: run did not start: $(cat "$T/run.log")" >&2; exit 1; }
-# ip netns exec execs ping, so $! is ping itself (a backgrounded shell function would ignore SIGINT).
-ip netns exec "$LAB_NS_CLIENT" ping -q -i 0.01 "$LAB_VIP" >"$T/ping.txt" 2>&1 &
-PING_PID=$!
+# flows samples nothing: the pings that cross it would otherwise each print an event during the measurement.
+pipeline_toml "parse no-8080 ping-lb flows+sample=0" 'default_verdict = "pass"' >"$T/a.toml"
+pipeline_toml "parse flows+sample=0 no-8080 ping-lb" 'default_verdict = "pass"' >"$T/b.toml"
+pipeline_start /dev/null "$T/run.log" "$T/a.toml" -q
+# Pings every 10 ms across the pipeline; ip netns exec execs ping, so BG_PID is ping itself (SIGINT makes
+# it print its statistics).
+start_bg "$T/ping.txt" ip netns exec "$LAB_NS_CLIENT" ping -q -i 0.01 "$LAB_VIP"
+PING_PID=$BG_PID
 
 measure() { # OUTFILE CLIENT-ARGS... (appends "latency_ms round_trip_ms")
   local out=$1 reply
   shift
-  reply=$("$XDPP" "$@" -p "$NAME" --json 2>>"$T/client.err") || { echo "swap_latency: '$*' failed: $reply" >&2; exit 1; }
+  reply=$("$XDPP" "$@" -p "$PIPELINE_NAME" --json 2>>"$T/client.err") || { echo "swap_latency: '$*' failed: $reply" >&2; exit 1; }
   jq -r '"\(.latency_ms) \(.round_trip_ms)"' <<<"$reply" >>"$out"
 }
 stages=(ping-lb no-8080 parse)
@@ -79,9 +64,7 @@ done
 for ((i = 0; i < N_RELOAD; i++)); do
   if ((i % 2)); then measure "$T/reload" reload "$T/a.toml"; else measure "$T/reload" reload "$T/b.toml"; fi
 done
-kill -INT "$PING_PID"
-wait "$PING_PID" 2>/dev/null || true
-PING_PID=
+stop_pid "$PING_PID" INT 5
 loss=$(sed -n 's/.* \([0-9.]*\)% packet loss.*/\1/p' "$T/ping.txt")
 
 # pct FILE COLUMN Q: nearest-rank percentile

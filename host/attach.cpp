@@ -40,7 +40,8 @@ int interface_mtu(const std::string& name) {
 // this network namespace: /sys may be another namespace's (run --netns keeps the host's mounts).
 std::string driver_name(const std::string& name) {
   UniqueFd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  ethtool_drvinfo info{.cmd = ETHTOOL_GDRVINFO};
+  ethtool_drvinfo info{};
+  info.cmd = ETHTOOL_GDRVINFO;
   ifreq request{};
   std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
   request.ifr_data = reinterpret_cast<char*>(&info);

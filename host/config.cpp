@@ -134,11 +134,7 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
   }
   if (overrides.mode) spec.mode = *overrides.mode;
 
-  if (auto verdict = pipeline.optional<std::string>("default_verdict")) {
-    if (*verdict == "pass") spec.default_verdict = XDP_PASS;
-    else if (*verdict == "drop") spec.default_verdict = XDP_DROP;
-    else pipeline.fail(*pipeline.find("default_verdict"), "default_verdict", "'" + *verdict + "' is not pass or drop");
-  }
+  if (auto verdict = pipeline.verdict("default_verdict")) spec.default_verdict = *verdict;
 
   if (auto mac = pipeline.optional<std::string>("mac")) {
     spec.interface_mac = net::parse_mac(*mac);

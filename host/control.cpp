@@ -103,15 +103,18 @@ ControlServer::~ControlServer() {
 
 std::string control_reply(std::string_view line, const ControlHandler& handler) noexcept {
   try {
-    nlohmann::json reply;
+    control::Reply reply;
     try {
-      reply = handler(nlohmann::json::parse(line));
+      auto request = control::request_from_json(nlohmann::json::parse(line));
+      reply = request ? handler(*request) : control::Reply::failure("bad request: " + request.error().message, true);
+    } catch (const nlohmann::json::exception& error) {
+      reply = control::Reply::failure(std::string("bad request: ") + error.what(), true);
     } catch (const std::exception& error) {
-      reply = {{"ok", false}, {"error", std::string("bad request: ") + error.what()}};
+      reply = control::Reply::failure(std::string("the request failed: ") + error.what());
     } catch (...) {
-      reply = {{"ok", false}, {"error", "bad request: the request failed"}};
+      reply = control::Reply::failure("the request failed");
     }
-    return json_text(reply) + "\n";
+    return json_text(control::to_json(reply)) + "\n";
   } catch (...) {  // out of memory while building the reply: still one well-formed line
     return "{\"ok\":false,\"error\":\"internal error while answering\"}\n";
   }
@@ -129,7 +132,7 @@ struct Client {
   bool done = false;  // replied, or dropped: closed at the end of this round
 };
 
-std::string error_line(const std::string& message) { return json_text({{"ok", false}, {"error", message}}) + "\n"; }
+std::string error_line(const std::string& message) { return json_text(control::to_json(control::Reply::failure(message))) + "\n"; }
 
 // The peer closed its end: nobody waits for the reply any more. (A peer that only shut down its writing
 // side, as `socat` does at the end of its input, still reads: that is POLLRDHUP, not POLLHUP.)
@@ -241,7 +244,7 @@ void ControlServer::serve(const ControlHandler& handler, const std::atomic<bool>
   }
 }
 
-Result<nlohmann::json> control_request(const std::optional<std::string>& name, const nlohmann::json& request) {
+Result<control::Reply> control_request(const std::optional<std::string>& name, const control::Request& request) {
   std::string path;
   if (name) {
     path = socket_path(*name);
@@ -261,11 +264,14 @@ Result<nlohmann::json> control_request(const std::optional<std::string>& name, c
   auto fd = connect_to(path);
   if (!fd) return fail("cannot reach the pipeline: ", fd.error().message);
   set_timeout(fd->get(), 60);
-  if (!write_all(fd->get(), json_text(request) + "\n")) return fail("sending the request: ", std::strerror(errno));
+  if (!write_all(fd->get(), json_text(control::to_json(request)) + "\n"))
+    return fail("sending the request: ", std::strerror(errno));
   auto line = read_line(fd->get());
   if (!line) return line.error();
   try {
-    return nlohmann::json::parse(*line);
+    auto reply = control::reply_from_json(nlohmann::json::parse(*line));
+    if (!reply) return fail("bad reply: ", reply.error().message);
+    return reply;
   } catch (const std::exception& error) {
     return fail("bad reply: ", error.what());
   }

@@ -13,12 +13,13 @@
 #include <nlohmann/json.hpp>
 
 #include "bpf_object.h"
+#include "messages.h"
 #include <xdp_pipeline/result.h>
 
 namespace xdpp {
 
 /// Turns one request into its reply. May throw: the server answers what it throws as an error.
-using ControlHandler = std::function<nlohmann::json(const nlohmann::json&)>;
+using ControlHandler = std::function<control::Reply(const control::Request&)>;
 
 /// How long one client may take to send its whole request line, and to take the reply.
 inline constexpr std::chrono::milliseconds kControlRequestDeadline{5000};
@@ -45,11 +46,12 @@ class ControlServer {
   std::string path_;
 };
 
-/// The reply line (with its newline) to one request line: invalid JSON, a handler that throws and any
-/// byte that is not UTF-8 all give a well-formed {"ok": false, "error": ...}. Never throws.
+/// The reply line (with its newline) to one request line: invalid JSON, a request that is not one of
+/// control::Request (answered as invalid), a handler that throws and any byte that is not UTF-8 all give
+/// a well-formed {"ok": false, "error": ...}. Never throws.
 std::string control_reply(std::string_view line, const ControlHandler& handler) noexcept;
 
 /// Sends `request` to the pipeline `name` (or the only one running) and returns its reply.
-Result<nlohmann::json> control_request(const std::optional<std::string>& name, const nlohmann::json& request);
+Result<control::Reply> control_request(const std::optional<std::string>& name, const control::Request& request);
 
 }  // namespace xdpp

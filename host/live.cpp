@@ -25,7 +25,7 @@ bool path_travels(const std::string& path, const char* what) {
   return false;
 }
 
-int send(const CommandOptions& options, const nlohmann::json& request) {
+int send(const CommandOptions& options, const control::Request& request) {
   if (geteuid() != 0) {
     log::error("the control channel of a running pipeline is for root only");
     return kExitFailure;
@@ -38,29 +38,30 @@ int send(const CommandOptions& options, const nlohmann::json& request) {
   }
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   if (options.json) {
-    (*reply)["round_trip_ms"] = ms;
-    std::printf("%s\n", json_text(*reply).c_str());
+    reply->round_trip_ms = ms;
+    std::printf("%s\n", json_text(control::to_json(*reply)).c_str());
   }
-  if (!reply->value("ok", false)) {
-    if (!options.json) log::error(reply->value("error", "refused"));
+  if (!reply->ok) {
+    if (!options.json) log::error(reply->error.empty() ? "refused" : reply->error);
     // A request the daemon found invalid exits 2, as `check` does for a bad file; a valid change that
     // failed while being applied exits 1. Either way the running pipeline is unchanged.
-    return reply->value("invalid", false) ? kExitUsage : kExitFailure;
+    return reply->invalid ? kExitUsage : kExitFailure;
   }
   if (!options.json)
-    std::printf("%s (live in %.2f ms, round trip %.2f ms)\n", reply->value("message", "done").c_str(),
-                reply->value("latency_ms", 0.0), ms);
+    std::printf("%s (live in %.2f ms, round trip %.2f ms)\n", reply->message.c_str(), reply->latency_ms, ms);
   return 0;
 }
 
 }  // namespace
 
 int command_swap(const CommandOptions& options) {
-  nlohmann::json request = {{"op", "swap"}, {"stage", options.file}, {"reset_state", options.reset_state}};
+  control::Swap request;
+  request.stage = options.file;
+  request.reset_state = options.reset_state;
   if (options.object && !path_travels(*options.object, "--object")) return kExitUsage;
   if (options.plugin && !path_travels(*options.plugin, "--plugin")) return kExitUsage;
-  if (options.object) request["object"] = absolute(*options.object);
-  if (options.plugin) request["plugin"] = absolute(*options.plugin);
+  if (options.object) request.object = absolute(*options.object);
+  if (options.plugin) request.plugin = absolute(*options.plugin);
   return send(options, request);
 }
 
@@ -69,13 +70,13 @@ int command_set(const CommandOptions& options) {
     log::error("set needs KEY=VALUE after the stage name");
     return kExitUsage;
   }
-  return send(options, {{"op", "set"}, {"stage", options.file}, {"assignments", options.args},
-                        {"reset_state", options.reset_state}});
+  return send(options, control::Set{.stage = options.file, .assignments = options.args,
+                                    .reset_state = options.reset_state});
 }
 
 int command_reload(const CommandOptions& options) {
   if (!path_travels(absolute(options.file), "reload")) return kExitUsage;
-  return send(options, {{"op", "reload"}, {"file", absolute(options.file)}});
+  return send(options, control::Reload{.file = absolute(options.file)});
 }
 
 }  // namespace xdpp

@@ -253,8 +253,8 @@ class RecordingObject final : public StageObject {
 
 }  // namespace
 
-std::shared_ptr<Stage> create_stage(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
-                                    const std::string& file, const std::string& name, std::string& error) {
+Result<std::shared_ptr<Stage>> create_stage(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
+                                            const std::string& file, const std::string& name) {
   try {
     Settings reader(settings, file, name);
     for (const char* key : {"name", "plugin", "object"}) reader.find(key);
@@ -262,11 +262,9 @@ std::shared_ptr<Stage> create_stage(const std::shared_ptr<LoadedPlugin>& plugin,
     reader.reject_unread_keys();
     return stage;
   } catch (const std::exception& failure) {
-    error = failure.what();
-    return nullptr;
+    return Error{failure.what()};
   } catch (...) {
-    error = "stage '" + name + "': the plugin threw while validating its settings";
-    return nullptr;
+    return fail("stage '", name, "': the plugin threw while validating its settings");
   }
 }
 
@@ -459,9 +457,9 @@ Status Pipeline::swap_stage(const std::string& name, SwapRequest request) {
   if (request.stage) {
     next.stage = request.stage;
   } else {
-    std::string error;
-    next.stage = create_stage(next.plugin, next.settings, spec_.file, name, error);
-    if (!next.stage) return fail("stage '", name, "': ", error);
+    auto stage = create_stage(next.plugin, next.settings, spec_.file, name);
+    if (!stage) return fail("stage '", name, "': ", stage.error().message);
+    next.stage = std::move(*stage);
   }
   auto chain = dispatcher_->map(XDPP_CHAIN_MAP_NAME);
   auto scratch = dispatcher_->map(XDPP_SCRATCH_MAP_NAME);
@@ -521,8 +519,8 @@ Status Pipeline::validate_settings(const std::string& name, const toml::table& s
                                    const std::string& source) const {
   auto live = std::find_if(stages_.begin(), stages_.end(), [&](const LiveStage& s) { return s.spec.name == name; });
   if (live == stages_.end()) return fail("no stage '", name, "' in pipeline '", spec_.name, "'");
-  std::string error;
-  if (!create_stage(live->spec.plugin, settings, source, name, error)) return Error{error};
+  auto stage = create_stage(live->spec.plugin, settings, source, name);
+  if (!stage) return stage.error();
   return {};
 }
 
@@ -539,9 +537,9 @@ Status Pipeline::reconfigure_stages(const std::vector<std::pair<std::string, tom
   for (const auto& [name, settings] : changes) {
     LiveStage* live = find_stage(name);
     if (!live) return fail("no stage '", name, "' in pipeline '", spec_.name, "'");
-    std::string error;
-    auto stage = create_stage(live->spec.plugin, settings, source, name, error);
-    if (!stage) return Error{error};
+    auto created = create_stage(live->spec.plugin, settings, source, name);
+    if (!created) return created.error();
+    std::shared_ptr<Stage> stage = std::move(*created);
     // A load-time constant (.rodata, a map's size) changes only with a new program: swap the same files.
     RecordingObject before(name, interface_), after(name, interface_);
     XDPP_TRY(call_plugin("stage '" + name + "'", [&] { return live->spec.stage->before_load(before); }));

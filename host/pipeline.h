@@ -228,10 +228,10 @@ class Pipeline {
 
 const char* verdict_name(std::uint32_t action);
 
-/// A plugin's stage from `settings` (a [[stage]] table), validated; nullptr and `error` when refused.
+/// A plugin's stage from `settings` (a [[stage]] table), validated; the plugin's ConfigError when refused.
 /// `file` and `name` place errors.
-std::shared_ptr<Stage> create_stage(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
-                                    const std::string& file, const std::string& name, std::string& error);
+Result<std::shared_ptr<Stage>> create_stage(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
+                                            const std::string& file, const std::string& name);
 /// Opens (never loads) every stage's BPF object as `run` would, and checks what loading needs of it:
 /// the program, the contract version, the constants and shared maps. For `check`.
 Status check_stage_objects(const PipelineSpec& pipeline);

@@ -11,6 +11,7 @@
 #include <boost/dll/shared_library.hpp>
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -243,28 +244,40 @@ Result<std::shared_ptr<LoadedPlugin>> find_plugin(const std::string& name,
     std::string signature;  // file_signature() when loaded
   };
   static std::map<std::filesystem::path, Cached> cache;
+  // Every directory is looked into: a name found in two of them is refused rather than resolved by order,
+  // so that a port_filter.so dropped into a plugin_dir can never silently stand in for the built-in one.
   std::string looked;
+  std::vector<std::filesystem::path> found, real_files;  // as written in the path (loaded so: its links checked), resolved
   for (const auto& dir : dirs) {
     auto file = dir / (name + ".so");
     std::error_code missing;  // a name too long for a path is just not found (exists() would throw)
-    if (!std::filesystem::exists(file, missing)) {
-      looked += (looked.empty() ? "" : ", ") + dir.string();
-      continue;
-    }
-    std::lock_guard lock(mutex);
-    auto& entry = cache[file];
-    auto cached = entry.plugin.lock();
-    if (cached && entry.signature == file_signature(file)) return cached;
-    // Rebuilt since it was loaded (a reload after a build): loaded afresh (every load is a copy in memory).
-    auto plugin = load_plugin_file(file);
-    if (!plugin) return plugin.error();
-    if (plugin->get()->factory().plugin_name() != name)
-      return fail("plugin ", file.string(), ": refused: it calls itself '",
-                  std::string(plugin->get()->factory().plugin_name()), "', not '", name, "'");
-    entry = {*plugin, file_signature(file)};
-    return plugin;
+    looked += (looked.empty() ? "" : ", ") + dir.string();
+    if (!std::filesystem::exists(file, missing)) continue;
+    auto real = std::filesystem::canonical(file, missing);
+    if (missing) return fail("plugin ", file.string(), ": ", missing.message());
+    if (std::find(real_files.begin(), real_files.end(), real) != real_files.end()) continue;  // one file reached twice
+    XDPP_TRY(check_plugin_file_safe(file));  // an unsafe file on the path is an error, whichever would win
+    found.push_back(file);
+    real_files.push_back(real);
   }
-  return fail("unknown plugin '", name, "' (no ", name, ".so in ", looked.empty() ? "an empty plugin path" : looked, ")");
+  if (found.empty())
+    return fail("unknown plugin '", name, "' (no ", name, ".so in ", looked.empty() ? "an empty plugin path" : looked, ")");
+  if (found.size() > 1)
+    return fail("plugin '", name, "' is ambiguous: both ", found[0].string(), " and ", found[1].string(),
+                " are on the plugin path; a plugin name must be unique there (rename one, and its plugin_name())");
+  const std::filesystem::path& file = found.front();
+  std::lock_guard lock(mutex);
+  auto& entry = cache[file];
+  auto cached = entry.plugin.lock();
+  if (cached && entry.signature == file_signature(file)) return cached;
+  // Rebuilt since it was loaded (a reload after a build): loaded afresh (every load is a copy in memory).
+  auto plugin = load_plugin_file(file);
+  if (!plugin) return plugin.error();
+  if (plugin->get()->factory().plugin_name() != name)
+    return fail("plugin ", file.string(), ": refused: it calls itself '",
+                std::string(plugin->get()->factory().plugin_name()), "', not '", name, "'");
+  entry = {*plugin, file_signature(file)};
+  return plugin;
 }
 
 }  // namespace xdpp

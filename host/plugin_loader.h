@@ -58,7 +58,8 @@ Result<std::shared_ptr<LoadedPlugin>> load_plugin_file(const std::filesystem::pa
 Result<std::shared_ptr<LoadedPlugin>> load_plugin_fresh(const std::filesystem::path& file,
                                                         const std::vector<std::filesystem::path>& allowed_dirs);
 
-/// Finds plugin `name` (file NAME.so) in `dirs`, in order, and loads it. Plugins are cached per path.
+/// Finds plugin `name` (file NAME.so) in `dirs` and loads it; refuses a name found in two directories (the
+/// same file reached twice is one). Plugins are cached per path.
 Result<std::shared_ptr<LoadedPlugin>> find_plugin(const std::string& name,
                                                   const std::vector<std::filesystem::path>& dirs);
 

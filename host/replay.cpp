@@ -110,6 +110,150 @@ void print_human(std::size_t index, const TestRunResult& result, bool malformed)
   for (const auto& event : result.events) std::printf("    %s: %s\n", event.stage.c_str(), event.record.text.c_str());
 }
 
+// What the summary counts.
+struct Tally {
+  std::map<std::string, std::map<std::string, std::uint64_t>> per_stage;
+  std::map<std::string, std::uint64_t> verdicts;
+  std::uint64_t packets = 0, skipped = 0, written = 0, malformed = 0;
+};
+
+// The input capture, checked to be Ethernet; logs and returns nullptr when it cannot be replayed.
+std::unique_ptr<pcap_t, PcapCloser> open_input(const std::string& file) {
+  char error_text[PCAP_ERRBUF_SIZE] = {};
+  std::unique_ptr<pcap_t, PcapCloser> input(pcap_open_offline(file.c_str(), error_text));
+  if (!input) {
+    log::error("pcap " + file + ": " + error_text);
+    return nullptr;
+  }
+  if (int link = pcap_datalink(input.get()); link != DLT_EN10MB) {
+    const char* name = pcap_datalink_val_to_name(link);
+    log::error("pcap " + file + ": link type " + (name ? name : std::to_string(link)) + ", replay needs Ethernet (EN10MB)");
+    return nullptr;
+  }
+  return input;
+}
+
+// A MAC taken from this machine's interface of the same name is a guess: the machine the pipeline is
+// written for has its own. Say so, and how to give the right one.
+void report_mac(const InterfaceInfo& interface, const std::string& source, bool given) {
+  if (!interface.mac)
+    log::warn("replay: no MAC for interface " + interface.name + ": it does not exist here and neither --mac nor " +
+              "[pipeline] mac gives one; stages that use the interface's MAC (icmp_lb's source MAC) see none");
+  else if (!given)
+    log::warn("replay: the MAC of interface " + interface.name + " is taken from the " + source + ": " +
+              net::format_mac(*interface.mac) + "; the pipeline's own machine may differ: give --mac MAC or " +
+              "[pipeline] mac");
+  else
+    log::info("replay: interface " + interface.name + " has MAC " + net::format_mac(*interface.mac) + " (from " +
+              source + ")");
+}
+
+// --out: a pcap of the packets that leave the chain (tx, pass, redirect), as they leave it.
+class Output {
+ public:
+  Status open(const std::string& file) {
+    file_ = file;
+    dead_.reset(pcap_open_dead(DLT_EN10MB, 262144));
+    dumper_.reset(pcap_dump_open(dead_.get(), file.c_str()));
+    if (!dumper_) return fail("pcap ", file, ": ", pcap_geterr(dead_.get()));
+    return {};
+  }
+  bool wanted(std::uint32_t verdict) const {
+    return dumper_ && (verdict == XDP_TX || verdict == XDP_PASS || verdict == XDP_REDIRECT);
+  }
+  Status write(const pcap_pkthdr& input_header, std::span<const std::uint8_t> packet, std::size_t index) {
+    pcap_pkthdr header = input_header;
+    header.caplen = header.len = static_cast<bpf_u_int32>(packet.size());
+    pcap_dump(reinterpret_cast<u_char*>(dumper_.get()), &header, packet.data());
+    if (dump_failed(dumper_.get()))
+      return fail("pcap ", file_, ": writing packet ", std::to_string(index), ": ", std::strerror(errno));
+    return {};
+  }
+  Status close() {
+    if (!dumper_) return {};
+    Status finished = finish_dump(dumper_.get());
+    // fclose() inside pcap_dump_close() reports nothing; after a successful flush and fsync there is
+    // nothing left for it to fail on.
+    dumper_.reset();
+    if (!finished) return fail("pcap ", file_, ": ", finished.error().message);
+    return {};
+  }
+
+ private:
+  std::string file_;
+  std::unique_ptr<pcap_t, PcapCloser> dead_;
+  std::unique_ptr<pcap_dumper_t, DumperCloser> dumper_;
+};
+
+void print_skipped(std::size_t index, std::size_t length, bool json) {
+  if (json)
+    std::printf("%s\n", json_text({{"packet", index}, {"skipped", "shorter than an Ethernet header"},
+                                       {"length", length}}).c_str());
+  else
+    std::printf("#%zu skipped: %zu bytes, shorter than an Ethernet header\n", index, length);
+}
+
+void print_json(std::size_t index, const TestRunResult& result, bool malformed) {
+  nlohmann::json line = {{"packet", index}, {"verdict", verdict_name(result.verdict)}, {"stage", result.stage},
+                         {"malformed", malformed}, {"modified", result.modified}, {"length", result.packet.size()}};
+  if (result.modified) line["data"] = hex(result.packet);
+  nlohmann::json events = nlohmann::json::array();
+  for (const auto& event : result.events) {
+    nlohmann::json item = event.record.json.is_object() ? event.record.json : nlohmann::json::object();
+    item["stage"] = event.stage;
+    events.push_back(std::move(item));
+  }
+  line["events"] = std::move(events);
+  std::printf("%s\n", json_text(line).c_str());
+}
+
+void print_summary(const Tally& tally, const CommandOptions& options) {
+  nlohmann::json summary = {{"packets", tally.packets}, {"skipped", tally.skipped}, {"malformed", tally.malformed},
+                            {"verdicts", tally.verdicts}, {"stages", tally.per_stage}};
+  if (options.out) summary["written"] = tally.written;
+  if (options.json) {
+    std::printf("%s\n", json_text({{"summary", summary}}).c_str());
+    return;
+  }
+  auto count = [](std::uint64_t n) { return static_cast<unsigned long long>(n); };
+  std::fprintf(stderr, "replay: %llu packets, %llu skipped, %llu malformed", count(tally.packets), count(tally.skipped),
+               count(tally.malformed));
+  for (const auto& [name, n] : tally.verdicts) std::fprintf(stderr, ", %s %llu", name.c_str(), count(n));
+  std::fprintf(stderr, "\n");
+  for (const auto& [stage, counts] : tally.per_stage) {
+    std::fprintf(stderr, "  %s:", stage.c_str());
+    for (const auto& [name, n] : counts) std::fprintf(stderr, " %s %llu", name.c_str(), count(n));
+    std::fprintf(stderr, "\n");
+  }
+  if (options.out) std::fprintf(stderr, "  wrote %llu packets to %s\n", count(tally.written), options.out->c_str());
+}
+
+// One packet of the capture through the chain: printed, counted and (--out) written.
+Status replay_packet(Pipeline& pipeline, const pcap_pkthdr& header, std::span<const std::uint8_t> frame,
+                     std::size_t index, const CommandOptions& options, Output& output, Tally& tally) {
+  auto result = pipeline.test_run(frame);
+  if (!result) return fail("packet ", std::to_string(index), ": ", result.error().message);
+  ++tally.packets;
+  // The dispatcher clears the per-CPU context on entry and parse flags what it could not read; every
+  // packet of a replay runs on this one CPU (pin_to_one_cpu), so its context is this packet's.
+  bool malformed = false;
+  if (int cpu = sched_getcpu(); cpu >= 0)
+    if (auto context = pipeline.packet_context(cpu)) malformed = context->flags & XDPP_F_MALFORMED;
+  if (malformed) ++tally.malformed;
+  const std::uint64_t capture_ns =
+      std::uint64_t(header.ts.tv_sec) * 1000000000ull + std::uint64_t(header.ts.tv_usec) * 1000ull;
+  for (auto& event : result->events) use_capture_time(event.record, capture_ns);
+  const std::string verdict = verdict_name(result->verdict);
+  ++tally.verdicts[verdict];
+  ++tally.per_stage[result->stage][verdict];
+  if (options.json) print_json(index, *result, malformed);
+  else print_human(index, *result, malformed);
+  if (!output.wanted(result->verdict)) return {};
+  XDPP_TRY(output.write(header, result->packet, index));
+  ++tally.written;
+  return {};
+}
+
 }  // namespace
 
 int command_replay(const CommandOptions& options) {
@@ -119,56 +263,26 @@ int command_replay(const CommandOptions& options) {
   }
   auto spec = read_pipeline(options);
   if (!spec) return kExitUsage;
-
-  char error_text[PCAP_ERRBUF_SIZE] = {};
-  std::unique_ptr<pcap_t, PcapCloser> input(pcap_open_offline(options.pcap->c_str(), error_text));
-  if (!input) {
-    log::error("pcap " + *options.pcap + ": " + error_text);
-    return kExitUsage;
-  }
-  if (int link = pcap_datalink(input.get()); link != DLT_EN10MB) {
-    const char* name = pcap_datalink_val_to_name(link);
-    log::error("pcap " + *options.pcap + ": link type " + (name ? name : std::to_string(link)) +
-               ", replay needs Ethernet (EN10MB)");
-    return kExitUsage;
-  }
+  auto input = open_input(*options.pcap);
+  if (!input) return kExitUsage;
 
   std::string mac_source;
   InterfaceInfo interface = replay_interface(*spec, options, mac_source);
-  // A MAC taken from this machine's interface of the same name is a guess: the machine the pipeline is
-  // written for has its own. Say so, and how to give the right one.
-  if (!interface.mac)
-    log::warn("replay: no MAC for interface " + interface.name + ": it does not exist here and neither --mac nor " +
-              "[pipeline] mac gives one; stages that use the interface's MAC (icmp_lb's source MAC) see none");
-  else if (!options.mac && !spec->interface_mac)
-    log::warn("replay: the MAC of interface " + interface.name + " is taken from the " + mac_source + ": " +
-              net::format_mac(*interface.mac) + "; the pipeline's own machine may differ: give --mac MAC or " +
-              "[pipeline] mac");
-  else
-    log::info("replay: interface " + interface.name + " has MAC " + net::format_mac(*interface.mac) + " (from " +
-              mac_source + ")");
-
+  report_mac(interface, mac_source, options.mac || spec->interface_mac);
   auto pipeline = Pipeline::load(std::move(*spec), SearchPaths::builtin(), interface);
   if (!pipeline) {
     log::error(pipeline.error().message);
     return kExitFailure;
   }
-
-  std::unique_ptr<pcap_t, PcapCloser> dead;
-  std::unique_ptr<pcap_dumper_t, DumperCloser> output;
-  if (options.out) {
-    dead.reset(pcap_open_dead(DLT_EN10MB, 262144));
-    output.reset(pcap_dump_open(dead.get(), options.out->c_str()));
-    if (!output) {
-      log::error("pcap " + *options.out + ": " + pcap_geterr(dead.get()));
+  Output output;
+  if (options.out)
+    if (auto opened = output.open(*options.out); !opened) {
+      log::error(opened.error().message);
       return kExitFailure;
     }
-  }
 
   pin_to_one_cpu();
-  std::map<std::string, std::map<std::string, std::uint64_t>> per_stage;
-  std::map<std::string, std::uint64_t> verdicts;
-  std::uint64_t packets = 0, skipped = 0, written = 0, malformed_count = 0;
+  Tally tally;
   for (std::size_t index = 0;; ++index) {
     pcap_pkthdr* header = nullptr;
     const u_char* data = nullptr;
@@ -180,88 +294,20 @@ int command_replay(const CommandOptions& options) {
     }
     std::span<const std::uint8_t> frame(data, header->caplen);
     if (frame.size() < kEthernetHeader) {
-      ++skipped;
-      if (options.json)
-        std::printf("%s\n", json_text({{"packet", index}, {"skipped", "shorter than an Ethernet header"},
-                                           {"length", frame.size()}}).c_str());
-      else
-        std::printf("#%zu skipped: %zu bytes, shorter than an Ethernet header\n", index, frame.size());
+      ++tally.skipped;
+      print_skipped(index, frame.size(), options.json);
       continue;
     }
-    auto result = (*pipeline)->test_run(frame);
-    if (!result) {
-      log::error("packet " + std::to_string(index) + ": " + result.error().message);
-      return kExitFailure;
-    }
-    ++packets;
-    // The dispatcher clears the per-CPU context on entry and parse flags what it could not read; every
-    // packet of a replay runs on this one CPU (pin_to_one_cpu), so its context is this packet's.
-    bool malformed = false;
-    if (int cpu = sched_getcpu(); cpu >= 0)
-      if (auto context = (*pipeline)->packet_context(cpu)) malformed = context->flags & XDPP_F_MALFORMED;
-    if (malformed) ++malformed_count;
-    const std::uint64_t capture_ns =
-        std::uint64_t(header->ts.tv_sec) * 1000000000ull + std::uint64_t(header->ts.tv_usec) * 1000ull;
-    for (auto& event : result->events) use_capture_time(event.record, capture_ns);
-    const std::string verdict = verdict_name(result->verdict);
-    ++verdicts[verdict];
-    ++per_stage[result->stage][verdict];
-
-    if (options.json) {
-      nlohmann::json line = {{"packet", index}, {"verdict", verdict}, {"stage", result->stage},
-                             {"malformed", malformed}, {"modified", result->modified}, {"length", result->packet.size()}};
-      if (result->modified) line["data"] = hex(result->packet);
-      nlohmann::json events = nlohmann::json::array();
-      for (auto& event : result->events) {
-        nlohmann::json item = event.record.json.is_object() ? event.record.json : nlohmann::json::object();
-        item["stage"] = event.stage;
-        events.push_back(std::move(item));
-      }
-      line["events"] = std::move(events);
-      std::printf("%s\n", json_text(line).c_str());
-    } else {
-      print_human(index, *result, malformed);
-    }
-    if (output && (result->verdict == XDP_TX || result->verdict == XDP_PASS || result->verdict == XDP_REDIRECT)) {
-      pcap_pkthdr out_header = *header;
-      out_header.caplen = out_header.len = static_cast<bpf_u_int32>(result->packet.size());
-      pcap_dump(reinterpret_cast<u_char*>(output.get()), &out_header, result->packet.data());
-      if (dump_failed(output.get())) {
-        log::error("pcap " + *options.out + ": writing packet " + std::to_string(index) + ": " + std::strerror(errno));
-        return kExitFailure;
-      }
-      ++written;
-    }
-  }
-
-  if (output) {
-    Status finished = finish_dump(output.get());
-    // fclose() inside pcap_dump_close() reports nothing; after a successful flush and fsync there is
-    // nothing left for it to fail on.
-    output.reset();
-    if (!finished) {
-      log::error("pcap " + *options.out + ": " + finished.error().message);
+    if (auto done = replay_packet(**pipeline, *header, frame, index, options, output, tally); !done) {
+      log::error(done.error().message);
       return kExitFailure;
     }
   }
-
-  nlohmann::json summary = {{"packets", packets}, {"skipped", skipped}, {"malformed", malformed_count},
-                            {"verdicts", verdicts}, {"stages", per_stage}};
-  if (options.out) summary["written"] = written;
-  if (options.json) {
-    std::printf("%s\n", json_text({{"summary", summary}}).c_str());
-  } else {
-    std::fprintf(stderr, "replay: %llu packets, %llu skipped, %llu malformed", static_cast<unsigned long long>(packets),
-                 static_cast<unsigned long long>(skipped), static_cast<unsigned long long>(malformed_count));
-    for (const auto& [name, count] : verdicts) std::fprintf(stderr, ", %s %llu", name.c_str(), static_cast<unsigned long long>(count));
-    std::fprintf(stderr, "\n");
-    for (const auto& [stage, counts] : per_stage) {
-      std::fprintf(stderr, "  %s:", stage.c_str());
-      for (const auto& [name, count] : counts) std::fprintf(stderr, " %s %llu", name.c_str(), static_cast<unsigned long long>(count));
-      std::fprintf(stderr, "\n");
-    }
-    if (options.out) std::fprintf(stderr, "  wrote %llu packets to %s\n", static_cast<unsigned long long>(written), options.out->c_str());
+  if (auto closed = output.close(); !closed) {
+    log::error(closed.error().message);
+    return kExitFailure;
   }
+  print_summary(tally, options);
   return 0;
 }
 

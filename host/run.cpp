@@ -153,25 +153,23 @@ class Runner {
   /// the pipeline one at a time, and a change reads the running spec before it locks mutex().
   std::mutex& change_mutex() { return change_mutex_; }
 
-  nlohmann::json handle(const nlohmann::json& request) {
+  control::Reply handle(const control::Request& request) {
     std::lock_guard changing(change_mutex_);
     const auto started = std::chrono::steady_clock::now();
     live_at_ = {};
     invalid_ = false;
     unpublished_.clear();
-    const std::string op = request.value("op", "");
+    const std::string op = control::op_name(request);
     Status done;
     std::string what;
-    if (op == "swap") {
-      what = "swapped stage '" + request.value("stage", "") + "'";
-      done = swap(request);
-    } else if (op == "set") {
-      what = "reconfigured stage '" + request.value("stage", "") + "'";
-      done = set(request);
-    } else if (op == "reload") {
-      done = reload(request.value("file", ""), what);
+    if (const auto* swap_request = std::get_if<control::Swap>(&request)) {
+      what = "swapped stage '" + swap_request->stage + "'";
+      done = swap(*swap_request);
+    } else if (const auto* set_request = std::get_if<control::Set>(&request)) {
+      what = "reconfigured stage '" + set_request->stage + "'";
+      done = set(*set_request);
     } else {
-      done = invalid(fail("unknown request '", op, "'"));
+      done = reload(std::get<control::Reload>(request).file, what);
     }
     const auto finished = std::chrono::steady_clock::now();
     auto ms_since = [&](auto at) { return std::chrono::duration<double, std::milli>(at - started).count(); };
@@ -183,7 +181,7 @@ class Runner {
       log::warn("pipeline '" + name_ + "': " + op + " refused, nothing changed: " + done.error().message);
       // "invalid": the request itself is wrong (the client exits 2, as `check` does for a bad file);
       // otherwise a valid change failed while being applied (exit 1).
-      return {{"ok", false}, {"error", done.error().message}, {"invalid", invalid_}};
+      return control::Reply::failure(done.error().message, invalid_);
     }
     if (!unpublished_.empty()) {
       // The change is live, but `status` would still describe the old programs: not a success.
@@ -191,10 +189,12 @@ class Runner {
                           "; `status` shows the previous state until a later change is published";
       unpublished_.clear();
       log::error("pipeline '" + name_ + "': " + error);
-      return {{"ok", false}, {"error", error}, {"live", true}};
+      auto reply = control::Reply::failure(error);
+      reply.live = true;
+      return reply;
     }
     log::info("pipeline '" + name_ + "': " + what + " in " + std::to_string(ms) + " ms");
-    return {{"ok", true}, {"message", what}, {"latency_ms", ms}, {"total_ms", total_ms}};
+    return control::Reply::success(what, ms, total_ms);
   }
 
   Status reload(const std::string& file, std::string& what) {
@@ -270,26 +270,25 @@ class Runner {
     return fail(status.error().message, "; ", hint);
   }
 
-  Status swap(const nlohmann::json& request) {
-    const std::string stage = request.value("stage", "");
+  Status swap(const control::Swap& request) {
+    const std::string& stage = request.stage;
     std::lock_guard lock(mutex_);
     LiveStage* live = pipeline_->find_stage(stage);
     if (!live) return invalid(no_stage(stage));
     SwapRequest swap;
-    swap.reset_state = request.value("reset_state", false);
-    if (request.contains("object")) {
-      swap.object = request["object"].get<std::string>();
+    swap.reset_state = request.reset_state;
+    if (request.object) {
+      swap.object = *request.object;
       std::error_code error;
       if (!std::filesystem::is_regular_file(*swap.object, error))
         return invalid(fail("--object ", swap.object->string(), ": not found (no such regular file)"));
     }
     // Always a fresh plugin instance: the one named, or the stage's own file as rebuilt on disk.
-    std::filesystem::path plugin_file = request.contains("plugin") ? std::filesystem::path(request["plugin"].get<std::string>())
-                                                                  : live->spec.plugin_file;
+    std::filesystem::path plugin_file = request.plugin ? std::filesystem::path(*request.plugin) : live->spec.plugin_file;
     const auto t0 = std::chrono::steady_clock::now();
     // The stage's own plugin file, unchanged on disk since it was loaded: keep the loaded code (a copy and a
     // dlopen cost about a millisecond). Anything else is loaded afresh.
-    const bool unchanged = !request.contains("plugin") && file_signature(plugin_file) == live->spec.plugin_signature &&
+    const bool unchanged = !request.plugin && file_signature(plugin_file) == live->spec.plugin_signature &&
                            !live->spec.plugin_signature.empty();
     auto plugin = unchanged ? Result<std::shared_ptr<LoadedPlugin>>(live->spec.plugin)
                             : load_plugin_fresh(plugin_file, pipeline_->spec().plugin_dirs);
@@ -309,17 +308,17 @@ class Runner {
     return {};
   }
 
-  Status set(const nlohmann::json& request) {
-    const std::string stage = request.value("stage", "");
+  Status set(const control::Set& request) {
+    const std::string& stage = request.stage;
     std::lock_guard lock(mutex_);
     LiveStage* live = pipeline_->find_stage(stage);
     if (!live) return invalid(no_stage(stage));
     toml::table settings = live->spec.settings;
-    for (const auto& assignment : request.value("assignments", std::vector<std::string>{}))
+    for (const auto& assignment : request.assignments)
       if (auto applied = apply_assignment(settings, assignment); !applied) return invalid(applied.error());
     // Settings that came from a command line have no file position: "" keeps positions out of messages.
     if (auto valid = pipeline_->validate_settings(stage, settings, ""); !valid) return invalid(valid.error());
-    const bool reset_state = request.value("reset_state", false);
+    const bool reset_state = request.reset_state;
     XDPP_TRY(with_reset_hint(pipeline_->reconfigure_stages({{stage, settings}}, "", reset_state),
                              "add --reset-state to this `xdp-pipeline set` to start the stage with fresh maps "
                              "(its state and counters start from zero)"));
@@ -431,7 +430,7 @@ class ControlThread {
     pthread_sigmask(SIG_BLOCK, &signals, &previous);
     thread_ = std::thread([&server, &runner, this] {
       try {
-        server.serve([&runner](const nlohmann::json& request) { return runner.handle(request); }, stop_);
+        server.serve([&runner](const control::Request& request) { return runner.handle(request); }, stop_);
       } catch (const std::exception& error) {  // out of memory: the pipeline keeps running, uncontrolled
         log::error(std::string("control socket: stopped serving: ") + error.what());
       }

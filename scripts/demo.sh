@@ -49,10 +49,12 @@ section() { printf '\n%s==> %s%s\n' "$B" "$*" "$N"; }
 say() { printf '    %s\n' "$@"; }
 cmdline() { printf '%s    $ %s%s\n' "$D" "$*" "$N"; }
 indent() { sed 's/^/      /'; }
-PASSED=() FAILED=()
-ok() { PASSED+=("$1"); printf '    %s✔ %s%s\n' "$G" "$1" "$N"; }
-bad() { FAILED+=("$1"); printf '    %s✘ %s%s\n' "$R" "$1" "$N"; }
 die() { printf '%sdemo: %s%s\n' "$R" "$*" "$N" >&2; exit 1; }
+# Each fact shown is a check of scripts/lib/harness.sh (pass/fail), drawn as ✔/✘; the demo goes on after a
+# ✘ and says at the end which facts were not observed.
+HARNESS_NAME=demo HARNESS_STYLE=demo HARNESS_ON_FAIL=go
+# shellcheck source=scripts/lib/harness.sh
+source "$ROOT/scripts/lib/harness.sh"
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces, XDP): run $0 from a root shell (su -), or as sudo $0"
 if ((BUILD)) && [[ -z ${XDP_PIPELINE:-} ]]; then
@@ -65,9 +67,9 @@ done
 
 # --- build -----------------------------------------------------------------------------------------
 if [[ -n ${XDP_PIPELINE:-} ]]; then
-  BIN=$XDP_PIPELINE
+  XDPP=$XDP_PIPELINE
 else
-  BIN=$BUILD_DIR/bin/xdp-pipeline
+  XDPP=$BUILD_DIR/bin/xdp-pipeline
   if ((BUILD)); then
     section "Building xdp-pipeline ($BUILD_DIR)"
     if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
@@ -78,35 +80,15 @@ else
     cmake --build "$BUILD_DIR" || die "the build failed (see above); fix it, then run the demo again"
   fi
 fi
-[[ -x $BIN ]] || die "$BIN does not exist (or is not executable): xdp-pipeline has not been built yet"
-BIN=$(readlink -f "$BIN")
+[[ -x $XDPP ]] || die "$XDPP does not exist (or is not executable): xdp-pipeline has not been built yet"
+XDPP=$(readlink -f "$XDPP")
 
 # --- cleanup, also on failure and Ctrl-C ----------------------------------------------------------
 # shellcheck source=scripts/lab.sh
 source "$ROOT/scripts/lab.sh"
 LAB=demo-$$
 TMP=$(mktemp -d /tmp/xdp-pipeline-demo.XXXXXX)
-PIPE_PID='' BG_PIDS=()
-
-stop_pid() { # PID SIGNAL SECONDS: signal, wait up to SECONDS, then SIGKILL; sets STOP_RC (exit status)
-  local pid=$1 sig=$2 secs=$3 i
-  STOP_RC=0
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "-$sig" "$pid" 2>/dev/null || true
-    for ((i = 0; i < secs * 10; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "demo: pid $pid ignored SIG$sig for ${secs}s; sending SIGKILL" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  fi
-  wait "$pid" 2>/dev/null || STOP_RC=$?
-  local keep=() p
-  for p in "${BG_PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-  BG_PIDS=("${keep[@]}")
-}
+PIPELINE_NAME=$LAB PIPELINE_MODE=$MODE
 
 exec 3>&1 4>&2 # the terminal, for cleanup: a trap can fire inside a command whose output is redirected
 cleanup() {
@@ -114,10 +96,11 @@ cleanup() {
   trap - EXIT INT TERM
   set +e
   exec 1>&3 2>&4
-  [[ -z $PIPE_PID ]] || stop_pid "$PIPE_PID" INT 5
-  for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" TERM 2; done
+  pipeline_stop INT 5
+  stop_bg
   section "Tearing the lab down"
   LAB_QUIET=1 lab_down "$LAB"
+  pipeline_remove "$PIPELINE_NAME"
   if ip netns list | grep -q "^${LAB_ID:-no-lab-id}-"; then
     printf '    %s✘ namespaces of %s are still there%s\n' "$R" "${LAB_ID:-}" "$N"
     rc=1
@@ -130,28 +113,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# start_bg LOGFILE CMD...: a background process in its own process group (so that it gets signals only
-# from us, and SIGINT is not ignored as it would be for a plain `&` in a script); sets BG_PID.
-start_bg() {
-  local log=$1
-  shift
-  set -m
-  "$@" >"$log" 2>&1 &
-  BG_PID=$!
-  set +m
-}
-
-wait_for() { # SECONDS DESCRIPTION CMD...: poll CMD every 0.1 s
-  local secs=$1 what=$2 i
-  shift 2
-  for ((i = 0; i < secs * 10; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "demo: timed out after ${secs}s waiting for $what" >&2
-  return 1
-}
 
 # --- the lab ---------------------------------------------------------------------------------------
 section "Bringing up the lab"
@@ -169,51 +130,22 @@ say "The VIP is the load balancer's own address, $LAB_VIP." \
 # --- the pipeline ----------------------------------------------------------------------------------
 section "The pipeline file"
 CFG=$TMP/lab-pipeline.toml
-cat >"$CFG" <<EOF
-# Written by scripts/demo.sh for lab $LAB_ID.
-[pipeline]
-interface = "$LAB_IF_LB"
-mode = "$MODE"
-
-[[stage]]
-name = "parse"
-plugin = "parse"
-
-[[stage]]
-name = "no-8080"
-plugin = "port_filter"
-drop_tcp_dst = [8080]
-
-[[stage]]
-name = "ping-lb"
-plugin = "icmp_lb"
-vip = "$LAB_VIP"
-backends = [ { ip = "$LAB_IP_BE1", mac = "$LAB_MAC_BE1" }, { ip = "$LAB_IP_BE2", mac = "$LAB_MAC_BE2" } ]
-
-[[stage]]
-name = "flows"
-plugin = "metadata"
-format = "text"
-sample = 1
-EOF
+{
+  echo "# Written by scripts/demo.sh for lab $LAB_ID."
+  pipeline_toml "parse no-8080 ping-lb flows"
+} >"$CFG"
 indent <"$CFG"
 
 section "Starting the pipeline on the load balancer"
-cmdline "$BIN run $CFG --netns $LAB_NS_LB --interface $LAB_IF_LB --mode $MODE"
-PIPE_LOG=$TMP/pipeline.log
-start_bg "$PIPE_LOG" "$BIN" run "$CFG" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode "$MODE"
-PIPE_PID=$BG_PID
-attached() { kill -0 "$PIPE_PID" 2>/dev/null && ip -n "$LAB_NS_LB" link show dev "$LAB_IF_LB" | grep -q 'prog/xdp'; }
-if ! wait_for 15 "the pipeline to attach to $LAB_IF_LB" attached; then
-  say "xdp-pipeline's output:"
-  indent <"$PIPE_LOG"
-  die "xdp-pipeline did not attach"
-fi
-sleep 0.5
-indent <"$PIPE_LOG"
+cmdline "$XDPP run $CFG --netns $LAB_NS_LB --interface $LAB_IF_LB --mode $MODE"
+# Waits until it is attached and has published its state (its messages end up in $TMP/pipeline.log, the
+# metadata stage's lines in $TMP/events.log).
+pipeline_start "$TMP/events.log" "$TMP/pipeline.log" "$CFG"
+indent <"$PIPELINE_LOG"
+LOG_SHOWN=$(wc -l <"$PIPELINE_LOG")
 say "ip link shows the program on the lb's interface:"
 ip -n "$LAB_NS_LB" link show dev "$LAB_IF_LB" | grep -E 'prog/xdp|xdp' | indent
-ok "xdp-pipeline attached to $LAB_IF_LB"
+expect "xdp-pipeline attached to $LAB_IF_LB" bash -c "ip -n '$LAB_NS_LB' link show dev '$LAB_IF_LB' | grep -q prog/xdp"
 
 # --- 1. ICMP round robin ---------------------------------------------------------------------------
 section "1. ICMP load balancing: ping the VIP $LAB_VIP from the client"
@@ -225,24 +157,14 @@ for b in BE1 BE2; do
   ns=LAB_NS_$b ifc=LAB_IF_$b
   start_bg "$TMP/${b,,}.pcap.txt" ip netns exec "${!ns}" timeout 60 \
     tcpdump -i "${!ifc}" -p -nn -e -l 'icmp[icmptype] == icmp-echo'
-  BG_PIDS+=("$BG_PID")
   declare "TCPDUMP_$b=$BG_PID"
-  wait_for 10 "tcpdump on ${b,,}" grep -q 'listening on' "$TMP/${b,,}.pcap.txt" || die "tcpdump did not start"
+  wait_for 10 grep -q 'listening on' "$TMP/${b,,}.pcap.txt" || die "tcpdump on ${b,,} did not start within 10 s"
 done
 cmdline "ip netns exec $LAB_NS_CLIENT ping -n -c 6 -i 0.5 -W 1 $LAB_VIP"
 lab_exec client timeout --foreground 20 ping -n -c 6 -i 0.5 -W 1 "$LAB_VIP" >"$TMP/ping.txt" 2>&1 || true
 indent <"$TMP/ping.txt"
-mapfile -t FROM < <(sed -n 's/^[0-9]* bytes from \([0-9.]*\):.*/\1/p' "$TMP/ping.txt")
-alternating=1
-for ((i = 0; i < ${#FROM[@]}; i++)); do
-  [[ ${FROM[i]} == "$LAB_IP_BE1" || ${FROM[i]} == "$LAB_IP_BE2" ]] || alternating=0
-  ((i == 0)) || [[ ${FROM[i]} != "${FROM[i - 1]}" ]] || alternating=0
-done
-if ((${#FROM[@]} == 6 && alternating)); then
-  ok "6 echo requests, 6 replies, alternating: ${FROM[*]}"
-else
-  bad "expected 6 replies alternating between $LAB_IP_BE1 and $LAB_IP_BE2, got ${#FROM[@]}: ${FROM[*]:-none}"
-fi
+ping_replies "$TMP/ping.txt"
+expect_alternating 6 "6 echo requests" || true
 
 sleep 0.5
 for b in BE1 BE2; do
@@ -257,9 +179,9 @@ for b in BE1 BE2; do
   n=$(grep -c 'ICMP echo request' "$f" || true)
   good=$(grep 'ICMP echo request' "$f" | grep -F "$LAB_MAC_LB > ${!mac}," | grep -cF "$LAB_IP_CLIENT > ${!ip}:" || true)
   if ((n == 3 && good == 3)); then
-    ok "${b,,} received 3 of the 6 requests, each from the lb's MAC to its own MAC and address"
+    pass "${b,,} received 3 of the 6 requests, each from the lb's MAC to its own MAC and address"
   else
-    bad "${b,,}: expected 3 requests addressed to ${!mac}/${!ip} from $LAB_MAC_LB, saw $n ($good well-formed)"
+    fail "${b,,}: expected 3 requests addressed to ${!mac}/${!ip} from $LAB_MAC_LB, saw $n ($good well-formed)"
   fi
 done
 
@@ -269,12 +191,10 @@ say "Both ports have a listener on the load balancer (socat), so without XDP bot
 for port in 8080 8081; do
   start_bg "$TMP/socat-$port.log" ip netns exec "$LAB_NS_LB" timeout 60 \
     socat "TCP-LISTEN:$port,bind=$LAB_VIP,reuseaddr,fork" "SYSTEM:echo hello from the lb port $port"
-  BG_PIDS+=("$BG_PID")
 done
-listening() { ip netns exec "$LAB_NS_LB" ss -Hltn "sport = :$1" | grep -q LISTEN; }
-if ! wait_for 10 "socat on 8080" listening 8080 || ! wait_for 10 "socat on 8081" listening 8081; then
-  die "socat did not listen"
-fi
+for port in 8080 8081; do
+  wait_listening "$port" || die "socat did not listen on $port within 10 s"
+done
 ip netns exec "$LAB_NS_LB" ss -Hltn '( sport = :8080 or sport = :8081 )' | indent
 
 cmdline "ip netns exec $LAB_NS_CLIENT nc -n -w 3 $LAB_VIP 8080"
@@ -282,9 +202,9 @@ rc=0
 out=$(lab_exec client timeout --foreground 6 nc -n -w 3 "$LAB_VIP" 8080 </dev/null 2>&1) || rc=$?
 printf '%s\n' "${out:-(no answer)}" | indent
 if ((rc != 0)) && [[ $out != *hello* ]]; then
-  ok "8080: no connection (nc gave up after 3 s, status $rc): the SYN never reached the listener"
+  pass "8080: no connection (nc gave up after 3 s, status $rc): the SYN never reached the listener"
 else
-  bad "8080: expected no connection, got status $rc: $out"
+  fail "8080: expected no connection, got status $rc: $out"
 fi
 
 cmdline "ip netns exec $LAB_NS_CLIENT nc -n -w 3 $LAB_VIP 8081"
@@ -292,37 +212,36 @@ rc=0
 out=$(lab_exec client timeout --foreground 6 nc -n -w 3 "$LAB_VIP" 8081 </dev/null 2>&1) || rc=$?
 printf '%s\n' "${out:-(no answer)}" | indent
 if [[ $out == *"hello from the lb port 8081"* ]]; then
-  ok "8081: connected and got the listener's greeting"
+  pass "8081: connected and got the listener's greeting"
 else
-  bad "8081: expected a connection, got status $rc: $out"
+  fail "8081: expected a connection, got status $rc: $out"
 fi
 
 # --- 3. metadata -----------------------------------------------------------------------------------
 section "3. Flow metadata, and stopping the pipeline"
 say "Stopping xdp-pipeline with SIGINT: it detaches and leaves the interface as it found it."
-stop_pid "$PIPE_PID" INT 5
-rc=$STOP_RC
-PIPE_PID=''
+pipeline_stop INT 5
+rc=$PIPELINE_RC
 if ip -n "$LAB_NS_LB" link show dev "$LAB_IF_LB" | grep -q 'prog/xdp'; then
-  bad "a program is still attached to $LAB_IF_LB after SIGINT (exit status $rc)"
+  fail "a program is still attached to $LAB_IF_LB after SIGINT (exit status $rc)"
 else
-  ok "xdp-pipeline exited (status $rc) and $LAB_IF_LB has no XDP program any more"
+  pass "xdp-pipeline exited (status $rc) and $LAB_IF_LB has no XDP program any more"
 fi
 say "The metadata stage is the last one: it reports what the earlier stages let through. The pings" \
   "ended in icmp_lb (XDP_TX) and the 8080 SYNs in port_filter (XDP_DROP), so the flows it saw are" \
   "the TCP connection to 8081 (and anything else that reached the lb). Its 'Packet:' lines:"
-grep '^Packet:' "$PIPE_LOG" | indent || say "(none)"
-if grep -qE "^Packet: $LAB_IP_CLIENT:[0-9]+ -> $LAB_VIP:8081, protocol: TCP" "$PIPE_LOG"; then
-  ok "metadata reported the client's TCP flow to $LAB_VIP:8081"
+grep '^Packet:' "$EVENTS_LOG" | indent || say "(none)"
+if grep -qE "^Packet: $LAB_IP_CLIENT:[0-9]+ -> $LAB_VIP:8081, protocol: TCP" "$EVENTS_LOG"; then
+  pass "metadata reported the client's TCP flow to $LAB_VIP:8081"
 else
-  bad "no 'Packet: $LAB_IP_CLIENT:PORT -> $LAB_VIP:8081, protocol: TCP' line"
+  fail "no 'Packet: $LAB_IP_CLIENT:PORT -> $LAB_VIP:8081, protocol: TCP' line"
 fi
-if grep -qE "^Packet: .* -> $LAB_VIP:8080," "$PIPE_LOG"; then
-  bad "metadata saw TCP to 8080, which port_filter should have dropped before it"
+if grep -qE "^Packet: .* -> $LAB_VIP:8080," "$EVENTS_LOG"; then
+  fail "metadata saw TCP to 8080, which port_filter should have dropped before it"
 else
-  ok "no metadata line for 8080: those packets were dropped before the metadata stage"
+  pass "no metadata line for 8080: those packets were dropped before the metadata stage"
 fi
-other=$(grep -v '^Packet:' "$PIPE_LOG" || true)
+other=$( (grep -v '^Packet:' "$EVENTS_LOG"; tail -n +"$((LOG_SHOWN + 1))" "$PIPELINE_LOG") || true)
 if [[ -n $other ]]; then
   say "xdp-pipeline's other output:"
   printf '%s\n' "$other" | indent
@@ -330,9 +249,9 @@ fi
 
 # --- summary ---------------------------------------------------------------------------------------
 section "Summary"
-for p in "${PASSED[@]}"; do printf '    %s✔%s %s\n' "$G" "$N" "$p"; done
-for f in "${FAILED[@]}"; do printf '    %s✘%s %s\n' "$R" "$N" "$f"; done
-((${#FAILED[@]} == 0)) || exit 1
+for p in "${HARNESS_PASSED[@]}"; do printf '    %s✔%s %s\n' "$G" "$N" "$p"; done
+for f in "${HARNESS_FAILED[@]}"; do printf '    %s✘%s %s\n' "$R" "$N" "$f"; done
+((${#HARNESS_FAILED[@]} == 0)) || exit 1
 if [[ -z ${XDP_PIPELINE:-} ]]; then
-  say "" "The executable is $BIN; \`cmake --install $BUILD_DIR\` puts it on PATH (/usr/local/bin/xdp-pipeline)."
+  say "" "The executable is $XDPP; \`cmake --install $BUILD_DIR\` puts it on PATH (/usr/local/bin/xdp-pipeline)."
 fi

@@ -47,12 +47,7 @@ class ParseFactory final : public StageFactory {
 
   std::unique_ptr<Stage> create(const Settings& settings) const override {
     ParseConfig config;
-    if (auto malformed = settings.optional<std::string>("malformed")) {
-      if (*malformed == "drop") config.malformed_verdict = XDP_DROP;
-      else if (*malformed != "pass")
-        settings.fail(*settings.find("malformed"), "malformed",
-                      "'" + *malformed + "' is not a verdict (expected \"pass\" or \"drop\")");
-    }
+    if (auto malformed = settings.verdict("malformed")) config.malformed_verdict = *malformed;
     return std::make_unique<ParseStage>(config);
   }
 };

@@ -188,12 +188,7 @@ class PortFilterFactory final : public StageFactory {
       list.ranges = normalize(std::move(ranges));
     }
 
-    if (auto fragments = settings.optional<std::string>("fragments")) {
-      if (*fragments == "drop") config.nonfirst_frag_verdict = XDP_DROP;
-      else if (*fragments != "pass")
-        settings.fail(*settings.find("fragments"), "fragments",
-                      "'" + *fragments + "' is not a verdict (expected \"pass\" or \"drop\")");
-    }
+    if (auto fragments = settings.verdict("fragments")) config.nonfirst_frag_verdict = *fragments;
     return std::make_unique<PortFilterStage>(std::move(config));
   }
 

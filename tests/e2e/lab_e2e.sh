@@ -12,11 +12,11 @@
 #   - the metadata stage prints exactly one "Packet: ..." line per frame the client sent to the lb (a
 #     capture on the client gives that list): the 8 pings (ICMP client:0 -> VIP:0), the 8080 SYNs from
 #     the fixed source port, the 8081 flow from its fixed source port, and nothing else;
-#   - `xdp-pipeline status NAME --json` while it runs: the verdicts of the dispatcher and all stages add
-#     up to the dispatcher's packets, ping-lb's tx is 8, no-8080 dropped every 8080 SYN, no event lost;
+#   - `xdp-pipeline status NAME --json` while it runs: the verdicts of all stages add up to the pipeline's
+#     packets, ping-lb's tx is 8, no-8080 dropped every 8080 SYN, no event lost;
 #   - SIGINT: exit status 0, no XDP program on the lb's interface, no pins, no state file.
 # Run 2, another file (parse, port_filter dropping TCP 8081), on the same interface:
-#   - exactly one program is attached, the new dispatcher (not run 1's), in the requested mode;
+#   - exactly one program is attached, the new chain's first stage (not run 1's), in the requested mode;
 #   - it behaves as the new file: pings to the VIP are answered by the lb itself, 8081 gets no answer
 #     (the listener saw no connection), 8080 is answered, no metadata lines;
 #   - SIGTERM: exit status 0, nothing attached, no pins, no state file.
@@ -38,131 +38,33 @@ usage() {
 (($# == 2)) || usage
 MODE=$1
 case $MODE in native | generic) ;; *) usage ;; esac
-BIN=$(readlink -f "$2") || usage
+XDPP=$(readlink -f "$2") || usage
 
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-[[ -x $BIN ]] || { echo "FAIL: $2 is not an executable (build the xdp-pipeline target)"; exit 1; }
-[[ $(id -u) -eq 0 ]] || skip "lab_e2e needs root (network namespaces, XDP, pins under /sys/fs/bpf)"
-for t in ip bridge clang ping nc socat tcpdump timeout ss awk od sort diff; do
-  command -v "$t" >/dev/null || skip "'$t' not found (install the dependencies: scripts/install-deps.sh)"
-done
-mountpoint -q /sys/fs/bpf || skip "/sys/fs/bpf is not mounted (scripts/install-deps.sh mounts it)"
-probe=lab-e2e-probe-$$
-timeout 10 ip netns add "$probe" 2>/dev/null || skip "network namespaces are not available here (ip netns add failed)"
-timeout 10 ip netns del "$probe"
+# Every check is reported (PASS/FAIL) and the test goes on; the summary says how many failed.
+HARNESS_NAME="lab_e2e ($MODE)" HARNESS_ON_FAIL=go PIPELINE_MODE=$MODE
+# shellcheck source=scripts/lib/harness.sh
+source "$HERE/../../scripts/lib/harness.sh"
+[[ -x $XDPP ]] || fatal "$2 is not an executable (build the xdp-pipeline target)"
+require_tools ip bridge clang ping nc socat tcpdump timeout ss awk od sort diff jq
+require_lab_host
 
 # shellcheck source=scripts/lab.sh
 source "$LAB_SH"
 export LAB_QUIET=1
-PIN_ROOT=/sys/fs/bpf/xdp-pipeline
-RUN_ROOT=/run/xdp-pipeline
-
-# Labs and pipelines of an earlier run that was killed (SIGKILL, e.g. a CTest timeout) before its
-# cleanup: names carry the pid of their run; remove what belongs to a pid that no longer exists.
-for f in "$LAB_STATE_DIR"/e2e-* "$PIN_ROOT"/e2e-* "$RUN_ROOT"/e2e-*; do
-  [[ -e $f ]] || continue
-  base=${f##*/}
-  [[ $base =~ ^e2e-(native|generic)-([0-9]+)(-[ab])?(\.[a-z]+)?$ ]] || continue
-  kill -0 "${BASH_REMATCH[2]}" 2>/dev/null && continue
-  echo "removing $f, left by an earlier run (pid ${BASH_REMATCH[2]})"
-  case $f in
-  "$LAB_STATE_DIR"/*) timeout 60 "$BASH" "$LAB_SH" down "$base" >/dev/null 2>&1 || true ;;
-  *) rm -rf -- "$f" ;;
-  esac
-done
+reap_stale "e2e-$MODE"
 
 LAB=e2e-$MODE-$$
 NAME1=$LAB-a # pipeline names (pins, state file, control socket): global on the host, so ours per run
 NAME2=$LAB-b
 TMP=$(mktemp -d /tmp/lab-e2e.XXXXXX)
-FAILS=0 CHECKS=0
-PIPE_PID='' BG_PIDS=()
 SPORT_8080=48080 SPORT_8081=48081 # the client's source ports, so that flows can be named exactly
 
-pass() {
-  CHECKS=$((CHECKS + 1))
-  echo "PASS: $*"
-}
-fail() {
-  CHECKS=$((CHECKS + 1))
-  FAILS=$((FAILS + 1))
-  echo "FAIL: $*"
-}
-expect() { # DESCRIPTION CONDITION-COMMAND...: PASS or FAIL by the command's status
-  local what=$1
-  shift
-  if "$@"; then pass "$what"; else fail "$what"; fi
-}
-show() { sed 's/^/      | /' "$@"; } # indented file or stdin, under a FAIL line
-fatal() {                            # a failure the rest of the test cannot go on after
-  fail "$*"
-  exit 1
-}
-
-# --- processes ----------------------------------------------------------------------------------------
-# start_bg LOG CMD...: a background process in its own process group (so that SIGINT reaches it: a plain
-# `&` in a script ignores SIGINT, and our own signals do not hit it twice); sets BG_PID.
-start_bg() {
-  local log=$1
-  shift
-  set -m
-  "$@" >"$log" 2>&1 &
-  BG_PID=$!
-  set +m
-}
-# stop_pid PID SIGNAL SECONDS: signal, wait up to SECONDS, then SIGKILL; sets STOP_RC (exit status) and
-# STOP_KILLED=1 when it had to use SIGKILL.
-stop_pid() {
-  local pid=$1 sig=$2 secs=$3 i p keep=()
-  STOP_RC=0 STOP_KILLED=0
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "-$sig" "$pid" 2>/dev/null || true
-    for ((i = 0; i < secs * 10; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "lab_e2e: pid $pid ignored SIG$sig for ${secs}s; sending SIGKILL" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-      STOP_KILLED=1
-    fi
-  fi
-  wait "$pid" 2>/dev/null
-  STOP_RC=$?
-  for p in "${BG_PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-  BG_PIDS=("${keep[@]}")
-}
-wait_for() { # SECONDS CMD...: poll CMD every 0.1 s
-  local secs=$1 i
-  shift
-  for ((i = 0; i < secs * 10; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 # --- cleanup, always -------------------------------------------------------------------------------
-published() { # NAME: prints what a run of NAME left published (pins, state file, control socket)
-  local name=$1 f found=1
-  [[ ! -e $PIN_ROOT/$name ]] || { echo "$PIN_ROOT/$name"; found=0; }
-  for f in "$RUN_ROOT/$name".*; do
-    [[ -e $f ]] || continue
-    echo "$f"
-    found=0
-  done
-  return "$found"
-}
-exec 3>&1 4>&2 # stdout/stderr for the traps: they can fire inside a command whose output is redirected
 cleanup() {
-  local rc=$? pid id=${LAB_ID:-} left name
+  local rc=$? id=${LAB_ID:-} left name
   trap - EXIT INT TERM
-  exec 1>&3 2>&4
-  [[ -z $PIPE_PID ]] || stop_pid "$PIPE_PID" INT 10
-  for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" TERM 3; done
+  pipeline_stop INT 10
+  stop_bg
   timeout 60 "$BASH" "$LAB_SH" down "$LAB" >/dev/null 2>&1
   left=''
   if [[ -n $id ]] && compgen -G "$LAB_NETNS_DIR/$id-*" >/dev/null; then
@@ -170,29 +72,20 @@ cleanup() {
   fi
   [[ ! -e $LAB_STATE_DIR/$LAB ]] || left+=" lab state file $LAB_STATE_DIR/$LAB"
   for name in "$NAME1" "$NAME2"; do
-    if published "$name" >"$TMP/published"; then
+    if pipeline_leftovers "$name" >"$TMP/published"; then
       left+=" $(tr '\n' ' ' <"$TMP/published")"
-      rm -rf -- "${PIN_ROOT:?}/${name:?}" "${RUN_ROOT:?}/${name:?}".* # do not leave them to the next run
+      pipeline_remove "$name" # do not leave them to the next run
     fi
   done
   if [[ -n $left ]]; then
-    echo "FAIL: left behind after the test:$left"
-    FAILS=$((FAILS + 1))
+    fail "left behind after the test:$left"
   else
-    echo "PASS: cleanup: lab $LAB${id:+ ($id)} removed, no namespace, no pins under $PIN_ROOT/{$NAME1,$NAME2}, no $RUN_ROOT/{$NAME1,$NAME2}.*"
+    pass "cleanup: lab $LAB${id:+ ($id)} removed, no namespace, no pins under $PIN_ROOT/{$NAME1,$NAME2}, no $RUN_ROOT/{$NAME1,$NAME2}.*"
   fi
   rm -rf -- "$TMP"
-  if ((FAILS > 0)); then
-    echo "lab_e2e ($MODE): $FAILS of $((CHECKS + 1)) checks FAILED"
-    ((rc != 0)) || rc=1 # keep 130/143 after an interrupt
-  elif ((rc == 0)); then
-    echo "lab_e2e ($MODE): all $((CHECKS + 1)) checks passed"
-  fi
-  exit "$rc"
+  harness_exit "$rc"
 }
-trap cleanup EXIT
-trap 'echo "FAIL: interrupted (SIGINT); cleaning up" >&3; FAILS=$((FAILS + 1)); exit 130' INT
-trap 'echo "FAIL: terminated (SIGTERM); cleaning up" >&3; FAILS=$((FAILS + 1)); exit 143' TERM
+harness_trap cleanup
 
 # --- helpers on the lab --------------------------------------------------------------------------------
 xdp_lines() { ip -n "$LAB_NS_LB" link show dev "$LAB_IF_LB" | grep 'prog/xdp'; } # one line per program
@@ -202,99 +95,43 @@ xdp_ids() { xdp_lines | sed -n 's/.* id \([0-9]*\) .*/\1/p' | tr '\n' ' ' | sed 
 mode_flag() { [[ $MODE == native ]] && echo xdp || echo xdpgeneric; }
 has_mode_flag() { ip -n "$LAB_NS_LB" link show dev "$LAB_IF_LB" | head -n 1 | grep -q " $(mode_flag) "; }
 
-# json_flatten: JSON on stdin -> PATH=VALUE lines for every scalar, e.g. dispatcher.counters.packets=3,
-# stages.2.name=no-8080 (plain awk: no jq needed).
-json_flatten() {
-  awk '
-    function path(   p, j) { p = ""; for (j = 1; j <= d; j++) p = p (j > 1 ? "." : "") (t[j] == "o" ? k[j] : ix[j]); return p }
-    function done_value() { if (d > 0) { if (t[d] == "a") ix[d]++; else wantkey[d] = 1 } }
-    { s = s $0 "\n" }
-    END {
-      d = 0
-      while (length(s) > 0) {
-        if (match(s, /^[ \t\r\n,:]+/)) { s = substr(s, RLENGTH + 1); continue }
-        c = substr(s, 1, 1)
-        if (c == "{" || c == "[") { d++; t[d] = (c == "{") ? "o" : "a"; ix[d] = 0; wantkey[d] = 1; s = substr(s, 2); continue }
-        if (c == "}" || c == "]") { d--; s = substr(s, 2); done_value(); continue }
-        if (c == "\"") {
-          if (!match(s, /^"([^"\\]|\\.)*"/)) { print "json_flatten: bad string" > "/dev/stderr"; exit 1 }
-          tok = substr(s, 2, RLENGTH - 2); s = substr(s, RLENGTH + 1)
-          if (t[d] == "o" && wantkey[d]) { k[d] = tok; wantkey[d] = 0; continue }
-          print path() "=" tok; done_value(); continue
-        }
-        if (!match(s, /^[-+.0-9a-zA-Z]+/)) { print "json_flatten: unexpected " substr(s, 1, 20) > "/dev/stderr"; exit 1 }
-        tok = substr(s, 1, RLENGTH); s = substr(s, RLENGTH + 1)
-        print path() "=" tok; done_value()
-      }
-    }'
-}
-# status_load NAME: `xdp-pipeline status NAME --json` into the associative array J (PATH -> value) and
-# STAGE_IDX (stage name -> index); the raw output stays in $TMP/status-NAME.json.
-declare -A J STAGE_IDX
+# status_load NAME: `xdp-pipeline status NAME --json` into ST (also in $TMP/status-NAME.json; the error in
+# $TMP/status-NAME.err).
+ST=
 status_load() {
-  local name=$1 key value
-  J=() STAGE_IDX=()
-  timeout 20 "$BIN" status "$name" --json >"$TMP/status-$name.json" 2>"$TMP/status-$name.err" || return 1
-  json_flatten <"$TMP/status-$name.json" >"$TMP/status-$name.flat" || return 1
-  while IFS='=' read -r key value; do
-    J[$key]=$value
-    [[ $key =~ ^stages\.([0-9]+)\.name$ ]] && STAGE_IDX[$value]=${BASH_REMATCH[1]}
-  done <"$TMP/status-$name.flat"
-  [[ -n ${J[dispatcher.counters.packets]:-} ]]
+  ST=$(pipeline_status_json "$1" 2>"$TMP/status-$1.err") || return 1
+  echo "$ST" >"$TMP/status-$1.json"
 }
-stage_counter() { # STAGE COUNTER: from the last status_load
-  local i=${STAGE_IDX[$1]:-}
-  [[ -n $i ]] || { echo "?"; return; }
-  echo "${J[stages.$i.counters.$2]:-?}"
-}
-# Checks that the dispatcher's packets equal the sum of every verdict of the dispatcher and all stages.
-counters_add_up() { # NAME
-  local name=$1 sum=0 i v n prefixes=(dispatcher) p
-  n=${J[dispatcher.counters.packets]}
-  for ((i = 0; i < ${#STAGE_IDX[@]}; i++)); do prefixes+=("stages.$i"); done
-  for p in "${prefixes[@]}"; do
-    for v in aborted drop pass tx redirect; do
-      sum=$((sum + ${J[$p.counters.$v]:-0}))
-    done
-  done
-  if ((n == sum && n > 0)); then
-    pass "status $name: dispatcher packets ($n) = the sum of all verdicts of the dispatcher and its ${#STAGE_IDX[@]} stages ($sum)"
+# counters_add_up NAME: the packets entering the chain equal the sum of every verdict (from the last status_load).
+counters_add_up() {
+  local name=$1 sums n sum
+  sums=$(verdicts_add_up "$ST")
+  read -r n sum <<<"$sums"
+  if verdicts_add_up "$ST" >/dev/null && ((n > 0)); then
+    pass "status $name: pipeline packets ($n) = the sum of all verdicts of its $(jq '.stages | length' <<<"$ST") stages ($sum)"
   else
-    fail "status $name: dispatcher packets ($n) != the sum of all verdicts ($sum)"
+    fail "status $name: pipeline packets ($n) != the sum of all verdicts ($sum)"
     show "$TMP/status-$name.json"
   fi
 }
 
-# start_pipeline FILE TAG: `run FILE --netns --interface --mode` in the background; waits (bounded) until
-# ip link shows a program and run has published its control socket; sets PIPE_PID, output in
-# $TMP/TAG.out (events) and $TMP/TAG.err (logs).
+# start_pipeline FILE TAG: `run FILE` in the lb's namespace until it has published its state (then it is
+# attached); events in $TMP/TAG.out, logs in $TMP/TAG.err.
 start_pipeline() {
   local file=$1 tag=$2
-  start_bg "$TMP/$tag.all" bash -c 'exec "$@" >"'"$TMP/$tag.out"'" 2>"'"$TMP/$tag.err"'"' _ \
-    "$BIN" run "$file" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode "$MODE"
-  PIPE_PID=$BG_PID
-  # Ready: attached and published; or gone (then there is nothing to wait for).
-  ready_or_gone() { ! kill -0 "$PIPE_PID" 2>/dev/null || { [[ -n $(xdp_lines) ]] && grep -q ' control socket ' "$TMP/$tag.err"; }; }
-  wait_for 30 ready_or_gone
-  if ! kill -0 "$PIPE_PID" 2>/dev/null || [[ -z $(xdp_lines) ]] || ! grep -q ' control socket ' "$TMP/$tag.err"; then
-    stop_pid "$PIPE_PID" INT 5
-    PIPE_PID=''
-    fail "xdp-pipeline run $file did not attach within 30 s or exited (status $STOP_RC; ip link: $(xdp_lines))"
-    show "$TMP/$tag.err"
-    exit 1
-  fi
-  pass "xdp-pipeline run $(basename "$file") --netns $LAB_NS_LB --interface $LAB_IF_LB --mode $MODE: attached (pid $PIPE_PID)"
+  pipeline_start "$TMP/$tag.out" "$TMP/$tag.err" "$file"
+  [[ -n $(xdp_lines) ]] || fatal "xdp-pipeline run $file published its state but ip link shows no program"
+  pass "xdp-pipeline run $(basename "$file") --netns $LAB_NS_LB --interface $LAB_IF_LB --mode $MODE: attached (pid $PIPELINE_PID)"
 }
 # stop_pipeline SIGNAL NAME TAG: the signal must make run detach and exit 0 and leave nothing behind.
 stop_pipeline() {
   local sig=$1 name=$2 tag=$3 word
   [[ $sig == INT ]] && word=Interrupt || word=Terminated
-  stop_pid "$PIPE_PID" "$sig" 10
-  PIPE_PID=''
-  if ((STOP_RC == 0 && STOP_KILLED == 0)); then
+  pipeline_stop "$sig" 10
+  if ((PIPELINE_RC == 0 && STOP_KILLED == 0)); then
     pass "SIG$sig: xdp-pipeline ($name) exited with status 0"
   else
-    fail "SIG$sig: xdp-pipeline ($name) exited with status $STOP_RC$( ((STOP_KILLED)) && echo ' (had to be SIGKILLed)')"
+    fail "SIG$sig: xdp-pipeline ($name) exited with status $PIPELINE_RC$( ((STOP_KILLED)) && echo ' (had to be SIGKILLed)')"
     show "$TMP/$tag.err"
   fi
   expect "SIG$sig: run said it detached ('detached from $LAB_IF_LB ($word)')" \
@@ -304,22 +141,23 @@ stop_pipeline() {
   else
     fail "SIG$sig: a program is still attached to $LAB_IF_LB: $(xdp_lines)"
   fi
-  if published "$name" >"$TMP/published"; then
+  if pipeline_leftovers "$name" >"$TMP/published"; then
     fail "SIG$sig: $name left pins or state files behind: $(tr '\n' ' ' <"$TMP/published")"
   else
     pass "SIG$sig: no pins under $PIN_ROOT/$name, no $RUN_ROOT/$name.*"
   fi
 }
-# One program attached, the dispatcher of pipeline NAME (its prog id in status), in the requested mode.
+# One program attached, the first stage of pipeline NAME (what its link runs: .pipeline.prog_id in status),
+# in the requested mode.
 expect_one_program() { # NAME
   local name=$1 n ids want
   n=$(xdp_count)
   ids=$(xdp_ids)
-  want=${J[dispatcher.prog_id]:-none}
+  want=$(jq -r '.pipeline.prog_id // "none"' <<<"$ST")
   if [[ $n == 1 && $ids == "$want" ]]; then
-    pass "exactly one XDP program on $LAB_IF_LB: id $ids, the dispatcher of '$name'"
+    pass "exactly one XDP program on $LAB_IF_LB: id $ids, the first stage of '$name'"
   else
-    fail "expected exactly one XDP program on $LAB_IF_LB, the dispatcher of '$name' (id $want); ip link shows $n: $ids"
+    fail "expected exactly one XDP program on $LAB_IF_LB, the first stage of '$name' (id $want); ip link shows $n: $ids"
     ip -n "$LAB_NS_LB" link show dev "$LAB_IF_LB" | show
   fi
   expect "$LAB_IF_LB shows the '$(mode_flag)' flag ($MODE mode)" has_mode_flag
@@ -329,10 +167,8 @@ expect_one_program() { # NAME
 # ping_vip COUNT FILE: COUNT pings from the client to the VIP, output in FILE; REPLY_FROM = the replies'
 # sources in order of icmp_seq, REPLY_SEQS = their sequence numbers.
 ping_vip() {
-  local count=$1 out=$2
-  lab_exec client timeout 30 ping -n -c "$count" -i 0.2 -W 2 "$LAB_VIP" >"$out" 2>&1
-  mapfile -t REPLY_FROM < <(sed -n 's/^[0-9]* bytes from \([0-9.]*\): icmp_seq=\([0-9]*\) .*/\1/p' "$out")
-  mapfile -t REPLY_SEQS < <(sed -n 's/^[0-9]* bytes from \([0-9.]*\): icmp_seq=\([0-9]*\) .*/\2/p' "$out")
+  lab_exec client timeout 30 ping -n -c "$1" -i 0.2 -W 2 "$LAB_VIP" >"$2" 2>&1
+  ping_replies "$2"
 }
 # listener_count PORT: connections the socat listener on PORT has accepted so far.
 listener_count() { grep -c 'accepting connection from' "$TMP/socat-$1.log" || true; }
@@ -364,29 +200,12 @@ expect_answered() { # PORT SPORT WHY
     fail "TCP to $LAB_VIP:$port ($why): expected '$want'; nc status $NC_RC, output '${NC_OUT}'"
   fi
 }
-# capture ROLE TAG: tcpdump on ROLE's interface into $TMP/TAG.pcap, bounded by timeout; sets CAP_PID once
-# tcpdump says it is listening. --immediate-mode: without it libpcap hands packets over a ring block at a
-# time (when full or after its ~1 s timeout), and a SIGTERM loses the packets of the last block (seen
-# here: "27 packets received by filter", 19 captured). -U: each packet written to the file at once.
-capture() { # ROLE TAG [INTERFACE (default: ROLE's)]
-  local role=$1 tag=$2 ifc
-  ifc=LAB_IF_${role^^}
-  ifc=${3:-${!ifc}}
-  start_bg "$TMP/$tag.tcpdump.log" ip netns exec "$(lab_ns "$role")" timeout 120 \
-    tcpdump -i "$ifc" -p -nn --immediate-mode -U -w "$TMP/$tag.pcap"
-  CAP_PID=$BG_PID
-  BG_PIDS+=("$CAP_PID")
-  wait_for 10 grep -q 'listening on' "$TMP/$tag.tcpdump.log" || fatal "tcpdump on $role did not start: $(cat "$TMP/$tag.tcpdump.log")"
-}
-stop_capture() { # PID TAG: also fails if tcpdump lost a packet it had received
-  local got seen
-  stop_pid "$1" TERM 5
-  [[ -s $TMP/$2.pcap ]] || fail "capture $2 is empty or missing: $(cat "$TMP/$2.tcpdump.log")"
-  got=$(sed -n 's/^\([0-9]*\) packets\{0,1\} captured$/\1/p' "$TMP/$2.tcpdump.log")
-  seen=$(sed -n 's/^\([0-9]*\) packets\{0,1\} received by filter$/\1/p' "$TMP/$2.tcpdump.log")
-  if [[ -z $got || $got != "$seen" ]] || ! grep -q '^0 packets dropped by kernel$' "$TMP/$2.tcpdump.log"; then
-    fail "capture $2 is incomplete: $(tail -n 3 "$TMP/$2.tcpdump.log" | tr '\n' ' ')"
-  fi
+# capture ROLE TAG [INTERFACE]: tcpdump on ROLE's interface (or INTERFACE) into $TMP/TAG.pcap; CAP_PID.
+capture() { capture_start "$1" "$TMP/$2.pcap" "${3:-}"; }
+# stop_capture PID TAG: also fails if tcpdump lost a packet it had received.
+stop_capture() {
+  local why
+  why=$(capture_stop "$1" "$TMP/$2.pcap") || fail "$why"
 }
 
 hex_mac() { echo "${1//:/}" | tr 'A-F' 'a-f'; }
@@ -473,56 +292,19 @@ pass "lab $LAB is up (run id $LAB_ID, subnet $LAB_SUBNET; client $LAB_IP_CLIENT,
 # packet that reaches the lb's interface: the pings that icmp_lb bounces with XDP_TX and the 8080 SYNs
 # that port_filter drops too. Its lines can then be compared with everything the client sent.
 FILE1=$TMP/$NAME1.toml
-cat >"$FILE1" <<EOF
-# lab_e2e: lab $LAB ($LAB_ID), $MODE mode. metadata before the deciding stages: it sees every packet.
-[pipeline]
-name = "$NAME1"
-interface = "$LAB_IF_LB"
-mode = "$MODE"
-default_verdict = "pass"
-
-[[stage]]
-name = "parse"
-plugin = "parse"
-
-[[stage]]
-name = "flows"
-plugin = "metadata"
-format = "text"
-sample = 1
-
-[[stage]]
-name = "no-8080"
-plugin = "port_filter"
-drop_tcp_dst = [8080]
-
-[[stage]]
-name = "ping-lb"
-plugin = "icmp_lb"
-vip = "$LAB_VIP"
-backends = [ { ip = "$LAB_IP_BE1", mac = "$LAB_MAC_BE1" }, { ip = "$LAB_IP_BE2", mac = "$LAB_MAC_BE2" } ]
-EOF
+{
+  echo "# lab_e2e: lab $LAB ($LAB_ID), $MODE mode. metadata before the deciding stages: it sees every packet."
+  PIPELINE_NAME=$NAME1 pipeline_toml "parse flows no-8080 ping-lb" 'default_verdict = "pass"'
+} >"$FILE1"
 # Run 2: another file, another pipeline; if anything of run 1 stayed attached, pings would still go to the
 # backends and 8080 would still be dropped.
 FILE2=$TMP/$NAME2.toml
-cat >"$FILE2" <<EOF
-# lab_e2e: lab $LAB ($LAB_ID), $MODE mode, the second run.
-[pipeline]
-name = "$NAME2"
-interface = "$LAB_IF_LB"
-mode = "$MODE"
-
-[[stage]]
-name = "parse"
-plugin = "parse"
-
-[[stage]]
-name = "no-8081"
-plugin = "port_filter"
-drop_tcp_dst = [8081]
-EOF
+{
+  echo "# lab_e2e: lab $LAB ($LAB_ID), $MODE mode, the second run."
+  PIPELINE_NAME=$NAME2 pipeline_toml "parse no-8081"
+} >"$FILE2"
 for f in "$FILE1" "$FILE2"; do
-  if timeout 30 "$BIN" check "$f" >"$TMP/check.log" 2>&1; then
+  if timeout 30 "$XDPP" check "$f" >"$TMP/check.log" 2>&1; then
     pass "xdp-pipeline check $(basename "$f")"
   else
     fail "xdp-pipeline check $(basename "$f")"
@@ -537,10 +319,8 @@ for port in 8080 8081; do
   start_bg "$TMP/socat-$port.log" ip netns exec "$LAB_NS_LB" timeout 300 socat -d -d \
     "TCP-LISTEN:$port,bind=$LAB_VIP,reuseaddr,fork" \
     "SYSTEM:echo hello from the lb port $port to \$SOCAT_PEERADDR port \$SOCAT_PEERPORT"
-  BG_PIDS+=("$BG_PID")
 done
-listening() { ip netns exec "$LAB_NS_LB" ss -Hltn "sport = :$1" | grep -q LISTEN; }
-{ wait_for 10 listening 8080 && wait_for 10 listening 8081; } || fatal "socat did not listen on 8080/8081: $(cat "$TMP"/socat-*.log)"
+{ wait_listening 8080 && wait_listening 8081; } || fatal "socat did not listen on 8080/8081: $(cat "$TMP"/socat-*.log)"
 
 # --- without XDP: the baseline ----------------------------------------------------------------------
 expect "no XDP program on $LAB_IF_LB before run" [ "$(xdp_count)" = 0 ]
@@ -562,24 +342,15 @@ capture be1 be1
 CAP_BE1=$CAP_PID
 capture be2 be2
 CAP_BE2=$CAP_PID
+PIPELINE_NAME=$NAME1
 start_pipeline "$FILE1" run1
 status_load "$NAME1" || fatal "xdp-pipeline status $NAME1 --json failed: $(cat "$TMP/status-$NAME1.err")"
-RUN1_PROG=${J[dispatcher.prog_id]}
+RUN1_PROG=$(jq -r .pipeline.prog_id <<<"$ST")
 expect_one_program "$NAME1"
 
 ping_vip 8 "$TMP/ping1.txt"
-alternating=1
-for ((i = 0; i < ${#REPLY_FROM[@]}; i++)); do
-  [[ ${REPLY_FROM[i]} == "$LAB_IP_BE1" || ${REPLY_FROM[i]} == "$LAB_IP_BE2" ]] || alternating=0
-  ((i == 0)) || [[ ${REPLY_FROM[i]} != "${REPLY_FROM[i - 1]}" ]] || alternating=0
-  [[ ${REPLY_SEQS[i]} == $((i + 1)) ]] || alternating=0
-done
-if ((${#REPLY_FROM[@]} == 8 && alternating)); then
-  pass "8 pings to the VIP: 8 replies (icmp_seq 1..8), strictly alternating: ${REPLY_FROM[*]}"
-else
-  fail "8 pings to the VIP: expected 8 replies (icmp_seq 1..8) alternating between $LAB_IP_BE1 and $LAB_IP_BE2; got ${#REPLY_FROM[@]}: ${REPLY_FROM[*]:-none}"
-  show "$TMP/ping1.txt"
-fi
+expect_alternating 8 "8 pings to the VIP" || show "$TMP/ping1.txt"
+expect "8 pings to the VIP: replies to icmp_seq 1..8, once each (got ${REPLY_SEQS[*]:-none})" [ "${REPLY_SEQS[*]:-}" = "1 2 3 4 5 6 7 8" ]
 
 expect_refused_silently 8080 "$SPORT_8080" "dropped by port_filter"
 expect_answered 8081 "$SPORT_8081" "not filtered"
@@ -588,17 +359,14 @@ sleep 0.5 # the last ACKs of the 8081 flow
 # Counters while it runs.
 if status_load "$NAME1"; then
   counters_add_up "$NAME1"
-  tx=$(stage_counter ping-lb tx)
+  tx=$(counter "$ST" ping-lb tx)
   if [[ $tx == 8 ]]; then pass "status $NAME1: ping-lb tx = 8"; else fail "status $NAME1: ping-lb tx = $tx, expected 8"; fi
-  lost=0
-  for s in dispatcher parse flows no-8080 ping-lb; do
-    [[ $s == dispatcher ]] && v=${J[dispatcher.counters.events_lost]:-?} || v=$(stage_counter "$s" events_lost)
-    [[ $v == 0 ]] || lost=1
-  done
-  expect "status $NAME1: no event lost" [ "$lost" = 0 ]
-  flows_seen=$(stage_counter flows packets)
-  expect "status $NAME1: flows (metadata) saw every packet of the dispatcher (${J[dispatcher.counters.packets]})" \
-    [ "$flows_seen" = "${J[dispatcher.counters.packets]}" ]
+  lost=$(jq "$HARNESS_JQ_DEFS"' [named_counters[].counters.events_lost] | add' <<<"$ST")
+  expect "status $NAME1: no event lost (any stage)" [ "$lost" = 0 ]
+  DISPATCHED=$(counter "$ST" pipeline packets)
+  flows_seen=$(counter "$ST" flows packets)
+  expect "status $NAME1: flows (metadata) saw every packet of the pipeline ($DISPATCHED)" \
+    [ "$flows_seen" = "$DISPATCHED" ]
 else
   fail "xdp-pipeline status $NAME1 --json failed while running: $(cat "$TMP/status-$NAME1.err")"
 fi
@@ -612,12 +380,12 @@ check_backend_capture be2 be2
 
 client_flows "$TMP/client1.pcap" >"$TMP/sent.txt"
 syns_8080=$(grep -cxF "Packet: $LAB_IP_CLIENT:$SPORT_8080 -> $LAB_VIP:8080, protocol: TCP" "$TMP/sent.txt" || true)
-drop=$(stage_counter no-8080 drop)
+drop=$(counter "$ST" no-8080 drop)
 expect "status $NAME1: no-8080 dropped $drop packets = the $syns_8080 SYNs the client sent to 8080" \
   [ "$drop" = "$syns_8080" -a "$syns_8080" -ge 1 ]
 sent_total=$(grep -c . "$TMP/sent.txt" || true)
-expect "status $NAME1: the dispatcher's packets (${J[dispatcher.counters.packets]:-?}) = the frames the client sent to the lb ($sent_total)" \
-  [ "${J[dispatcher.counters.packets]:-x}" = "$sent_total" ]
+expect "status $NAME1: the pipeline's packets (${DISPATCHED:-?}) = the frames the client sent to the lb ($sent_total)" \
+  [ "${DISPATCHED:-x}" = "$sent_total" ]
 
 stop_pipeline INT "$NAME1" run1
 
@@ -650,7 +418,7 @@ else
   fail "metadata lines differ from the frames the client sent to the lb (< sent, > metadata):"
   show "$TMP/meta.diff"
   for c in client1 lbport; do
-    echo "      what the capture '$c' holds from the client to the lb ($(tail -n 3 "$TMP/$c.tcpdump.log" | tr '\n' ' ')):"
+    echo "      what the capture '$c' holds from the client to the lb ($(tail -n 3 "$TMP/$c.pcap.log" | tr '\n' ' ')):"
     timeout 20 tcpdump -r "$TMP/$c.pcap" -nn -tt -S "ether src $LAB_MAC_CLIENT and ether dst $LAB_MAC_LB" 2>&1 | show
   done
 fi
@@ -660,13 +428,14 @@ capture be1 be1-2
 CAP_BE1=$CAP_PID
 capture be2 be2-2
 CAP_BE2=$CAP_PID
+PIPELINE_NAME=$NAME2
 start_pipeline "$FILE2" run2
 if status_load "$NAME2"; then
-  RUN2_PROG=${J[dispatcher.prog_id]}
+  RUN2_PROG=$(jq -r .pipeline.prog_id <<<"$ST")
   expect_one_program "$NAME2"
-  expect "run 2's dispatcher (id $RUN2_PROG) is not run 1's (id $RUN1_PROG)" [ "$RUN2_PROG" != "$RUN1_PROG" ]
-  stages2=$(for ((i = 0; i < ${#STAGE_IDX[@]}; i++)); do printf '%s ' "${J[stages.$i.name]}"; done)
-  expect "status $NAME2: the stages of the new file (parse no-8081), got: $stages2" [ "$stages2" = "parse no-8081 " ]
+  expect "run 2's first stage (id $RUN2_PROG) is not run 1's (id $RUN1_PROG)" [ "$RUN2_PROG" != "$RUN1_PROG" ]
+  stages2=$(jq -r '[.stages[].name] | join(" ")' <<<"$ST")
+  expect "status $NAME2: the stages of the new file (parse no-8081), got: $stages2" [ "$stages2" = "parse no-8081" ]
 else
   fail "xdp-pipeline status $NAME2 --json failed: $(cat "$TMP/status-$NAME2.err")"
 fi
@@ -691,7 +460,7 @@ for b in be1 be2; do
 done
 if status_load "$NAME2"; then
   counters_add_up "$NAME2"
-  d81=$(stage_counter no-8081 drop)
+  d81=$(counter "$ST" no-8081 drop)
   expect "status $NAME2: no-8081 dropped the 8081 SYNs (drop = $d81)" [ "$d81" -ge 1 ]
 else
   fail "xdp-pipeline status $NAME2 --json failed while running: $(cat "$TMP/status-$NAME2.err")"
@@ -701,4 +470,3 @@ expect "run 2 (no metadata stage) printed no event line (got $n_meta2)" [ "$n_me
 
 stop_pipeline TERM "$NAME2" run2
 expect "no XDP program on $LAB_IF_LB at the end" [ "$(xdp_count)" = 0 ]
-((FAILS == 0))

@@ -14,119 +14,64 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 LAB_SH=$(readlink -f "$HERE/../../scripts/lab.sh")
-BIN=$(readlink -f "${1:-}") || { echo "usage: $0 PATH/TO/xdp-pipeline" >&2; exit 2; }
-[[ -x $BIN ]] || { echo "FAIL: $BIN is not an executable"; exit 1; }
-skip() { echo "SKIP: $*"; exit 77; }
-[[ $(id -u) -eq 0 ]] || skip "lab_jumbo needs root (network namespaces, XDP)"
-for t in ip bridge clang ping socat tcpdump tshark hping3 jq sha256sum head timeout; do
-  command -v "$t" >/dev/null || skip "'$t' not found (install the dependencies: scripts/install-deps.sh)"
-done
+XDPP=$(readlink -f "${1:-}") || { echo "usage: $0 PATH/TO/xdp-pipeline" >&2; exit 2; }
+HARNESS_ON_FAIL=go # report every check; the summary says how many failed
+# shellcheck source=scripts/lib/harness.sh
+source "$HERE/../../scripts/lib/harness.sh"
+[[ -x $XDPP ]] || fatal "$XDPP is not an executable"
+require_tools ip bridge clang ping socat tcpdump tshark hping3 jq sha256sum head timeout
+require_lab_host
 
 # shellcheck source=scripts/lab.sh
 source "$LAB_SH"
 export LAB_QUIET=1 XDPP_LAB_MTU=9000
 LAB=jumbo-$$
-NAME=$LAB-p
+PIPELINE_NAME=$LAB-p
 TMP=$(mktemp -d /tmp/lab-jumbo.XXXXXX)
-FAILS=0 CHECKS=0 PIPE_PID='' BG_PIDS=()
-pass() { CHECKS=$((CHECKS + 1)); echo "PASS: $*"; }
-fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "FAIL: $*"; }
-expect() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
-wait_for() { local i; for ((i = 0; i < $1 * 10; i++)); do "${@:2}" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
-start_bg() { local log=$1; shift; set -m; "$@" >"$log" 2>&1 & BG_PID=$!; set +m; BG_PIDS+=("$BG_PID"); }
-stop() { kill "-${2:-TERM}" "$1" 2>/dev/null; local i; for ((i = 0; i < 50; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done; kill -KILL "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
 
 cleanup() {
-  local rc=$? pid
+  local rc=$?
   trap - EXIT INT TERM
-  [[ -z $PIPE_PID ]] || stop "$PIPE_PID" INT
-  for pid in "${BG_PIDS[@]}"; do stop "$pid"; done
+  pipeline_stop INT 5
+  stop_bg
   timeout 60 "$BASH" "$LAB_SH" down "$LAB" >/dev/null 2>&1
-  rm -rf -- "/sys/fs/bpf/xdp-pipeline/$NAME" "/run/xdp-pipeline/$NAME".* 2>/dev/null
+  pipeline_remove "$PIPELINE_NAME"
   if [[ -n ${LAB_ID:-} ]] && compgen -G "/run/netns/$LAB_ID-*" >/dev/null; then fail "namespaces of $LAB_ID left behind"; fi
   rm -rf -- "$TMP"
-  if ((FAILS > 0)); then echo "lab_jumbo: $FAILS of $CHECKS checks FAILED"; ((rc != 0)) || rc=1
-  else echo "lab_jumbo: all $CHECKS checks passed"; fi
-  exit "$rc"
+  harness_exit "$rc"
 }
-trap cleanup EXIT
-trap 'FAILS=$((FAILS + 1)); exit 130' INT
-trap 'FAILS=$((FAILS + 1)); exit 143' TERM
+harness_trap cleanup
 
-lab_up "$LAB" >"$TMP/lab.log" 2>&1 || { fail "lab_up $LAB at MTU 9000: $(cat "$TMP/lab.log")"; exit 1; }
+lab_up "$LAB" >"$TMP/lab.log" 2>&1 || fatal "lab_up $LAB at MTU 9000: $(cat "$TMP/lab.log")"
 mtus=$(for r in client lb be1 be2; do v=LAB_IF_${r^^}; ip -n "$(lab_ns "$r")" -o link show dev "${!v}" | sed -n 's/.* mtu \([0-9]*\) .*/\1/p'; done | sort -u)
 expect "lab $LAB: every host's link has MTU 9000 (got: $mtus)" [ "$mtus" = 9000 ]
 
-cat >"$TMP/$NAME.toml" <<TOML
-[pipeline]
-name = "$NAME"
-interface = "$LAB_IF_LB"
-mode = "native"
-
-[[stage]]
-name = "parse"
-plugin = "parse"
-
-[[stage]]
-name = "flows"
-plugin = "metadata"
-format = "json"
-
-[[stage]]
-name = "no-8080"
-plugin = "port_filter"
-drop_tcp_dst = [8080]
-
-[[stage]]
-name = "ping-lb"
-plugin = "icmp_lb"
-vip = "$LAB_VIP"
-backends = [ { ip = "$LAB_IP_BE1", mac = "$LAB_MAC_BE1" }, { ip = "$LAB_IP_BE2", mac = "$LAB_MAC_BE2" } ]
-TOML
+pipeline_toml 'parse flows+format="json" no-8080 ping-lb' >"$TMP/$PIPELINE_NAME.toml"
 
 for port in 8080 8081; do
   start_bg "$TMP/socat-$port.log" ip netns exec "$LAB_NS_LB" timeout 300 socat -d -d -u \
     "TCP-LISTEN:$port,bind=$LAB_VIP,reuseaddr" "CREATE:$TMP/received-$port"
 done
 for port in 8080 8081; do
-  wait_for 10 bash -c "ip netns exec '$LAB_NS_LB' ss -Hltn 'sport = :$port' | grep -q LISTEN" ||
-    { fail "socat does not listen on $port"; exit 1; }
+  wait_listening "$port" || fatal "socat does not listen on $port"
 done
 
-capture() { # ROLE TAG: full frames (-s 0) on ROLE's interface
-  local v=LAB_IF_${1^^}
-  start_bg "$TMP/$2.log" ip netns exec "$(lab_ns "$1")" timeout 120 tcpdump -i "${!v}" -p -nn -s 0 --immediate-mode -U -w "$TMP/$2.pcap"
-  eval "CAP_$2=\$BG_PID"
-  wait_for 10 grep -q 'listening on' "$TMP/$2.log" || { fail "tcpdump on $1 did not start"; exit 1; }
-}
-capture client client
-capture be1 be1
-capture be2 be2
+declare -A CAP
+for role in client be1 be2; do
+  capture_start "$role" "$TMP/$role.pcap"
+  CAP[$role]=$CAP_PID
+done
 
-start_bg "$TMP/run.all" bash -c "exec '$BIN' run '$TMP/$NAME.toml' --netns '$LAB_NS_LB' >'$TMP/run.out' 2>'$TMP/run.err'"
-PIPE_PID=$BG_PID
-if wait_for 30 grep -q ' control socket ' "$TMP/run.err"; then
-  pass "xdp-pipeline run attached to $LAB_IF_LB (MTU 9000): $(grep -o "attached to .*mode" "$TMP/run.err")"
-else
-  fail "xdp-pipeline run did not attach: $(cat "$TMP/run.err")"; exit 1
-fi
+pipeline_start "$TMP/run.out" "$TMP/run.err" "$TMP/$PIPELINE_NAME.toml"
+pass "xdp-pipeline run attached to $LAB_IF_LB (MTU 9000): $(grep -o "attached to .*mode" "$TMP/run.err")"
 expect "ip link shows the program in native mode ('xdp', not 'xdpgeneric') on $LAB_IF_LB at mtu 9000" \
   bash -c "ip -n '$LAB_NS_LB' link show dev '$LAB_IF_LB' | head -1 | grep -q ' mtu 9000 xdp '"
 
 # 8000-byte pings: 8028-byte datagrams, 8042-byte frames, one buffer of about 3.5 KB and fragments.
 lab_exec client timeout 40 ping -n -c 8 -i 0.2 -W 2 -s 8000 "$LAB_VIP" >"$TMP/ping.txt" 2>&1
-mapfile -t from < <(sed -n 's/^8008 bytes from \([0-9.]*\): icmp_seq=.*/\1/p' "$TMP/ping.txt")
-alternating=1
-for ((i = 0; i < ${#from[@]}; i++)); do
-  [[ ${from[i]} == "$LAB_IP_BE1" || ${from[i]} == "$LAB_IP_BE2" ]] || alternating=0
-  ((i == 0)) || [[ ${from[i]} != "${from[i - 1]}" ]] || alternating=0
-done
-if ((${#from[@]} == 8 && alternating)); then
-  pass "8 pings of 8000 bytes to the VIP: 8 replies of 8008 bytes, alternating between the backends: ${from[*]}"
-else
-  fail "8 pings of 8000 bytes: expected 8 replies alternating between $LAB_IP_BE1 and $LAB_IP_BE2; got ${#from[@]}: ${from[*]:-none}"
-  sed 's/^/      | /' "$TMP/ping.txt"
-fi
+grep '^8008 bytes from ' "$TMP/ping.txt" >"$TMP/replies.txt" || true
+ping_replies "$TMP/replies.txt"
+expect_alternating 8 "8 pings of 8000 bytes to the VIP, replies of 8008 bytes" || show "$TMP/ping.txt"
 
 # TCP SYNs carrying 8000 bytes each to the dropped port.
 lab_exec client timeout 20 hping3 -q -S -p 8080 -s 40000 -k -d 8000 -c 3 -i u200000 "$LAB_VIP" >"$TMP/hping.txt" 2>&1
@@ -135,12 +80,13 @@ head -c 65536 /dev/urandom >"$TMP/sent-8081"
 lab_exec client timeout 20 socat -u "OPEN:$TMP/sent-8081" "TCP:$LAB_VIP:8081" 2>"$TMP/send-8081.err" ||
   fail "sending 64 KiB to 8081 failed: $(cat "$TMP/send-8081.err")"
 sleep 0.5
-timeout 20 "$BIN" status "$NAME" --json >"$TMP/status.json" 2>&1
+pipeline_status_json >"$TMP/status.json" 2>&1
 
-for c in $CAP_client $CAP_be1 $CAP_be2; do stop "$c"; done
-stop "$PIPE_PID" INT
-rc=$?
-PIPE_PID=''
+for role in client be1 be2; do
+  why=$(capture_stop "${CAP[$role]}" "$TMP/$role.pcap") || fail "$why"
+done
+pipeline_stop INT
+expect "SIGINT: xdp-pipeline exited with status $PIPELINE_RC (0 expected)" [ "$PIPELINE_RC" = 0 ]
 expect "SIGINT: no XDP program left on $LAB_IF_LB" bash -c "! ip -n '$LAB_NS_LB' link show dev '$LAB_IF_LB' | grep -q prog/xdp"
 
 # Each backend: 4 echo requests of 8042 bytes, IPv4 and ICMP checksums valid (checksum status 1 = good in
@@ -157,7 +103,7 @@ for b in be1 be2; do
     pass "$b's capture: 4 echo requests of 8042 bytes to ${!ipv} / ${!macv} from the lb's MAC, IPv4 header checksum valid (tshark), ICMP checksum valid"
   else
     fail "$b's capture: expected 4 well-formed 8042-byte echo requests; $n seen, $good well-formed:"
-    sed 's/^/      | /' "$TMP/$b.fields"
+    show "$TMP/$b.fields"
   fi
   tsh "$TMP/$b.pcap" -e icmp.seq -e data.data | tr , ' ' | sort >"$TMP/$b.payloads"
   # tshark shows ping's leading timestamp apart (icmp.data_time): data.data is the rest, 7984-7992 bytes.
@@ -175,7 +121,7 @@ n_icmp=$(grep '"protocol":"ICMP"' "$TMP/run.out" | grep -c '"len":8042' || true)
 expect "metadata: the 8 pings reported with len 8042, the whole frame (got $n_icmp)" [ "$n_icmp" = 8 ]
 
 syns=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' "$TMP/hping.txt")
-drop=$(jq -r '.stages[] | select(.name == "no-8080") | .counters.drop' "$TMP/status.json" 2>/dev/null)
+drop=$(counter "$(cat "$TMP/status.json")" no-8080 drop 2>/dev/null)
 expect "TCP SYNs with 8000 bytes to 8080: $syns sent, port_filter dropped $drop" [ "${syns:-0}" -ge 3 -a "$drop" = "$syns" ]
 expect "TCP to 8080: the listener received nothing" [ ! -s "$TMP/received-8080" ]
 if [[ $(sha256sum <"$TMP/sent-8081") == "$(sha256sum <"$TMP/received-8081" 2>/dev/null)" ]]; then
@@ -183,4 +129,3 @@ if [[ $(sha256sum <"$TMP/sent-8081") == "$(sha256sum <"$TMP/received-8081" 2>/de
 else
   fail "64 KiB to 8081: received $(stat -c %s "$TMP/received-8081" 2>/dev/null || echo 0) bytes, not the ones sent"
 fi
-((FAILS == 0))

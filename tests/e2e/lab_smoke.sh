@@ -29,58 +29,30 @@ while (($#)); do
 done
 LAB_SH=$(readlink -f "$LAB_SH")
 
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-[[ $(id -u) -eq 0 ]] || skip "lab_smoke needs root (network namespaces, XDP)"
-for t in ip bridge clang ping timeout; do
-  command -v "$t" >/dev/null || skip "'$t' not found (install the dependencies: scripts/install-deps.sh)"
-done
-probe=labsmoke-probe-$$
-if ! timeout 10 ip netns add "$probe" 2>/dev/null; then
-  skip "network namespaces are not available here (ip netns add failed)"
-fi
-timeout 10 ip netns del "$probe"
+HARNESS_ON_FAIL=go # report every check; the summary says how many failed
+# shellcheck source=scripts/lib/harness.sh
+source "$HERE/../../scripts/lib/harness.sh"
+require_tools ip bridge clang ping timeout
+require_lab_host
 
 # shellcheck source=scripts/lab.sh
 source "$LAB_SH"
 export LAB_QUIET=1
-
-# Labs of an earlier run that was killed (SIGKILL, e.g. a CTest timeout) before its cleanup: remove them.
-for f in "$LAB_STATE_DIR"/labsmoke-*; do
-  [[ -f $f ]] || continue
-  old=${f##*/labsmoke-}
-  old=${old%%-*}
-  if [[ $old =~ ^[0-9]+$ ]] && ! kill -0 "$old" 2>/dev/null; then
-    echo "removing lab ${f##*/} left by an earlier run (pid $old)"
-    timeout 60 "$BASH" "$LAB_SH" down "${f##*/}" >/dev/null 2>&1 || true
-  fi
-done
+reap_stale labsmoke
 
 RUN=labsmoke-$$
 LABS=("$RUN-a" "$RUN-b" "$RUN-c" "$RUN-d" "$RUN-e")
 IDS=() # every run id seen, checked at the end
-FAILS=0 CHECKS=0
 TMP=$(mktemp -d /tmp/lab-smoke.XXXXXX)
 
-pass() {
-  CHECKS=$((CHECKS + 1))
-  echo "ok   $*"
-}
-fail() {
-  CHECKS=$((CHECKS + 1))
-  FAILS=$((FAILS + 1))
-  echo "FAIL $*"
-}
-check() { # DESCRIPTION CMD...
+check() { # DESCRIPTION CMD...: PASS, or FAIL with CMD's output
   local what=$1
   shift
   if "$@" >"$TMP/out" 2>&1; then
     pass "$what"
   else
     fail "$what"
-    sed 's/^/     | /' "$TMP/out"
+    show "$TMP/out"
   fi
 }
 
@@ -99,24 +71,19 @@ leftovers() { # prints what is left of the run ids in IDS; non-zero status if so
   ((found == 0))
 }
 
-exec 3>&1 4>&2 # stdout/stderr for the traps: they can fire inside a check whose output is redirected
 cleanup() {
   local rc=$? name
   trap - EXIT INT TERM
   set +e
-  exec 1>&3 2>&4
   for name in "${LABS[@]}"; do timeout 30 "$BASH" "$LAB_SH" down "$name" >/dev/null 2>&1; done
   if ! leftovers >"$TMP/left"; then
-    echo "FAIL left behind after cleanup:"
-    sed 's/^/     | /' "$TMP/left"
-    rc=1
+    fail "left behind after cleanup:"
+    show "$TMP/left"
   fi
   rm -rf -- "$TMP"
-  exit "$rc"
+  harness_exit "$rc"
 }
-trap cleanup EXIT
-trap 'echo "FAIL interrupted (SIGINT); cleaning up" >&3; exit 130' INT
-trap 'echo "FAIL terminated (SIGTERM); cleaning up" >&3; exit 143' TERM
+harness_trap cleanup
 
 state_get() { sed -n "s/^$2=//p" "$LAB_STATE_DIR/$1" | tail -n 1; }
 
@@ -262,6 +229,3 @@ check "a setup interrupted with SIGINT midway leaves nothing behind" interrupted
 
 # --- nothing left ----------------------------------------------------------------------------------
 check "no namespace, interface or state file of this test is left" leftovers
-
-echo "$((CHECKS - FAILS))/$CHECKS checks passed"
-((FAILS == 0))

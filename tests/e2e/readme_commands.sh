@@ -13,15 +13,9 @@
 set -euo pipefail
 SRC=$(readlink -f "${1:?usage: $0 SOURCE_DIR BUILD_DIR}")
 BUILD=$(readlink -f "${2:?usage: $0 SOURCE_DIR BUILD_DIR}")
-if [[ $(id -u) -ne 0 ]]; then
-  echo "SKIP: needs root: the README's commands are for a root shell (the demo makes namespaces, attaches XDP)"
-  exit 77
-fi
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-ok() { echo "ok: $*"; }
+# shellcheck source=scripts/lib/harness.sh
+source "$SRC/scripts/lib/harness.sh" # a failed check ends the test
+[[ $(id -u) -eq 0 ]] || skip "needs root: the README's commands are for a root shell (the demo makes namespaces, attaches XDP)"
 T=$(mktemp -d /tmp/xdpp-readme.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 
@@ -36,16 +30,16 @@ DEMO=${code[0]} TESTS=${code[1]} INSTALL=${code[2]} VERSION=${code[3]}
 [[ $INSTALL == "cmake --install build" ]] || fail "the README's install command is '$INSTALL'"
 [[ $VERSION == "xdp-pipeline --version" ]] || fail "the README's version command is '$VERSION'"
 grep -qx "exec bash $TESTS" "$SRC/.ci/run" || fail ".ci/run does not run the README's test command '$TESTS': $(cat "$SRC/.ci/run")"
-ok "README: '$DEMO' and '$TESTS' without sudo; .ci/run runs '$TESTS'"
+pass "README: '$DEMO' and '$TESTS' without sudo; .ci/run runs '$TESTS'"
 
 # --- 2. nothing they run calls sudo ------------------------------------------------------------------
 # sudo in a command position: at the start of a line or after ; & | ( or $( ; comments are skipped.
-for script in scripts/demo.sh scripts/test.sh scripts/install-deps.sh scripts/lab.sh .ci/run; do
+for script in scripts/demo.sh scripts/test.sh scripts/install-deps.sh scripts/lab.sh scripts/lib/harness.sh .ci/run; do
   if grep -nE '^[^#]*(^|[;&|(]|\$\()[[:space:]]*sudo[[:space:]]' "$SRC/$script" | grep -v '^[0-9]*:[[:space:]]*#'; then
     fail "$script runs sudo (above)"
   fi
 done
-ok "scripts/{demo,test,install-deps,lab}.sh and .ci/run run no sudo"
+pass "scripts/{demo,test,install-deps,lab,lib/harness}.sh and .ci/run run no sudo"
 
 # A sudo that records its call and fails like a missing one, first on PATH.
 mkdir -p "$T/shim"
@@ -67,7 +61,7 @@ $(tail -n 40 "$T/demo.log")"
 [[ ! -s $T/sudo-calls ]] || fail "'$DEMO' called sudo: $(cat "$T/sudo-calls")"
 grep -q "XDP programs of lab .* are gone" "$T/demo.log" || fail "the demo did not say that its lab is gone"
 grep -q "The executable is $BUILD/bin/xdp-pipeline" "$T/demo.log" || fail "the demo does not say where the executable is"
-ok "'$DEMO' as written: passed ($(grep -c '✔' "$T/demo.log") facts shown), no sudo, lab removed"
+pass "'$DEMO' as written: passed ($(grep -c '✔' "$T/demo.log") facts shown), no sudo, lab removed"
 
 # --- 4. the test command, dry-run --------------------------------------------------------------------
 for tool in cmake ctest; do
@@ -89,7 +83,7 @@ $(cat "$T/steps")
 expected:
 $expected"
 grep -q "the executable is $BUILD/bin/xdp-pipeline" "$T/tests.log" || fail "'$TESTS' does not say where the executable is"
-ok "'$TESTS' as written (cmake and ctest recorded): install-deps, configure, build, ctest; no sudo"
+pass "'$TESTS' as written (cmake and ctest recorded): install-deps, configure, build, ctest; no sudo"
 
 # --- 5. the install step and --version ---------------------------------------------------------------
 cmake --install "$BUILD" --prefix "$T/prefix" >/dev/null
@@ -98,5 +92,5 @@ out=$(PATH="$T/prefix/bin:$PATH" $VERSION)
   fail "'$VERSION' after '$INSTALL --prefix $T/prefix' printed '$out'"
 PATH="$T/prefix/bin:$PATH" xdp-pipeline check "$SRC/configs/full.toml" >/dev/null ||
   fail "the installed xdp-pipeline does not find its built-in stages"
-ok "'$INSTALL' (--prefix $T/prefix) then '$VERSION': $out"
+pass "'$INSTALL' (--prefix $T/prefix) then '$VERSION': $out"
 echo PASS

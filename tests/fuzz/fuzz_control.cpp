@@ -1,6 +1,6 @@
-// Fuzz target: the control protocol, one request line through control_reply() with a handler that reads
-// the request the way the daemon's does (op, stage, assignments, object, plugin, reset_state) and puts
-// what it read into its reply, as the daemon's error messages do. Every reply must be one line of valid
+// Fuzz target: the control protocol, one request line through control_reply(), which reads it into a
+// typed control::Request as the daemon does, with a handler that puts what it read into its reply, as the
+// daemon's error messages do. Every reply must be one line of valid
 // JSON with a boolean "ok", whatever bytes came in.
 #include <cstdint>
 #include <cstdlib>
@@ -14,19 +14,22 @@
 
 namespace {
 
-nlohmann::json handle_like_the_daemon(const nlohmann::json& request) {
-  const std::string op = request.value("op", "");
-  const std::string stage = request.value("stage", "");
-  std::string detail = "op '" + op + "', stage '" + stage + "'";
-  if (op == "set")
-    for (const auto& assignment : request.value("assignments", std::vector<std::string>{})) detail += ", " + assignment;
-  if (op == "swap") {
-    if (request.contains("object")) detail += ", object " + request["object"].get<std::string>();
-    if (request.contains("plugin")) detail += ", plugin " + request["plugin"].get<std::string>();
-    if (request.value("reset_state", false)) detail += ", fresh maps";
+// Puts what the request carries into the reply, as the daemon's error messages do.
+xdpp::control::Reply handle_like_the_daemon(const xdpp::control::Request& request) {
+  using namespace xdpp::control;
+  std::string detail = std::string("op '") + op_name(request) + "'";
+  if (const auto* set = std::get_if<Set>(&request)) {
+    detail += ", stage '" + set->stage + "'";
+    for (const auto& assignment : set->assignments) detail += ", " + assignment;
+  } else if (const auto* swap = std::get_if<Swap>(&request)) {
+    detail += ", stage '" + swap->stage + "'";
+    if (swap->object) detail += ", object " + *swap->object;
+    if (swap->plugin) detail += ", plugin " + *swap->plugin;
+    if (swap->reset_state) detail += ", fresh maps";
+  } else {
+    detail += ", file " + std::get<Reload>(request).file;
   }
-  if (op == "reload") detail += ", file " + request.value("file", "");
-  return {{"ok", false}, {"error", "refused: " + detail}};
+  return Reply::failure("refused: " + detail);
 }
 
 }  // namespace

@@ -194,9 +194,27 @@ TEST_F(PluginSafetyTest, SafeCopyLoads) {
   auto found = find_plugin("parse", {file.parent_path()});
   ASSERT_TRUE(found) << error_of(found);
   EXPECT_EQ((*found)->path(), fs::canonical(file));
+  // The same directory twice (or a link to it) is one plugin, not two.
+  auto twice = find_plugin("parse", {file.parent_path(), file.parent_path() / "." });
+  EXPECT_TRUE(twice) << error_of(twice);
+}
+
+// A plugin_dir holding a plugin of a built-in's name does not silently replace it (nor lose to it): the
+// name is ambiguous, and check says where both are.
+TEST_F(PluginSafetyTest, SameNameTwiceOnThePluginPathIsRefused) {
+  const fs::path file = copy_parse(0755, 0755);
+  auto found = find_plugin("parse", {file.parent_path(), kPluginDir});
+  ASSERT_FALSE(found);
+  EXPECT_EQ(found.error().message, "plugin 'parse' is ambiguous: both " + file.string() + " and " +
+                                       (kPluginDir / "parse.so").string() +
+                                       " are on the plugin path; a plugin name must be unique there (rename one, "
+                                       "and its plugin_name())");
 
   CommandResult result = check_with(file.parent_path());
-  EXPECT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_EQ(result.exit_code, 2) << describe(result);
+  EXPECT_NE(result.err.find(":3:10: stage 'parse': key 'plugin': plugin 'parse' is ambiguous: both " + file.string()),
+            std::string::npos)
+      << describe(result);
 }
 
 // A symlink does not launder a writable file: the loader checks the file it resolves to.

@@ -11,37 +11,21 @@ LIVE_HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 LIVE_SOURCE_DIR=$(cd "$LIVE_HERE/../.." && pwd)
 LAB_SH=${LAB_SH:-$LIVE_SOURCE_DIR/scripts/lab.sh}
 
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-fail() {
-  echo "FAIL: $*" >&2
-  if [[ -n ${PIPELINE_LOG:-} && -f ${PIPELINE_LOG:-} ]]; then
-    echo "--- last lines of the pipeline's log ($PIPELINE_LOG):" >&2
-    tail -n 30 "$PIPELINE_LOG" >&2 || true
-  fi
-  exit 1
-}
-ok() { echo "ok: $*"; }
-note() { echo "# $*"; }
+# Reporting, background processes, the daemon, status --json and pipeline files: scripts/lib/harness.sh
+# (one copy for the demo, the end-to-end tests and the benchmarks). A failed check ends a live test.
+# shellcheck source=scripts/lib/harness.sh
+source "$LIVE_SOURCE_DIR/scripts/lib/harness.sh"
+ok() { pass "$@"; }
 
+# live_require [TOOL...]: skip unless root, namespaces, bpffs and the tools (ip bridge clang ping timeout jq
+# and TOOL...) are there; XDPP must be the executable.
 live_require() {
   [[ $(id -u) -eq 0 ]] || skip "needs root (network namespaces, XDP, the root-only control socket)"
   [[ -x ${XDPP:-} ]] || fail "XDPP (the xdp-pipeline executable) is not set or not executable: '${XDPP:-}'"
-  local t
-  for t in ip bridge clang ping timeout jq "$@"; do
-    command -v "$t" >/dev/null || skip "'$t' not found"
-  done
-  local probe=live-probe-$$
-  timeout 10 ip netns add "$probe" 2>/dev/null || skip "network namespaces are not available (ip netns add failed)"
-  timeout 10 ip netns del "$probe"
-  if ! mountpoint -q /sys/fs/bpf; then mount -t bpf bpf /sys/fs/bpf || skip "cannot mount bpffs on /sys/fs/bpf"; fi
+  require_tools ip bridge clang ping timeout jq "$@"
+  require_lab_host
 }
 
-PIPELINE_PID=
-PIPELINE_NAME=
-PIPELINE_LOG=
 LIVE_LAB=
 T=
 
@@ -49,26 +33,15 @@ T=
 live_cleanup() {
   local rc=$?
   set +e
-  if [[ -n $PIPELINE_PID ]] && kill -0 "$PIPELINE_PID" 2>/dev/null; then
-    kill -INT "$PIPELINE_PID"
-    for _ in $(seq 50); do kill -0 "$PIPELINE_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$PIPELINE_PID" 2>/dev/null
-    wait "$PIPELINE_PID" 2>/dev/null
-  fi
-  # Background traffic generators this test started (their pids are listed in $T/bg).
+  pipeline_stop INT 5
+  stop_bg
+  # Background traffic generators this test started with a plain & (their pids are listed in $T/bg).
   if [[ -n $T && -f $T/bg ]]; then
     while read -r p; do kill "$p" 2>/dev/null; done <"$T/bg"
   fi
-  # A persisted pipeline keeps running without its daemon: detach it (quietly when there is none).
-  [[ -n $PIPELINE_NAME && -x ${XDPP:-} ]] && "$XDPP" detach "$PIPELINE_NAME" >/dev/null 2>&1
+  # A persisted pipeline keeps running without its daemon: pipeline_remove detaches it.
+  pipeline_remove "$PIPELINE_NAME"
   [[ -n $LIVE_LAB ]] && LAB_QUIET=1 lab_down "$LIVE_LAB" >/dev/null 2>&1
-  if [[ -n $PIPELINE_NAME ]]; then
-    rm -rf "/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME" "/run/xdp-pipeline/$PIPELINE_NAME.json" \
-      "/run/xdp-pipeline/$PIPELINE_NAME.lock" \
-      "/run/xdp-pipeline/$PIPELINE_NAME.json.tmp" "/run/xdp-pipeline/$PIPELINE_NAME.sock" \
-      "/run/xdp-pipeline/$PIPELINE_NAME.plugins"
-    rmdir /sys/fs/bpf/xdp-pipeline 2>/dev/null
-  fi
   [[ -n $T ]] && rm -rf "$T"
   exit "$rc"
 }
@@ -79,16 +52,8 @@ live_setup() {
   # shellcheck source=scripts/lab.sh
   source "$LAB_SH"
   export LAB_QUIET=1
-  # Labs of an earlier run of this test killed before its cleanup (CTest timeout): remove them.
-  local f old
-  for f in "$LAB_STATE_DIR"/"$prefix"-*; do
-    [[ -f $f ]] || continue
-    old=${f##*/"$prefix"-}
-    if [[ $old =~ ^[0-9]+$ ]] && ! kill -0 "$old" 2>/dev/null; then
-      timeout 60 "$BASH" "$LAB_SH" down "${f##*/}" >/dev/null 2>&1 || true
-      rm -rf "/sys/fs/bpf/xdp-pipeline/$prefix-$old" /run/xdp-pipeline/"$prefix-$old".*
-    fi
-  done
+  # Labs and pipelines of an earlier run of this test killed before its cleanup (CTest timeout).
+  reap_stale "$prefix"
   T=$(mktemp -d "/tmp/xdpp-$prefix.XXXXXX")
   chmod 0700 "$T"
   PIPELINE_NAME=$prefix-$$
@@ -99,66 +64,39 @@ live_setup() {
   note "lab $LIVE_LAB: client $LAB_IP_CLIENT, VIP $LAB_VIP, backends $LAB_IP_BE1 $LAB_IP_BE2, lb interface $LAB_IF_LB"
 }
 
-# write_pipeline FILE ORDER [EXTRA_PIPELINE_LINES]: the four built-in stages in ORDER (space-separated
-# stage names among parse no-8080 ping-lb flows).
+# write_pipeline FILE ORDER [EXTRA_PIPELINE_LINES]: the built-in stages in ORDER (space-separated stage
+# names among parse no-8080 ping-lb flows, see pipeline_toml), native mode, default verdict pass; no-8080
+# drops TCP 8080 and UDP 9999.
 write_pipeline() {
-  local file=$1 order=$2 extra=${3:-} s
-  {
-    printf '[pipeline]\nname = "%s"\ninterface = "%s"\nmode = "native"\ndefault_verdict = "pass"\n%s\n' \
-      "$PIPELINE_NAME" "$LAB_IF_LB" "$extra"
-    for s in $order; do
-      case $s in
-      parse) printf '\n[[stage]]\nname = "parse"\nplugin = "parse"\n' ;;
-      no-8080) printf '\n[[stage]]\nname = "no-8080"\nplugin = "port_filter"\ndrop_tcp_dst = [8080]\ndrop_udp_dst = [9999]\n' ;;
-      ping-lb)
-        printf '\n[[stage]]\nname = "ping-lb"\nplugin = "icmp_lb"\nvip = "%s"\nbackends = [\n' "$LAB_VIP"
-        printf '  { ip = "%s", mac = "%s" },\n  { ip = "%s", mac = "%s" },\n]\n' \
-          "$LAB_IP_BE1" "$LAB_MAC_BE1" "$LAB_IP_BE2" "$LAB_MAC_BE2"
-        ;;
-      flows) printf '\n[[stage]]\nname = "flows"\nplugin = "metadata"\nformat = "text"\nsample = 1\n' ;;
-      *) fail "write_pipeline: unknown stage '$s'" ;;
-      esac
-    done
-  } >"$file"
+  local file=$1 order=$2 extra=${3:-}
+  PIPELINE_MODE=native pipeline_toml "${order//no-8080/no-8080+drop_udp_dst=[9999]}" \
+    "default_verdict = \"pass\"${extra:+$'\n'$extra}" >"$file" || fail "write_pipeline: cannot write '$order'"
 }
 
-# start_pipeline FILE [run options...]: `run` in the lb namespace; waits until its state is published.
+# start_pipeline FILE [run options...]: `run` in the lb namespace (events in $T/events.log, logs in
+# $T/run.log); waits until it has published its state.
 start_pipeline() {
-  local file=$1
-  shift
-  PIPELINE_LOG=$T/run.log
-  "$XDPP" run "$file" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode native "$@" >"$T/events.log" 2>"$PIPELINE_LOG" &
-  PIPELINE_PID=$!
-  wait_published "xdp-pipeline run" 100 0.1
+  PIPELINE_MODE=native pipeline_start "$T/events.log" "$T/run.log" "$@"
 }
 
 # wait_published WHAT TRIES DELAY: until the daemon $PIPELINE_PID has published its own state (its socket,
-# and its pid in the state file: a persisted pipeline's state file is there before it starts); fails when
-# it exits first or after TRIES x DELAY seconds.
+# and its pid in the state file); fails when it exits first or after TRIES x DELAY seconds.
 wait_published() {
   local what=$1 tries=$2 delay=$3 i
   for i in $(seq "$tries"); do
-    if [[ -S /run/xdp-pipeline/$PIPELINE_NAME.sock &&
-      $(jq -r .pid "/run/xdp-pipeline/$PIPELINE_NAME.json" 2>/dev/null) == "$PIPELINE_PID" ]]; then
-      return 0
-    fi
-    kill -0 "$PIPELINE_PID" 2>/dev/null || fail "$what exited early: $(cat "$PIPELINE_LOG")"
+    pipeline_published && return 0
+    kill -0 "$PIPELINE_PID" 2>/dev/null || fail "$what exited early"
     sleep "$delay"
   done
   fail "$what did not publish its state within $(awk -v n="$tries" -v d="$delay" 'BEGIN { print n * d }') s"
 }
 
 # stop_pipeline: SIGINT, wait; the exit status in PIPELINE_RC.
-stop_pipeline() {
-  kill -INT "$PIPELINE_PID"
-  PIPELINE_RC=0
-  wait "$PIPELINE_PID" || PIPELINE_RC=$?
-  PIPELINE_PID=
-}
+stop_pipeline() { pipeline_stop INT 30; }
 
 # status_json: `status NAME --json` (fails the test if status fails).
 status_json() {
-  "$XDPP" status "$PIPELINE_NAME" --json 2>"$T/status.err" || fail "status failed: $(cat "$T/status.err")"
+  pipeline_status_json 2>"$T/status.err" || fail "status failed: $(cat "$T/status.err")"
 }
 
 # ctl ARGS...: a client command against this test's pipeline with --json; prints the reply.
@@ -175,50 +113,30 @@ ctl_ok() {
   jq -e '.ok == true' >/dev/null <<<"$out" || fail "'$*' did not reply ok: $out"
 }
 
-# Counter of a stage from a status JSON: counter JSON STAGE FIELD (STAGE "pipeline" for the whole pipeline's).
-counter() {
-  local json=$1 stage=$2 field=$3
-  if [[ $stage == pipeline ]]; then
-    jq -r --arg f "$field" '.pipeline.counters[$f]' <<<"$json"
-  else
-    jq -r --arg s "$stage" --arg f "$field" '.stages[] | select(.name == $s) | .counters[$f]' <<<"$json"
-  fi
-}
+# counter JSON STAGE FIELD (STAGE "pipeline" for the whole pipeline), counter_lines JSON: see harness.sh.
 prog_id() { jq -r --arg s "$2" '.stages[] | select(.name == $s) | .prog_id' <<<"$1"; }
 prog_ids() { jq -c '[.pipeline.prog_id] + [.stages[] | [.name, .prog_id]]' <<<"$1"; }
 
-# every counter of every stage and the pipeline, as "stage.field value" lines
-counter_lines() {
-  jq -r '(["(pipeline)", .pipeline.counters]), (.stages[] | [.name, .counters]) | . as [$n, $c] |
-         $c | to_entries[] | "\($n).\(.key) \(.value)"' <<<"$1" | sort
-}
-
-# assert_grown BEFORE AFTER: no counter of AFTER is below its value in BEFORE (no reset), and the
-# pipeline's packets grew.
+# assert_grown BEFORE AFTER WHAT: no counter of AFTER is below its value in BEFORE (no reset), and the
+# packets entering the pipeline grew.
 assert_grown() {
   local before=$1 after=$2 what=$3
   local bad
   bad=$(join <(counter_lines "$before") <(counter_lines "$after") | awk '$3 < $2 {print $1 ": " $2 " -> " $3}')
   [[ -z $bad ]] || fail "$what: counters went back (reset?): $bad"
-  (($(counter "$after" pipeline packets) > $(counter "$before" pipeline packets))) ||
-    fail "$what: the pipeline's packets did not grow"
+  (($(jq "$HARNESS_JQ_DEFS"' entry_packets' <<<"$after") > $(jq "$HARNESS_JQ_DEFS"' entry_packets' <<<"$before"))) ||
+    fail "$what: the packets entering the pipeline did not grow"
 }
 
-# verdicts_balance JSON: the pipeline's packets == the sum of every verdict of all stages == the sum of the
-# pipeline's verdicts.
-verdicts_balance() {
-  jq -e '(.pipeline.counters.packets) ==
-         ([.stages[].counters] | map(.aborted + .drop + .pass + .tx + .redirect) | add) and
-         (.pipeline.counters.packets) == (.pipeline.counters | .aborted + .drop + .pass + .tx + .redirect)' \
-    >/dev/null <<<"$1"
-}
+# verdicts_balance JSON: the packets entering the chain == the sum of every verdict (verdicts_add_up).
+verdicts_balance() { verdicts_add_up "$1" >/dev/null; }
 
 # ping_chunk COUNT OUT: COUNT pings every 5 ms from the client to the VIP; the reply sources in icmp_seq
 # order go to OUT; prints "sent received".
 ping_chunk() {
   local count=$1 out=$2 raw
   raw=$(lab_exec client ping -n -c "$count" -i 0.005 -W 2 "$LAB_VIP" 2>&1) || true
-  sed -n 's/^[0-9]* bytes from \([0-9.]*\): icmp_seq=\([0-9]*\).*/\2 \1/p' <<<"$raw" | sort -n | awk '{print $2}' >>"$out"
+  ping_sources <(echo "$raw") >>"$out"
   local sent received
   sent=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' <<<"$raw")
   received=$(sed -n 's/^[0-9]* packets transmitted, \([0-9]*\) received.*/\1/p' <<<"$raw")
@@ -229,10 +147,7 @@ ping_chunk() {
 # assert_alternating FILE WHAT: consecutive lines of FILE differ, and only the two backends appear.
 assert_alternating() {
   local file=$1 what=$2 bad
-  bad=$(awk -v a="$LAB_IP_BE1" -v b="$LAB_IP_BE2" '
-    $1 != a && $1 != b { print "line " NR ": reply from " $1 " (not a backend)"; exit }
-    NR > 1 && $1 == prev { print "line " NR ": two replies in a row from " $1; exit }
-    { prev = $1 }' "$file")
+  bad=$(alternation_broken "$file")
   [[ -z $bad ]] || fail "$what: strict alternation broken: $bad"
 }
 
@@ -255,29 +170,15 @@ tcp_syns() {
 }
 
 # run_daemon FILE [run options...]: `run` in the lb namespace with ${XDPP_RUN:-$XDPP}, events in $EVENTS_LOG
-# and logs in $PIPELINE_LOG (numbered per start); waits until this very daemon has published its state (its
-# pid in the state file: a persisted pipeline's state file is there before it starts).
+# and logs in $PIPELINE_LOG (numbered per start); waits until this very daemon has published its state.
 DAEMON_RUNS=0
-EVENTS_LOG=
 run_daemon() {
-  local file=$1
-  shift
   DAEMON_RUNS=$((DAEMON_RUNS + 1))
-  PIPELINE_LOG=$T/run-$DAEMON_RUNS.log
-  EVENTS_LOG=$T/events-$DAEMON_RUNS.log
-  "${XDPP_RUN:-$XDPP}" run "$file" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode native "$@" \
-    >"$EVENTS_LOG" 2>"$PIPELINE_LOG" &
-  PIPELINE_PID=$!
-  wait_published "run #$DAEMON_RUNS" 300 0.05
+  PIPELINE_MODE=native pipeline_start "$T/events-$DAEMON_RUNS.log" "$T/run-$DAEMON_RUNS.log" "$@"
 }
 
 # end_daemon SIGNAL: sends SIGNAL to the daemon and reaps it; its exit status in PIPELINE_RC.
-end_daemon() {
-  kill "-$1" "$PIPELINE_PID"
-  PIPELINE_RC=0
-  wait "$PIPELINE_PID" 2>/dev/null || PIPELINE_RC=$?
-  PIPELINE_PID=
-}
+end_daemon() { pipeline_stop "$1" 30; }
 
 # watch_xdp: in the background, samples the program id on the lb's interface every ~10 ms until
 # $T/watch.stop exists; every sample without a program is a line in $T/watch.missing.
@@ -292,6 +193,28 @@ watch_xdp() {
     done
   ) &
   echo $! >>"$T/bg"
+}
+
+# pings_during_changes COUNT: watch_xdp, and COUNT pings (ping_chunk) in the background while the test
+# changes the pipeline: the reply sources in $T/sources.txt, "sent received" in $T/ping.result; PINGER.
+pings_during_changes() {
+  watch_xdp
+  : >"$T/sources.txt"
+  (ping_chunk "$1" "$T/sources.txt" >"$T/ping.result") &
+  PINGER=$!
+  echo "$PINGER" >>"$T/bg"
+}
+# assert_pings_survived COUNT WHAT: waits for pings_during_changes' pings and stops watch_xdp: every ping
+# answered, the backends strictly alternating, the interface never without its program; sent and received
+# are set.
+assert_pings_survived() {
+  local count=$1 what=$2
+  wait "$PINGER" || true
+  read -r sent received <"$T/ping.result"
+  touch "$T/watch.stop"
+  ((sent == count && received == count)) || fail "$what: $received of $sent pings answered"
+  assert_alternating "$T/sources.txt" "$what"
+  [[ ! -s $T/watch.missing ]] || fail "the interface was without its program: $(head -n 3 "$T/watch.missing")"
 }
 
 # assert_no_daemon_status [TABLE]: status --json of a persisted pipeline without its daemon must say so

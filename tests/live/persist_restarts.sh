@@ -24,11 +24,7 @@ read -r sent received < <(ping_chunk 10 "$T/warm.txt")
 assert_alternating "$T/warm.txt" "warm-up"
 
 # --- restarts under traffic --------------------------------------------------------------------------
-watch_xdp
-: >"$T/sources.txt"
-(ping_chunk 1800 "$T/sources.txt" >"$T/ping.result") &
-pinger=$!
-echo "$pinger" >>"$T/bg"
+pings_during_changes 1800
 prev=$(status_json)
 signals=(KILL KILL TERM KILL KILL)
 for ((i = 0; i < ${#signals[@]}; i++)); do
@@ -50,13 +46,8 @@ for ((i = 0; i < ${#signals[@]}; i++)); do
   prev=$now
   ok "SIG$sig #$((i + 1)): the pipeline ran on without a daemon, restart adopted it"
 done
-kill -0 "$pinger" 2>/dev/null || fail "the pings ended before the last restart: the machine is too slow for this test's timing"
-wait "$pinger" || true
-read -r sent received <"$T/ping.result"
-touch "$T/watch.stop"
-((sent == 1800 && received == 1800)) || fail "restarts: $received of $sent pings answered"
-assert_alternating "$T/sources.txt" "across 5 restarts"
-[[ ! -s $T/watch.missing ]] || fail "the interface was without its program: $(head -n 3 "$T/watch.missing")"
+kill -0 "$PINGER" 2>/dev/null || fail "the pings ended before the last restart: the machine is too slow for this test's timing"
+assert_pings_survived 1800 "across 5 restarts"
 samples=$(wc -l <"$T/watch.ids")
 distinct=$(sort -u "$T/watch.ids" | wc -l)
 ((distinct == 1)) || fail "the interface's program changed across plain restarts: $(sort -u "$T/watch.ids" | tr '\n' ' ')"

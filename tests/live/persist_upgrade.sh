@@ -22,11 +22,7 @@ run_daemon "$T/p.toml"
 v1=$(jq .contract_version "/run/xdp-pipeline/$PIPELINE_NAME.json")
 ok "pipeline $PIPELINE_NAME persisted by the contract-$v1 build (pid $PIPELINE_PID)"
 
-watch_xdp
-: >"$T/sources.txt"
-(ping_chunk 1400 "$T/sources.txt" >"$T/ping.result") &
-pinger=$!
-echo "$pinger" >>"$T/bg"
+pings_during_changes 1400
 sleep 1
 end_daemon TERM
 before=$(assert_no_daemon_status)
@@ -67,12 +63,7 @@ entries=$(bpftool -j map show pinned "/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME/pi
 ((entries == 3)) || fail "after --reset-state icmp_lb_sets has $entries entries, the new object has 3"
 ok "with --reset-state the changed object is applied (icmp_lb_sets now has $entries entries)"
 
-wait "$pinger" || true
-read -r sent received <"$T/ping.result"
-touch "$T/watch.stop"
-((sent == 1400 && received == 1400)) || fail "$received of $sent pings answered through the upgrade"
-assert_alternating "$T/sources.txt" "through the upgrade"
-[[ ! -s $T/watch.missing ]] || fail "the interface was without its program: $(head -n 3 "$T/watch.missing")"
+assert_pings_survived 1400 "through the upgrade"
 ok "pings: $sent sent, $received received through the upgrade, the refusal and the reset, strict alternation"
 
 end_daemon TERM

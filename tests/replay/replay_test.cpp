@@ -19,6 +19,8 @@
 
 #include <gtest/gtest.h>
 
+#include "packet.h"
+
 #include <algorithm>
 #include <array>
 #include <csignal>
@@ -37,53 +39,15 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using Bytes = std::vector<std::uint8_t>;
-using Mac = std::array<std::uint8_t, 6>;
-using Ip4 = std::array<std::uint8_t, 4>;
+using xdpp::test::Bytes;
+using xdpp::test::Mac;
 
-// ---- bytes --------------------------------------------------------------------------------------------
+// ---- frames: built by the tests' one packet builder (tests/support/packet.h) -------------------------
 
-Mac mac(const std::string& text) {
-  Mac out{};
-  unsigned v[6];
-  if (std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
-    throw std::invalid_argument("bad MAC " + text);
-  for (int i = 0; i < 6; ++i) out[i] = static_cast<std::uint8_t>(v[i]);
-  return out;
-}
+namespace pkt = xdpp::test;
+using pkt::mac;
 
-Ip4 ip4(const std::string& text) {
-  Ip4 out{};
-  if (inet_pton(AF_INET, text.c_str(), out.data()) != 1) throw std::invalid_argument("bad IPv4 " + text);
-  return out;
-}
-
-std::array<std::uint8_t, 16> ip6(const std::string& text) {
-  std::array<std::uint8_t, 16> out{};
-  if (inet_pton(AF_INET6, text.c_str(), out.data()) != 1) throw std::invalid_argument("bad IPv6 " + text);
-  return out;
-}
-
-void put16(Bytes& bytes, std::size_t at, std::uint16_t value) {
-  bytes[at] = static_cast<std::uint8_t>(value >> 8);
-  bytes[at + 1] = static_cast<std::uint8_t>(value);
-}
-
-template <typename Range>
-void append(Bytes& bytes, const Range& range) {
-  bytes.insert(bytes.end(), std::begin(range), std::end(range));
-}
-
-// RFC 1071: the one's complement of the one's complement sum of 16-bit big-endian words, an odd last
-// byte padded with zero. `initial` carries a pseudo-header's sum.
-std::uint16_t internet_checksum(const std::uint8_t* data, std::size_t size, std::uint32_t initial = 0) {
-  std::uint32_t sum = initial;
-  for (std::size_t i = 0; i + 1 < size; i += 2) sum += (std::uint32_t(data[i]) << 8) | data[i + 1];
-  if (size % 2) sum += std::uint32_t(data[size - 1]) << 8;
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<std::uint16_t>(~sum);
-}
-
+// Replay's --json "data": the leaving bytes as one lowercase hex string.
 std::string hex(const Bytes& bytes) {
   static const char digits[] = "0123456789abcdef";
   std::string text;
@@ -100,116 +64,58 @@ Bytes unhex(const std::string& text) {
   return bytes;
 }
 
-Bytes pattern(std::size_t size) {
-  Bytes bytes(size);
-  for (std::size_t i = 0; i < size; ++i) bytes[i] = static_cast<std::uint8_t>(0x20 + i % 64);
-  return bytes;
-}
-
-// ---- frames -------------------------------------------------------------------------------------------
-
 const Mac kClientMac = mac("02:00:00:00:00:01");
 const Mac kRouterMac = mac("02:00:00:00:00:02");
-constexpr std::uint16_t kEthIpv4 = 0x0800, kEthIpv6 = 0x86dd;
-constexpr std::uint8_t kProtoIcmp = 1, kProtoTcp = 6, kProtoUdp = 17;
+const pkt::Ethernet kToRouter{.dst = kRouterMac, .src = kClientMac};
 
-Bytes ethernet(std::uint16_t ethertype, const Bytes& payload, Mac dst = kRouterMac, Mac src = kClientMac) {
-  Bytes frame;
-  append(frame, dst);
-  append(frame, src);
-  frame.push_back(ethertype >> 8);
-  frame.push_back(ethertype & 0xff);
-  append(frame, payload);
-  return frame;
-}
-
-// A 20-byte IPv4 header (no options, DF clear) with a correct checksum, then `l4`.
-Bytes ipv4(const std::string& src, const std::string& dst, std::uint8_t protocol, const Bytes& l4,
-           std::uint16_t id = 0x1c46) {
-  Bytes packet(20, 0);
-  packet[0] = 0x45;
-  put16(packet, 2, static_cast<std::uint16_t>(20 + l4.size()));
-  put16(packet, 4, id);
-  packet[8] = 64;  // TTL
-  packet[9] = protocol;
-  std::memcpy(&packet[12], ip4(src).data(), 4);
-  std::memcpy(&packet[16], ip4(dst).data(), 4);
-  put16(packet, 10, internet_checksum(packet.data(), 20));
-  append(packet, l4);
-  return packet;
-}
-
-Bytes ipv6(const std::string& src, const std::string& dst, std::uint8_t next, const Bytes& l4) {
-  Bytes packet(40, 0);
-  packet[0] = 0x60;
-  put16(packet, 4, static_cast<std::uint16_t>(l4.size()));
-  packet[6] = next;
-  packet[7] = 64;  // hop limit
-  std::memcpy(&packet[8], ip6(src).data(), 16);
-  std::memcpy(&packet[24], ip6(dst).data(), 16);
-  append(packet, l4);
-  return packet;
-}
-
-Bytes icmp_echo(std::uint8_t type, std::uint16_t id, std::uint16_t seq, std::size_t payload = 32) {
-  Bytes message(8, 0);
-  message[0] = type;  // 8 request, 0 reply
-  put16(message, 4, id);
-  put16(message, 6, seq);
-  append(message, pattern(payload));
-  put16(message, 2, internet_checksum(message.data(), message.size()));
-  return message;
-}
-
-// TCP and UDP checksums over the IPv4 pseudo-header, so that tshark sees well-formed segments.
-std::uint32_t pseudo_sum(const std::string& src, const std::string& dst, std::uint8_t protocol, std::size_t size) {
-  Ip4 s = ip4(src), d = ip4(dst);
-  std::uint32_t sum = ((s[0] << 8) | s[1]) + ((s[2] << 8) | s[3]) + ((d[0] << 8) | d[1]) + ((d[2] << 8) | d[3]);
-  return sum + protocol + static_cast<std::uint32_t>(size);
-}
-
+// A TCP segment (SYN, or PSH ACK with `payload` bytes) in IPv4, every checksum right (tshark checks them).
 Bytes tcp_v4(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport,
              std::size_t payload = 0) {
-  Bytes segment(20, 0);
-  put16(segment, 0, sport);
-  put16(segment, 2, dport);
-  segment[7] = 1;        // sequence number 1
-  segment[12] = 5 << 4;  // data offset: 5 words
-  segment[13] = payload ? 0x18 : 0x02;  // PSH ACK with data, else SYN
-  put16(segment, 14, 64240);
-  append(segment, pattern(payload));
-  put16(segment, 16, internet_checksum(segment.data(), segment.size(),
-                                       pseudo_sum(src, dst, kProtoTcp, segment.size())));
-  return ethernet(kEthIpv4, ipv4(src, dst, kProtoTcp, segment));
+  return pkt::build({.eth = kToRouter,
+                     .l3 = pkt::Ipv4{.src = src, .dst = dst},
+                     .l4 = pkt::Tcp{.sport = sport, .dport = dport, .seq = 1,
+                                    .flags = payload ? std::uint8_t(pkt::kTcpPsh | pkt::kTcpAck) : pkt::kTcpSyn},
+                     .payload = pkt::pattern(payload)})
+      .bytes;
 }
 
 Bytes udp_v4(const std::string& src, std::uint16_t sport, const std::string& dst, std::uint16_t dport,
              std::size_t payload = 16) {
-  Bytes datagram(8, 0);
-  put16(datagram, 0, sport);
-  put16(datagram, 2, dport);
-  put16(datagram, 4, static_cast<std::uint16_t>(8 + payload));
-  append(datagram, pattern(payload));
-  std::uint16_t check = internet_checksum(datagram.data(), datagram.size(),
-                                          pseudo_sum(src, dst, kProtoUdp, datagram.size()));
-  put16(datagram, 6, check == 0 ? 0xffff : check);
-  return ethernet(kEthIpv4, ipv4(src, dst, kProtoUdp, datagram));
+  return pkt::build({.eth = kToRouter,
+                     .l3 = pkt::Ipv4{.src = src, .dst = dst},
+                     .l4 = pkt::Udp{.sport = sport, .dport = dport},
+                     .payload = pkt::pattern(payload)})
+      .bytes;
 }
 
+Bytes udp_v6(std::uint16_t sport, std::uint16_t dport, std::size_t payload) {
+  return pkt::build({.eth = kToRouter,
+                     .l3 = pkt::Ipv6{.src = "2001:db8::1", .dst = "2001:db8::2"},
+                     .l4 = pkt::Udp{.sport = sport, .dport = dport},
+                     .payload = pkt::pattern(payload)})
+      .bytes;
+}
+
+// An ICMP echo request (type 8) or reply (type 0) with `payload` bytes of data; the IPv4 id follows `seq`.
 Bytes ping(const std::string& src, const std::string& dst, std::uint16_t seq, std::uint8_t type = 8,
            std::size_t payload = 32) {
-  return ethernet(kEthIpv4, ipv4(src, dst, kProtoIcmp, icmp_echo(type, 0x4242, seq, payload), 0x1000 + seq));
+  return pkt::build({.eth = kToRouter,
+                     .l3 = pkt::Ipv4{.src = src, .dst = dst, .id = static_cast<std::uint16_t>(0x1000 + seq)},
+                     .l4 = pkt::Icmp{.type = type, .id = 0x4242, .seq = seq},
+                     .payload = pkt::pattern(payload)})
+      .bytes;
 }
 
 // What icmp_lb must make of an echo request: destination MAC and address of the backend, source MAC
 // of the balancer, the IPv4 header checksum recomputed here from scratch; every other byte as it was.
 Bytes balanced(const Bytes& request, Mac backend_mac, const std::string& backend_ip, Mac source_mac) {
   Bytes out = request;
-  std::memcpy(&out[0], backend_mac.data(), 6);
-  std::memcpy(&out[6], source_mac.data(), 6);
-  std::memcpy(&out[14 + 16], ip4(backend_ip).data(), 4);
-  put16(out, 14 + 10, 0);
-  put16(out, 14 + 10, internet_checksum(&out[14], 20));
+  std::memcpy(&out[pkt::kEthDst], backend_mac.data(), 6);
+  std::memcpy(&out[pkt::kEthSrc], source_mac.data(), 6);
+  std::memcpy(&out[14 + pkt::kIpv4Daddr], pkt::ipv4(backend_ip).data(), 4);
+  std::uint16_t checksum = pkt::ipv4_header_checksum(out, 14);
+  out[14 + pkt::kIpv4Checksum] = static_cast<std::uint8_t>(checksum >> 8);
+  out[14 + pkt::kIpv4Checksum + 1] = static_cast<std::uint8_t>(checksum);
   return out;
 }
 
@@ -486,8 +392,8 @@ TEST_F(ReplayTest, LbRewritesEchoRequestsAndAlternatesBackends) {
     const Mac& backend_mac = first ? kBackend1Mac : kBackend2Mac;
     EXPECT_TRUE(std::equal(out.begin(), out.begin() + 6, backend_mac.begin()));
     EXPECT_TRUE(std::equal(out.begin() + 6, out.begin() + 12, mac(kFileMac).begin()));
-    EXPECT_TRUE(std::equal(out.begin() + 30, out.begin() + 34, ip4(first ? kBackend1 : kBackend2).begin()));
-    EXPECT_EQ(internet_checksum(&out[14], 20), 0) << "IPv4 header checksum of the leaving packet is wrong";
+    EXPECT_TRUE(std::equal(out.begin() + 30, out.begin() + 34, pkt::ipv4(first ? kBackend1 : kBackend2).begin()));
+    EXPECT_TRUE(pkt::ipv4_checksum_valid(out, 14)) << "IPv4 header checksum of the leaving packet is wrong";
     for (std::size_t at = 12; at < out.size(); ++at)
       if (at != 24 && at != 25 && (at < 30 || at >= 34)) {
         EXPECT_EQ(out[at], frames[i][at]) << "byte " << at;
@@ -575,9 +481,9 @@ std::vector<Bytes> chain_frames() {
       tcp_v4("192.168.1.3", 35668, kVip, 22),                           // 2 pass (falls off after flows)
       ping(kClient, kVip, 2),                                           // 3 tx by ping-lb, backend 2
       udp_v4("10.0.0.1", 5353, "10.0.0.2", 53),                         // 4 pass
-      ethernet(kEthIpv4, Bytes{0x45, 0x00, 0x00}),                      // 5 drop by parse: malformed IPv4
-      ethernet(kEthIpv6, ipv6("2001:db8::1", "2001:db8::2", kProtoUdp,  // 6 pass, IPv6 event
-                              Bytes{0x1f, 0x90, 0x00, 0x35, 0x00, 0x08, 0x00, 0x00})),
+      pkt::build({.eth = {.dst = kRouterMac, .src = kClientMac, .type = pkt::kEthIpv4},  // 5 drop by parse:
+                  .payload = {0x45, 0x00, 0x00}}).bytes,                              //   malformed IPv4
+      udp_v6(8080, 53, 0),                                              // 6 pass, IPv6 event
       ping(kClient, kVip, 3),                                           // 7 tx by ping-lb, backend 1
       ping(kClient, kVip, 4, /*type=*/0),                               // 8 pass: an echo reply, ICMP event
   };
@@ -637,20 +543,12 @@ TEST_F(ReplayTest, ChainVerdictsStagesEventsAndSummary) {
 TEST_F(ReplayTest, JumboFramesMatchTshark) {
   const char* tshark_path = access("/usr/bin/tshark", X_OK) == 0 ? "/usr/bin/tshark" : "/usr/local/bin/tshark";
   if (access(tshark_path, X_OK) != 0) GTEST_SKIP() << "tshark is not installed (scripts/install-deps.sh installs it)";
-  auto udp_v6 = [](std::size_t size) {
-    Bytes datagram(8, 0);
-    put16(datagram, 0, 5353);
-    put16(datagram, 2, 53);
-    put16(datagram, 4, static_cast<std::uint16_t>(size - 14 - 40));
-    append(datagram, pattern(size - 14 - 40 - 8));
-    return ethernet(kEthIpv6, ipv6("2001:db8::1", "2001:db8::2", kProtoUdp, datagram));
-  };
   std::vector<Bytes> frames = {
       tcp_v4("192.168.1.3", 35668, kVip, 8080, 9000 - 54),       // drop by no-8080
       tcp_v4("192.168.1.3", 35668, kVip, 22, 65535 - 54),        // pass
       udp_v4("10.0.0.1", 5353, "10.0.0.2", 53, 9000 - 42),       // pass
       ping(kClient, kVip, 1, 8, 9000 - 42),                      // tx by ping-lb
-      udp_v6(65535),                                             // pass
+      udp_v6(5353, 53, 65535 - 14 - 40 - 8),                     // pass
       ping(kClient, kVip, 2, 0, 65535 - 42),                     // pass: an echo reply
   };
   ASSERT_EQ(frames[1].size(), 65535u);

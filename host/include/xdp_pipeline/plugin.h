@@ -104,6 +104,16 @@ class Settings {
     fail(key, "missing (required)");
   }
 
+  /// An optional verdict setting: "pass" or "drop", as the XDP action (XDP_PASS, XDP_DROP). The one parser
+  /// of every verdict key in pipeline files (default_verdict, parse's malformed, port_filter's fragments).
+  std::optional<std::uint32_t> verdict(std::string_view key) const {
+    auto word = optional<std::string>(key);
+    if (!word) return std::nullopt;
+    if (*word == "pass") return XDP_PASS;
+    if (*word == "drop") return XDP_DROP;
+    fail(*find(key), key, "'" + *word + "' is not a verdict (expected \"pass\" or \"drop\")");
+  }
+
   /// An array under `key` (empty when absent); wrong type throws.
   const toml::array* array(std::string_view key) const {
     const toml::node* node = find(key);
