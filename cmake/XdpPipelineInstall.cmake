@@ -44,3 +44,19 @@ install(FILES
   "${CMAKE_BINARY_DIR}/cmake/XdpPipelineConfigVersion.cmake"
   "${CMAKE_SOURCE_DIR}/cmake/XdpPipelineStage.cmake"
   DESTINATION "${XDPP_CMAKE_PACKAGE_DIR}")
+
+# The systemd service (deploy/systemd), its ExecStart pointing at the installed executable, in the unit
+# directory systemd searches under the prefix (/usr/local/lib/systemd/system for the default prefix). The
+# build tree gets a copy for the configured prefix (the tests verify it); `cmake --install --prefix P`
+# writes it again for P.
+set(XDPP_BINDIR "${CMAKE_INSTALL_FULL_BINDIR}")
+set(XDPP_DOC_DIR "${CMAKE_INSTALL_FULL_DOCDIR}")
+set(xdpp_unit_in "${CMAKE_SOURCE_DIR}/deploy/systemd/xdp-pipeline@.service.in")
+set(xdpp_unit "${CMAKE_BINARY_DIR}/deploy/systemd/xdp-pipeline@.service")
+configure_file("${xdpp_unit_in}" "${xdpp_unit}" @ONLY)
+install(CODE "
+  set(XDPP_BINDIR \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}\")
+  set(XDPP_DOC_DIR \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_DOCDIR}\")
+  configure_file(\"${xdpp_unit_in}\" \"${CMAKE_BINARY_DIR}/deploy/systemd/install/xdp-pipeline@.service\" @ONLY)")
+install(FILES "${CMAKE_BINARY_DIR}/deploy/systemd/install/xdp-pipeline@.service" DESTINATION "lib/systemd/system")
+install(FILES "${CMAKE_SOURCE_DIR}/docs/deploy.md" DESTINATION "${CMAKE_INSTALL_DOCDIR}")

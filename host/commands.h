@@ -28,7 +28,7 @@ struct CommandOptions {
   std::optional<std::string> plugin;
   bool reset_state = false;            // swap; run: maps that changed shape start empty (adoption, upgrade)
   std::vector<std::string> args;       // set: KEY=VALUE...
-  // status
+  // status (refresh), run (reload the file when it changes)
   bool watch = false;
   // new-stage NAME DIR (NAME is in `file`)
   std::optional<std::string> dir;
@@ -44,7 +44,8 @@ int command_reload(const CommandOptions& options);
 int command_new_stage(const CommandOptions& options);
 int command_detach(const CommandOptions& options);
 
-/// Parses the pipeline file with the built-in search paths; logs the error on failure.
-Result<PipelineSpec> read_pipeline(const CommandOptions& options);
+/// Parses the pipeline file with the built-in search paths; logs the error on failure. `text`, when given,
+/// receives the file's text as parsed.
+Result<PipelineSpec> read_pipeline(const CommandOptions& options, std::string* text = nullptr);
 
 }  // namespace xdpp

@@ -28,6 +28,19 @@ const char* to_string(AttachMode mode) {
   return "?";
 }
 
+std::string InterfaceSelector::text() const {
+  switch (kind) {
+    case Kind::name: return names.empty() ? "" : names[0];
+    case Kind::default_route: return "default_route";
+    case Kind::first_of: {
+      std::string text = "first_of [";
+      for (std::size_t i = 0; i < names.size(); ++i) text += (i ? ", " : "") + names[i];
+      return text + "]";
+    }
+  }
+  return "?";
+}
+
 SearchPaths SearchPaths::builtin() {
   std::error_code error;
   auto exe_dir = std::filesystem::read_symlink("/proc/self/exe", error).parent_path();
@@ -57,6 +70,11 @@ bool valid_metrics_address(const std::string& text) {
   return colon == std::string::npos || net::parse_ipv4(text.substr(0, colon)).has_value();
 }
 
+bool valid_interface_name(const std::string& name) {
+  return !name.empty() && name.size() < IF_NAMESIZE && name.find('/') == std::string::npos && name != "." &&
+         name != ".." && name.find_first_of(" \t\n:,") == std::string::npos;
+}
+
 namespace {
 
 bool valid_name(const std::string& name) {
@@ -72,6 +90,50 @@ std::string name_from_file(const std::string& file_name) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') c = '-';
   if (name.empty() || !std::isalnum(static_cast<unsigned char>(name.front()))) name.insert(0, "p");
   return name.substr(0, 32);
+}
+
+// [pipeline] interface: "eth0", ["eth0", "eth1"] (each attached), { first_of = ["eth0", "ens5"] } (the
+// first that exists on the node), { default_route = true } (the interface of the default route); a
+// list may hold rules too.
+std::vector<InterfaceSelector> read_interfaces(const Settings& pipeline, const toml::node& node) {
+  using Kind = InterfaceSelector::Kind;
+  auto name_at = [&](const toml::node& item) {
+    auto name = item.value_exact<std::string>();
+    if (!name) pipeline.fail(item, "interface", std::string("expected an interface name, found ") + Settings::node_type_name(item));
+    if (!valid_interface_name(*name)) pipeline.fail(item, "interface", "'" + *name + "' is not an interface name");
+    return *name;
+  };
+  auto one = [&](const toml::node& item) -> InterfaceSelector {
+    const toml::table* rule = item.as_table();
+    if (!rule) return {.kind = Kind::name, .names = {name_at(item)}};
+    if (rule->size() != 1)
+      pipeline.fail(item, "interface", "a rule is one of { first_of = [NAMES] } or { default_route = true }");
+    auto [key, value] = *rule->begin();  // a proxy holding references into the table
+    if (key == "first_of") {
+      const toml::array* names = value.as_array();
+      if (!names || names->empty()) pipeline.fail(value, "interface", "first_of: expected a non-empty list of names");
+      InterfaceSelector selector{.kind = Kind::first_of, .names = {}};
+      for (const auto& candidate : *names) selector.names.push_back(name_at(candidate));
+      return selector;
+    }
+    if (key == "default_route") {
+      if (value.value_exact<bool>() != true) pipeline.fail(value, "interface", "default_route: expected true");
+      return {.kind = Kind::default_route, .names = {}};
+    }
+    pipeline.fail(key.source(), "interface",
+                  "unknown rule '" + std::string(key.str()) + "' (first_of = [NAMES] or default_route = true)");
+  };
+  std::vector<InterfaceSelector> selectors;
+  if (const toml::array* list = node.as_array()) {
+    if (list->empty()) pipeline.fail(node, "interface", "expected at least one interface");
+    for (const auto& item : *list) selectors.push_back(one(item));
+    for (std::size_t i = 0; i < selectors.size(); ++i)
+      for (std::size_t j = 0; j < i; ++j)
+        if (selectors[i] == selectors[j]) pipeline.fail((*list)[i], "interface", "'" + selectors[i].text() + "' is listed twice");
+  } else {
+    selectors.push_back(one(node));
+  }
+  return selectors;
 }
 
 // A string or array of strings, as paths relative to the pipeline file's directory.
@@ -121,10 +183,18 @@ PipelineSpec read_document(const toml::table& document, const std::string& file_
     spec.name = name_from_file(file_name);
   }
 
-  auto interface = pipeline.optional<std::string>("interface");
-  if (interface && (interface->empty() || interface->size() >= IF_NAMESIZE || interface->find('/') != std::string::npos))
-    pipeline.fail(*pipeline.find("interface"), "interface", "'" + *interface + "' is not an interface name");
-  spec.interface = overrides.interface.value_or(interface.value_or(""));
+  // The file's value is checked even when --interface (NAME or NAME,NAME...: names only) overrides it.
+  if (const toml::node* interface = pipeline.find("interface")) spec.interfaces = read_interfaces(pipeline, *interface);
+  if (overrides.interface) {
+    spec.interfaces.clear();
+    std::stringstream names(*overrides.interface);
+    for (std::string name; std::getline(names, name, ',');)
+      spec.interfaces.push_back({.kind = InterfaceSelector::Kind::name, .names = {name}});
+  }
+  if (spec.interfaces.size() == 1 && spec.interfaces[0].kind == InterfaceSelector::Kind::name)
+    spec.interface = spec.interfaces[0].names[0];
+
+  spec.watch = pipeline.optional<bool>("watch").value_or(false);
 
   if (auto mode = pipeline.optional<std::string>("mode")) {
     auto parsed = parse_attach_mode(*mode);
@@ -259,8 +329,7 @@ Result<PipelineSpec> parse_pipeline(std::string_view text, const std::string& fi
   }
 }
 
-Result<PipelineSpec> load_pipeline_file(const std::filesystem::path& file, const Overrides& overrides,
-                                        const SearchPaths& paths) {
+Result<std::string> read_pipeline_text(const std::filesystem::path& file) {
   // Opened without blocking (a FIFO would wait for a writer forever), then only a regular file of bounded
   // size is read (a link to /dev/zero would grow without end).
   UniqueFd fd(::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
@@ -284,7 +353,14 @@ Result<PipelineSpec> load_pipeline_file(const std::filesystem::path& file, const
     text.append(buffer, got);
     if (text.size() > kMaxPipelineFileBytes) return too_big();  // it grew while being read
   }
-  return parse_pipeline(text, file.string(), overrides, paths);
+  return text;
+}
+
+Result<PipelineSpec> load_pipeline_file(const std::filesystem::path& file, const Overrides& overrides,
+                                        const SearchPaths& paths) {
+  auto text = read_pipeline_text(file);
+  if (!text) return text.error();
+  return parse_pipeline(*text, file.string(), overrides, paths);
 }
 
 }  // namespace xdpp

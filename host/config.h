@@ -33,6 +33,17 @@ struct Overrides {
   bool persist = false;                            // run --persist
 };
 
+/// One entry of [pipeline] interface: a name, or a rule that `run` resolves on the node, so that one file
+/// (one ConfigMap) serves nodes whose interfaces are named differently.
+struct InterfaceSelector {
+  enum class Kind { name, first_of, default_route };
+  Kind kind = Kind::name;
+  std::vector<std::string> names;  // name: the one name; first_of: the candidates, in order
+  /// As written, for messages: "eth0", "first_of [eth0, ens5]", "default_route".
+  std::string text() const;
+  bool operator==(const InterfaceSelector&) const = default;
+};
+
 /// One [[stage]] table, validated: its plugin is loaded and has accepted its settings.
 struct StageSpec {
   std::string name;
@@ -50,10 +61,12 @@ struct StageSpec {
 struct PipelineSpec {
   std::string file;
   std::string name;                    // [pipeline] name, default: the file's stem
-  std::string interface;
+  std::string interface;                // the interface's name when exactly one name is given (replay's)
+  std::vector<InterfaceSelector> interfaces;  // every interface to attach to, as written (names or rules)
   AttachMode mode = AttachMode::automatic;
   std::uint32_t default_verdict = 2;   // XDP_PASS
   std::optional<std::array<std::uint8_t, 6>> interface_mac;  // [pipeline] mac, for replay
+  bool watch = false;                  // [pipeline] watch: reload when the file changes (run --watch)
   std::optional<std::string> metrics;  // [pipeline] metrics = "PORT" or "ADDR:PORT": Prometheus endpoint
   bool persist = false;                // [pipeline] persist, or run --persist: the pipeline outlives its daemon
   std::vector<StageSpec> stages;
@@ -75,12 +88,18 @@ Result<PipelineSpec> parse_pipeline(std::string_view text, const std::string& fi
 
 /// "PORT" or "IPV4:PORT", port 1..65535: what [pipeline] metrics and --metrics accept.
 bool valid_metrics_address(const std::string& text);
+/// A name an interface can have (shorter than IF_NAMESIZE, no '/', blank, ':' or ','): what [pipeline]
+/// interface and --interface accept.
+bool valid_interface_name(const std::string& name);
 
 /// The largest pipeline file read (a TOML file of a few stages is kilobytes).
 inline constexpr std::uint64_t kMaxPipelineFileBytes = 16u << 20;
 
-/// Reads and parses a pipeline file: a regular file of at most kMaxPipelineFileBytes, opened without
-/// blocking (a FIFO or a device is refused, never waited on or read without end).
+/// The text of a pipeline file: a regular file of at most kMaxPipelineFileBytes, opened without blocking
+/// (a FIFO or a device is refused, never waited on or read without end).
+Result<std::string> read_pipeline_text(const std::filesystem::path& file);
+
+/// Reads (read_pipeline_text) and parses a pipeline file.
 Result<PipelineSpec> load_pipeline_file(const std::filesystem::path& file, const Overrides& overrides,
                                         const SearchPaths& paths);
 

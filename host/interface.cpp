@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "bpf_object.h"
 
@@ -72,6 +74,79 @@ std::vector<std::string> interface_names() {
     if_freenameindex(list);
   }
   return names;
+}
+
+namespace {
+
+// The interface of the default route with the lowest metric, from /proc/net/route (IPv4) or
+// /proc/net/ipv6_route: both follow the reading thread's network namespace, unlike /sys/class/net.
+Result<std::string> default_route_interface() {
+  std::string best;
+  unsigned long best_metric = ~0ul;
+  std::ifstream v4("/proc/net/route");
+  std::string line;
+  std::getline(v4, line);  // header
+  while (std::getline(v4, line)) {
+    std::istringstream fields(line);
+    std::string name, destination, gateway, flags, refcnt, use, metric, mask;
+    if (!(fields >> name >> destination >> gateway >> flags >> refcnt >> use >> metric >> mask)) continue;
+    if (destination != "00000000" || mask != "00000000") continue;
+    if (unsigned long m = std::stoul(metric); m < best_metric) best = name, best_metric = m;
+  }
+  if (!best.empty()) return best;
+  std::ifstream v6("/proc/net/ipv6_route");
+  while (std::getline(v6, line)) {
+    std::istringstream fields(line);
+    std::string destination, prefix, source, source_prefix, next_hop, metric, refcnt, use, flags, name;
+    if (!(fields >> destination >> prefix >> source >> source_prefix >> next_hop >> metric >> refcnt >> use >> flags >> name))
+      continue;
+    if (destination != std::string(32, '0') || prefix != "00" || name == "lo") continue;
+    if (unsigned long m = std::stoul(metric, nullptr, 16); m < best_metric) best = name, best_metric = m;
+  }
+  if (best.empty()) return fail("interface rule default_route: there is no default route");
+  return best;
+}
+
+}  // namespace
+
+Result<std::vector<InterfaceInfo>> resolve_interfaces(const std::vector<InterfaceSelector>& selectors) {
+  // What is not there is named with where it was looked for and what is there instead.
+  auto not_here = [](const std::string& what) {
+    std::string names;
+    for (const auto& each : interface_names()) names += (names.empty() ? "" : ", ") + each;
+    return fail(what, " in ", describe_netns(), " (interfaces there: ", names.empty() ? "none" : names, ")");
+  };
+  std::vector<InterfaceInfo> resolved;
+  for (const InterfaceSelector& selector : selectors) {
+    std::string name;
+    switch (selector.kind) {
+      case InterfaceSelector::Kind::name:
+        name = selector.names.at(0);
+        if (if_nametoindex(name.c_str()) == 0) return not_here("interface '" + name + "' does not exist");
+        break;
+      case InterfaceSelector::Kind::first_of:
+        for (const std::string& candidate : selector.names)
+          if (if_nametoindex(candidate.c_str()) != 0) {
+            name = candidate;
+            break;
+          }
+        if (name.empty()) return not_here("interface rule " + selector.text() + ": none of them exists");
+        break;
+      case InterfaceSelector::Kind::default_route: {
+        auto found = default_route_interface();
+        if (!found) return not_here(found.error().message);
+        name = *found;
+        break;
+      }
+    }
+    auto info = lookup_interface(name);
+    if (!info) return info.error();
+    for (const InterfaceInfo& earlier : resolved)
+      if (earlier.ifindex == info->ifindex)
+        return fail("interface '", name, "' (", selector.text(), ") is named twice: one link per interface");
+    resolved.push_back(*info);
+  }
+  return resolved;
 }
 
 }  // namespace xdpp

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "config.h"
+
 #include <xdp_pipeline/plugin.h>
 #include <xdp_pipeline/result.h>
 
@@ -22,5 +24,11 @@ std::string describe_netns();
 
 /// The names of the interfaces in the current network namespace, in ifindex order.
 std::vector<std::string> interface_names();
+
+/// The interfaces `selectors` name on this node, in the current network namespace: a name as is (it must
+/// exist), first_of the first candidate that exists, default_route the interface of the IPv4 default route
+/// (else the IPv6 one). Refuses an interface named twice. An interface not found is named with the
+/// namespace looked in and the interfaces there are.
+Result<std::vector<InterfaceInfo>> resolve_interfaces(const std::vector<InterfaceSelector>& selectors);
 
 }  // namespace xdpp

@@ -4,6 +4,7 @@
 #include <boost/program_options.hpp>
 #include <functional>
 #include <iostream>
+#include <sstream>
 
 #include "commands.h"
 #include "log.h"
@@ -33,13 +34,15 @@ struct Command {
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
       {"run",
-       "run FILE [--interface IF] [--mode native|generic|offload|auto] [--persist] [--reset-state] [--netns NS] "
-       "[--metrics [ADDR:]PORT] [--metrics-netns host|pipeline] [--plugin-dir DIR]...",
+       "run FILE [--interface IF[,IF...]] [--mode native|generic|offload|auto] [--persist] [--reset-state] [--watch] "
+       "[--netns NS] [--metrics [ADDR:]PORT] [--metrics-netns host|pipeline] [--plugin-dir DIR]...",
        "load the pipeline, attach it, print its events until SIGINT/SIGTERM, detach (with --persist: leave it "
-       "running); adopts a persisted pipeline of the same name",
+       "running); adopts a persisted pipeline of the same name; --watch reloads the file when it changes",
        "xdp-pipeline run configs/full.toml --interface eth1 --mode native --metrics 9100",
        [](po::options_description& options) {
-         options.add_options()("interface,i", po::value<std::string>(), "interface to attach to (overrides the file)")(
+         options.add_options()("interface,i", po::value<std::string>(),
+                               "interface(s) to attach to, IF or IF,IF,... (overrides the file)")(
+             "watch,w", "reload the file whenever it changes (also kubelet's ConfigMap updates); as watch = true")(
              "mode,m", po::value<std::string>(), "native, generic, offload or auto (overrides the file)")(
              "metrics", po::value<std::string>(), "serve Prometheus metrics at PORT (loopback) or ADDR:PORT")(
              "netns", po::value<std::string>(),
@@ -198,7 +201,18 @@ int main(int argc, char** argv) {
   if (values.count("plugin-dir"))
     for (const auto& dir : values["plugin-dir"].as<std::vector<std::string>>())
       options.overrides.plugin_dirs.push_back(dir);
-  if (values.count("interface")) options.overrides.interface = values["interface"].as<std::string>();
+  if (values.count("interface")) {
+    options.overrides.interface = values["interface"].as<std::string>();
+    std::stringstream names(*options.overrides.interface);
+    std::string each;
+    bool valid = !options.overrides.interface->empty() && options.overrides.interface->back() != ',';
+    while (valid && std::getline(names, each, ',')) valid = xdpp::valid_interface_name(each);
+    if (!valid) {
+      std::cerr << "xdp-pipeline " << name << ": --interface '" << *options.overrides.interface
+                << "' is not IF or IF,IF,... (interface names; `ip -br link` lists them)\n";
+      return xdpp::kExitUsage;
+    }
+  }
   if (values.count("mode")) {
     options.overrides.mode = xdpp::parse_attach_mode(values["mode"].as<std::string>());
     if (!options.overrides.mode) {

@@ -59,32 +59,56 @@ std::string new_chain_reason(Pipeline& adopted, int contract, const PipelineSpec
 
 }  // namespace
 
-Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const InterfaceInfo& interface) {
+Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const std::vector<InterfaceInfo>& interfaces) {
   const std::string& name = file_spec.name;
   Adoption adoption;
   auto state = read_run_state(name);
   if (!state || !state->json.value("persist", false)) return adoption;
   adoption.pid = state->pid;
-  const std::string ran_on = state->json.value("interface", "");
-  auto link = open_link(link_pin(name, ran_on));
-  if (!link) return fail("pipeline '", name, "' was persisted, but ", link.error().message);
-  if (!link->fd) {
-    log::warn("pipeline '" + name + "': persisted by pid " + std::to_string(state->pid) +
-              ", but its link is no longer pinned: starting afresh");
-    return adoption;
+  const std::vector<std::string> ran_on = state->interfaces();
+  auto list = [](const auto& items, auto name_of) {
+    std::string text;
+    for (const auto& item : items) text += (text.empty() ? "" : ", ") + name_of(item);
+    return text;
+  };
+  const std::string ran_on_text = list(ran_on, [](const std::string& n) { return n; });
+  const std::string wanted_text = list(interfaces, [](const InterfaceInfo& i) { return i.name; });
+  // One pinned link per interface it ran on. None left (unpinned, or every interface gone): nothing runs.
+  std::vector<PinnedLink> links;
+  std::vector<std::string> defunct;
+  for (const std::string& interface : ran_on) {
+    auto link = open_link(link_pin(name, interface));
+    if (!link) return fail("pipeline '", name, "' was persisted, but ", link.error().message);
+    // A link whose interface went away under it is defunct (Cilium treats such a link the same way).
+    if (!link->fd || link->info.xdp.ifindex == 0) defunct.push_back(interface);
+    links.push_back(std::move(*link));
   }
-  if (link->info.xdp.ifindex == 0) {
-    // The interface went away under it (Cilium treats such a defunct link the same way).
-    log::warn("pipeline '" + name + "': its persisted link on " + ran_on + " is defunct (the interface is gone): starting afresh");
+  if (defunct.size() == ran_on.size()) {
+    log::warn("pipeline '" + name + "': persisted by pid " + std::to_string(state->pid) + ", but its link" +
+              (ran_on.size() > 1 ? "s on " : " on ") + ran_on_text +
+              (ran_on.size() > 1 ? " are" : " is") + " no longer pinned or defunct (the interface is gone): starting afresh");
     return adoption;
   }
   const std::string detach_hint = "; to start it afresh: xdp-pipeline detach " + name + ", then run again";
-  if (ran_on != interface.name)
-    return fail("pipeline '", name, "' runs persisted on ", ran_on, ", this file attaches to ", interface.name, detach_hint);
-  const std::string mode = state->json.value("mode", "");
-  if (file_spec.mode != AttachMode::automatic && mode != to_string(file_spec.mode))
-    return fail("pipeline '", name, "' runs persisted in ", mode, " mode, this file asks for ", to_string(file_spec.mode),
+  if (!defunct.empty())
+    return fail("pipeline '", name, "' runs persisted on ", ran_on_text, ", but its link on ",
+                list(defunct, [](const std::string& n) { return n; }), " is gone (no longer pinned, or the interface went away)",
                 detach_hint);
+  if (ran_on_text != wanted_text)
+    return fail("pipeline '", name, "' runs persisted on ", ran_on_text, ", this file attaches to ", wanted_text, detach_hint);
+  // Each link in the mode it got, as recorded (older states record one mode for their one interface).
+  const auto recorded = state->json.value("interfaces", nlohmann::json::array());
+  std::vector<AttachedLink> attached;
+  for (std::size_t i = 0; i < interfaces.size(); ++i) {
+    const std::string mode = i < recorded.size() ? recorded[i].value("mode", "") : state->json.value("mode", "");
+    if (file_spec.mode != AttachMode::automatic && mode != to_string(file_spec.mode))
+      return fail("pipeline '", name, "' runs persisted on ", interfaces[i].name, " in ", mode, " mode, this file asks for ",
+                  to_string(file_spec.mode), detach_hint);
+    auto parsed = parse_attach_mode(mode);
+    attached.push_back({.interface = interfaces[i],
+                        .mode = parsed && *parsed != AttachMode::automatic ? *parsed : AttachMode::native,
+                        .fd = links[i].fd.get()});
+  }
 
   // What runs, as recorded, with this executable's plugins for its stages (they decode its events).
   PipelineSpec running = file_spec;
@@ -116,8 +140,8 @@ Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const InterfaceI
   }
 
   const int contract = state->json.value("contract_version", 0);
-  auto adopted = Pipeline::adopt(std::move(running), SearchPaths::builtin(), interface, kPinRoot / name, dispatcher,
-                                 objects, link->fd.get(), contract,
+  auto adopted = Pipeline::adopt(std::move(running), SearchPaths::builtin(), interfaces.front(), kPinRoot / name,
+                                 dispatcher, objects, attached, contract,
                                  counter_bases_from_json(state->json.value("counter_bases", nlohmann::json())));
   if (!adopted) return fail("pipeline '", name, "' runs persisted, but not as recorded: ", adopted.error().message, detach_hint);
   // The programs that run are the ones that were loaded: their tags are the kernel's hash of the code.

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "pipeline.h"
 
@@ -16,10 +17,11 @@ struct Adoption {
 };
 
 /// With the run lock of `file_spec.name` held: when that name runs persisted without a daemon, takes it over
-/// from its pins and state file and checks it (link, chain slots, program tags). Returns no pipeline when
-/// nothing persisted runs (a dead non-persisted run's leftovers, or a link whose interface is gone: the
-/// caller's publish() removes them), an error when it runs but cannot be taken over (another interface or
-/// attach mode, or not what its record says); then it is left untouched.
-Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const InterfaceInfo& interface);
+/// from its pins and state file and checks it (every interface's link, chain slots, program tags).
+/// `interfaces` are the ones the file names, resolved, in order. Returns no pipeline when nothing persisted
+/// runs (a dead non-persisted run's leftovers, or links whose interfaces are all gone: the caller's
+/// publish() removes them), an error when it runs but cannot be taken over (other interfaces, one of its
+/// links gone, another attach mode, or not what its record says); then it is left untouched.
+Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const std::vector<InterfaceInfo>& interfaces);
 
 }  // namespace xdpp

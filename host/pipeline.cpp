@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <linux/if_link.h>
 #include <unistd.h>
 
@@ -115,7 +116,20 @@ struct SharedMaps {
   int scratch;
   bool multi_buffer;  // the dispatcher's SEC("xdp.frags"): the kernel wants every program of the chain to agree
   std::uint32_t counters_slot;  // the entry of the counters maps this chain writes
+  int if_packets;               // packets per interface, counted by the entry stage
+  std::uint32_t count_interfaces;  // 1 when attached to several interfaces
 };
+
+// The maps and constants every stage of a chain shares, from its root object.
+Result<SharedMaps> shared_maps_of(const LoadedObject& root, std::uint32_t counters_slot, std::size_t interfaces) {
+  auto chain = root.map(XDPP_CHAIN_MAP_NAME);
+  auto scratch = root.map(XDPP_SCRATCH_MAP_NAME);
+  auto if_packets = root.map(XDPP_IF_COUNTERS_MAP_NAME);
+  if (!chain || !scratch || !if_packets) return fail("dispatcher: shared maps missing");
+  return SharedMaps{.chain = chain->fd, .scratch = scratch->fd, .multi_buffer = root.multi_buffer(),
+                    .counters_slot = counters_slot, .if_packets = if_packets->fd,
+                    .count_interfaces = interfaces > 1 ? 1u : 0u};
+}
 
 // Points every map of `object` (before load) at the map of the same name in `previous`, so that the
 // stage's state carries over. A map whose shape changed cannot carry over: refused, or with
@@ -128,7 +142,9 @@ Status carry_over_maps(LoadedObject& object, const LoadedObject& previous, bool 
   bpf_map* map;
   bpf_object__for_each_map(map, object.raw()) {
     std::string name = bpf_map__name(map);
-    if (is_internal_map(name) || name == XDPP_CHAIN_MAP_NAME || name == XDPP_SCRATCH_MAP_NAME) continue;
+    if (is_internal_map(name) || name == XDPP_CHAIN_MAP_NAME || name == XDPP_SCRATCH_MAP_NAME ||
+        name == XDPP_IF_COUNTERS_MAP_NAME)
+      continue;
     const bool counters = name == XDPP_COUNTERS_MAP_NAME;
     if (reset_state && !counters) continue;
     auto old = previous.map(name);
@@ -188,8 +204,10 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, s
   XDPP_TRY(loaded.set_constant("xdpp_default_verdict", default_verdict));
   XDPP_TRY(loaded.set_constant("xdpp_entry", static_cast<std::uint32_t>(slot == 0)));
   XDPP_TRY(loaded.set_constant("xdpp_counters_slot", shared.counters_slot));
+  XDPP_TRY(loaded.set_constant("xdpp_count_interfaces", slot == 0 ? shared.count_interfaces : 0u));
   XDPP_TRY(loaded.reuse_map(XDPP_CHAIN_MAP_NAME, shared.chain));
   XDPP_TRY(loaded.reuse_map(XDPP_SCRATCH_MAP_NAME, shared.scratch));
+  XDPP_TRY(loaded.reuse_map(XDPP_IF_COUNTERS_MAP_NAME, shared.if_packets));
   XDPP_TRY(call_plugin(where, [&] { return spec.stage->before_load(loaded); }).context(where));
   if (previous) XDPP_TRY(carry_over_maps(loaded, *previous, reset_state, fresh_if_changed).context(where));
   XDPP_TRY(loaded.load());
@@ -294,16 +312,17 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
 
   auto dispatcher = LoadedObject::open(dispatcher_file, "dispatcher", self->interface_, kDispatcherProgram);
   if (!dispatcher) return dispatcher.error();
+  // The packets per interface are the pipeline's, not the chain's: a rebuilt chain keeps them.
+  if (previous)
+    if (auto by_interface = previous->dispatcher_->map(XDPP_IF_COUNTERS_MAP_NAME))
+      XDPP_TRY((*dispatcher)->reuse_map(XDPP_IF_COUNTERS_MAP_NAME, by_interface->fd).context("dispatcher"));
   XDPP_TRY((*dispatcher)->load());
   // A new chain counts in the other slot: what the running chain counts, also by packets still in it while
-  // the link switches, stays apart (rebuild() makes it the new chain's bases).
+  // the links switch, stays apart (rebuild() makes it the new chain's bases).
   self->bases_.slot = previous ? 1 - previous->bases_.slot : 0;
   self->dispatcher_ = std::move(*dispatcher);
-  auto chain = self->dispatcher_->map(XDPP_CHAIN_MAP_NAME);
-  auto scratch = self->dispatcher_->map(XDPP_SCRATCH_MAP_NAME);
-  if (!chain || !scratch) return fail("dispatcher: shared maps missing");
-  const SharedMaps shared{.chain = chain->fd, .scratch = scratch->fd, .multi_buffer = self->dispatcher_->multi_buffer(),
-                          .counters_slot = self->bases_.slot};
+  auto shared = shared_maps_of(*self->dispatcher_, self->bases_.slot, self->spec_.interfaces.size());
+  if (!shared) return shared.error();
 
   for (std::size_t slot = 0; slot < stages.size(); ++slot) {
     const StageSpec& stage = stages[slot];
@@ -311,7 +330,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
     if (previous)
       if (LiveStage* match = previous->find_stage(stage.name); match && match->spec.plugin_name == stage.plugin_name)
         old = match->object.get();
-    auto object = load_stage_object(stage, slot, stages.size(), self->spec_.default_verdict, shared, self->interface_,
+    auto object = load_stage_object(stage, slot, stages.size(), self->spec_.default_verdict, *shared, self->interface_,
                                     old, false, fresh_if_changed);
     if (!object) return object.error();
     // The slot this chain counts in still holds what the chain before the running one counted (already in
@@ -334,7 +353,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
   for (int slot = static_cast<int>(self->stages_.size()) - 1; slot >= 0; --slot) {
     std::uint32_t key = slot;
     int fd = self->stages_[slot].object->prog_fd();
-    if (bpf_map_update_elem(chain->fd, &key, &fd, BPF_ANY) != 0)
+    if (bpf_map_update_elem(shared->chain, &key, &fd, BPF_ANY) != 0)
       return fail("stage '", self->stages_[slot].spec.name, "': chain slot ", std::to_string(slot), ": ",
                   std::strerror(errno));
   }
@@ -344,8 +363,9 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
 
 Result<std::unique_ptr<Pipeline>> Pipeline::adopt(PipelineSpec running, const SearchPaths& paths, InterfaceInfo interface,
                                                   const std::filesystem::path& pins, const RecordedObject& dispatcher,
-                                                  const std::vector<RecordedObject>& stages, int link_fd,
-                                                  int contract, CounterBases bases) {
+                                                  const std::vector<RecordedObject>& stages,
+                                                  const std::vector<AttachedLink>& links, int contract,
+                                                  CounterBases bases) {
   std::unique_ptr<Pipeline> self(new Pipeline());
   self->impl_ = std::make_unique<Impl>();
   self->contract_ = contract;
@@ -365,21 +385,25 @@ Result<std::unique_ptr<Pipeline>> Pipeline::adopt(PipelineSpec running, const Se
     self->stages_.back().prog_id = self->stages_.back().object->prog_id();
   }
 
-  // What runs is what the pins say: the link runs the stage of slot 0 (contract 1: the dispatcher), each
-  // slot the stage pinned for it.
-  bpf_link_info link{};
-  __u32 length = sizeof(link);
-  if (bpf_obj_get_info_by_fd(link_fd, &link, &length) != 0) return fail("the pinned link: ", std::strerror(errno));
-  if (link.type != BPF_LINK_TYPE_XDP || link.xdp.ifindex == 0)
-    return fail("the pinned link (id ", std::to_string(link.id), ") is no longer attached to an interface");
-  if (static_cast<int>(link.xdp.ifindex) != self->interface_.ifindex)
-    return fail("the pinned link runs on ifindex ", std::to_string(link.xdp.ifindex), ", not on ", self->interface_.name,
-                " (ifindex ", std::to_string(self->interface_.ifindex), ")");
+  // What runs is what the pins say: every link runs the stage of slot 0 (contract 1: the dispatcher) on its
+  // interface, each slot the stage pinned for it.
+  if (links.empty()) return fail("no pinned link");
   if (self->stages_.empty()) return fail("the record names no stage");
-  if (link.prog_id != self->entry_prog_id())
-    return fail("the link runs program id ", std::to_string(link.prog_id), ", not the pinned ",
-                contract == 1 ? "dispatcher" : "stage '" + self->stages_.front().spec.name + "'", " (id ",
-                std::to_string(self->entry_prog_id()), ")");
+  for (const AttachedLink& pinned : links) {
+    bpf_link_info link{};
+    __u32 length = sizeof(link);
+    const std::string which = "the pinned link on " + pinned.interface.name;
+    if (bpf_obj_get_info_by_fd(pinned.fd, &link, &length) != 0) return fail(which, ": ", std::strerror(errno));
+    if (link.type != BPF_LINK_TYPE_XDP || link.xdp.ifindex == 0)
+      return fail(which, " (id ", std::to_string(link.id), ") is no longer attached to an interface");
+    if (static_cast<int>(link.xdp.ifindex) != pinned.interface.ifindex)
+      return fail(which, " runs on ifindex ", std::to_string(link.xdp.ifindex), ", not on ", pinned.interface.name,
+                  " (ifindex ", std::to_string(pinned.interface.ifindex), ")");
+    if (link.prog_id != self->entry_prog_id())
+      return fail(which, " runs program id ", std::to_string(link.prog_id), ", not the pinned ",
+                  contract == 1 ? "dispatcher" : "stage '" + self->stages_.front().spec.name + "'", " (id ",
+                  std::to_string(self->entry_prog_id()), ")");
+  }
   auto chain = self->dispatcher_->map(XDPP_CHAIN_MAP_NAME);
   if (!chain) return chain.error();
   for (std::uint32_t slot = 0; slot <= self->stages_.size() && slot < chain->max_entries; ++slot) {
@@ -390,8 +414,12 @@ Result<std::unique_ptr<Pipeline>> Pipeline::adopt(PipelineSpec running, const Se
       return fail("chain slot ", std::to_string(slot), " runs program id ", std::to_string(filled ? id : 0), ", the pins say ",
                   expected ? "id " + std::to_string(expected) + " (stage '" + self->stages_[slot].spec.name + "')" : "nothing");
   }
-  self->link_fd_ = ::dup(link_fd);
-  if (self->link_fd_ < 0) return fail("dup: ", std::strerror(errno));
+  for (const AttachedLink& pinned : links) {
+    AttachedLink own = pinned;
+    own.fd = ::fcntl(pinned.fd, F_DUPFD_CLOEXEC, 0);
+    if (own.fd < 0) return fail("dup: ", std::strerror(errno));
+    self->links_.push_back(own);  // the destructor closes it
+  }
   XDPP_TRY(self->rebuild_event_readers());
   return self;
 }
@@ -461,14 +489,10 @@ Status Pipeline::swap_stage(const std::string& name, SwapRequest request) {
     if (!stage) return fail("stage '", name, "': ", stage.error().message);
     next.stage = std::move(*stage);
   }
-  auto chain = dispatcher_->map(XDPP_CHAIN_MAP_NAME);
-  auto scratch = dispatcher_->map(XDPP_SCRATCH_MAP_NAME);
-  if (!chain || !scratch) return fail("dispatcher: shared maps missing");
-  auto object = load_stage_object(next, live->slot, stages_.size(), spec_.default_verdict,
-                                  SharedMaps{.chain = chain->fd, .scratch = scratch->fd, .multi_buffer = dispatcher_->multi_buffer(),
-                                             .counters_slot = bases_.slot},
-                                  interface_, live->object.get(),
-                                  request.reset_state);
+  auto shared = shared_maps_of(*dispatcher_, bases_.slot, spec_.interfaces.size());
+  if (!shared) return shared.error();
+  auto object = load_stage_object(next, live->slot, stages_.size(), spec_.default_verdict, *shared, interface_,
+                                  live->object.get(), request.reset_state);
   if (!object) return object.error();
 
   // Loaded and verified; now the plugin writes the maps (with carried-over maps, the live ones). What
@@ -488,21 +512,15 @@ Status Pipeline::swap_stage(const std::string& name, SwapRequest request) {
   // chain stays a faithful record for adoption).
   std::uint32_t key = live->slot;
   int fd = (*object)->prog_fd();
-  if (key == 0 && attached()) {
-    LIBBPF_OPTS(bpf_link_update_opts, options, .flags = BPF_F_REPLACE, .old_prog_fd = static_cast<__u32>(entry_fd()));
-    if (bpf_link_update(link_fd_, fd, &options) != 0) {
-      const int err = errno;
+  if (key == 0)
+    if (auto switched = switch_links(entry_fd(), fd); !switched) {
       restore();
-      return fail("stage '", name, "': switching the interface to the new program: ", std::strerror(err));
+      return fail("stage '", name, "': ", switched.error().message);
     }
-  }
-  if (bpf_map_update_elem(chain->fd, &key, &fd, BPF_ANY) != 0) {
+  if (bpf_map_update_elem(shared->chain, &key, &fd, BPF_ANY) != 0) {
     const int err = errno;
-    if (key == 0 && attached()) {
-      LIBBPF_OPTS(bpf_link_update_opts, options, .flags = BPF_F_REPLACE, .old_prog_fd = static_cast<__u32>(fd));
-      if (bpf_link_update(link_fd_, live->object->prog_fd(), &options) != 0)
-        log::warn("stage '" + name + "': switching the interface back: " + std::strerror(errno));
-    }
+    if (key == 0)
+      if (auto back = switch_links(fd, live->object->prog_fd()); !back) log::warn("stage '" + name + "': " + back.error().message);
     restore();
     return fail("stage '", name, "': chain slot ", std::to_string(key), ": ", std::strerror(err));
   }
@@ -619,23 +637,18 @@ Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec, bool fres
       (*next)->restore_configuration(*this, (*next)->stages_.size());
       return ready.error();
     }
-  if (attached()) {
-    LIBBPF_OPTS(bpf_link_update_opts, options, .flags = BPF_F_REPLACE, .old_prog_fd = static_cast<__u32>(entry_fd()));
-    if (bpf_link_update(link_fd_, (*next)->entry_fd(), &options) != 0) {
-      const int err = errno;
-      (*next)->restore_configuration(*this, (*next)->stages_.size());
-      return fail("switching the interface to the new chain: ", std::strerror(err));
-    }
-    (*next)->link_fd_ = link_fd_;
-    link_fd_ = -1;
-    // Packets that entered the old chain before the switch may still be in it on other CPUs, counting in
-    // the old slot; once they are through, that slot is final.
+  const bool was_attached = attached();
+  if (auto switched = switch_links(entry_fd(), (*next)->entry_fd()); !switched) {
+    (*next)->restore_configuration(*this, (*next)->stages_.size());
+    return switched.error();
+  }
+  // Packets that entered the old chain before the switch may still be in it on other CPUs, counting in the
+  // old slot; once they are through, that slot is final.
+  if (was_attached)
     if (auto waited = wait_for_running_programs(); !waited)
       log::warn("counters: " + waited.error().message + "; a few packets of the old chain may be missing from them");
-  }
   // What this chain counted (its bases and its slot) becomes the new chain's bases, by stage name.
-  auto counted = chain_counters();
-  if (!counted) {
+  if (auto counted = chain_counters(); !counted) {
     log::warn("counters of the replaced chain: " + counted.error().message);
   } else {
     (*next)->bases_.pipeline = counted->pipeline;
@@ -643,34 +656,74 @@ Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec, bool fres
     for (std::size_t i = 0; i < stages_.size(); ++i)
       if ((*next)->find_stage(stages_[i].spec.name)) (*next)->bases_.stages[stages_[i].spec.name] = counted->stages[i];
   }
+  (*next)->links_ = std::move(links_);
+  links_.clear();
   return next;
 }
 
-Result<AttachMode> Pipeline::attach(AttachMode mode) {
+// Every interface runs the same chain: one bpf_link update each (each atomic on its own); if one refuses,
+// those already switched go back before the error is returned.
+Status Pipeline::switch_links(int from, int to) {
+  auto replace = [](int link_fd, int new_prog, int old_prog) {
+    LIBBPF_OPTS(bpf_link_update_opts, options, .flags = BPF_F_REPLACE, .old_prog_fd = static_cast<__u32>(old_prog));
+    return bpf_link_update(link_fd, new_prog, &options) == 0 ? 0 : errno;
+  };
+  for (std::size_t i = 0; i < links_.size(); ++i) {
+    if (int err = replace(links_[i].fd, to, from)) {
+      for (std::size_t j = i; j-- > 0;)
+        if (int undo = replace(links_[j].fd, from, to))
+          log::error("switching " + links_[j].interface.name + " back to the running chain: " + std::strerror(undo));
+      return fail("switching ", links_[i].interface.name, " to the new chain: ", std::strerror(err));
+    }
+  }
+  return {};
+}
+
+Result<AttachMode> Pipeline::attach(AttachMode mode, std::vector<InterfaceInfo> interfaces) {
   if (attached()) return fail("already attached");
-  if (interface_.ifindex <= 0) return fail("interface '", interface_.name, "' has no ifindex");
-  std::string fallback_reason;
-  auto fd = attach_xdp_link(entry_fd(), dispatcher_->multi_buffer(), interface_, mode, fallback_reason);
-  if (!fd) return fd.error();
-  link_fd_ = *fd;
-  fallback_reason_ = std::move(fallback_reason);
-  return mode;
+  if (interfaces.empty()) interfaces.push_back(interface_);
+  std::vector<AttachedLink> made;
+  std::string fallback_reasons;
+  // Closing the links made so far detaches them: all or nothing.
+  auto undo = [&] {
+    for (auto& link : made) ::close(link.fd);
+  };
+  for (const InterfaceInfo& interface : interfaces) {
+    if (interface.ifindex <= 0) {
+      undo();
+      return fail("interface '", interface.name, "' has no ifindex");
+    }
+    AttachMode got = mode;
+    std::string fallback_reason;
+    auto fd = attach_xdp_link(entry_fd(), dispatcher_->multi_buffer(), interface, got, fallback_reason);
+    if (!fd) {
+      undo();
+      return fd.error();
+    }
+    made.push_back(AttachedLink{.interface = interface, .mode = got, .fd = *fd});
+    if (!fallback_reason.empty())
+      fallback_reasons += (fallback_reasons.empty() ? "" : "; ") +
+                          (interfaces.size() > 1 ? interface.name + ": " : std::string()) + fallback_reason;
+  }
+  links_ = std::move(made);
+  fallback_reason_ = std::move(fallback_reasons);
+  return links_.front().mode;
 }
 
 void Pipeline::detach() {
-  if (link_fd_ >= 0) {
-    ::close(link_fd_);  // the link was never pinned: closing its last fd detaches the program
-    link_fd_ = -1;
-  }
+  // Closing a link's last fd detaches the program (a persisted run's pins are other references).
+  for (auto& link : links_) ::close(link.fd);
+  links_.clear();
 }
 
-std::uint32_t Pipeline::link_id() const {
-  if (link_fd_ < 0) return 0;
+std::uint32_t link_id_of(int link_fd) {
   bpf_link_info info{};
   __u32 length = sizeof(info);
-  if (bpf_obj_get_info_by_fd(link_fd_, &info, &length) != 0) return 0;
+  if (link_fd < 0 || bpf_obj_get_info_by_fd(link_fd, &info, &length) != 0) return 0;
   return info.id;
 }
+
+std::uint32_t Pipeline::link_id() const { return links_.empty() ? 0 : link_id_of(links_.front().fd); }
 
 std::uint32_t Pipeline::dispatcher_prog_id() const { return dispatcher_->prog_id(); }
 int Pipeline::dispatcher_fd() const { return dispatcher_->prog_fd(); }
@@ -781,6 +834,22 @@ Result<CounterTotals> Pipeline::counters(int index) const {
   if (!all) return all.error();
   if (index < 0) return all->pipeline;
   return all->stages.at(index);
+}
+
+Result<InterfaceTotals> read_interface_counters(int map_fd, int ifindex) {
+  if (ifindex <= 0 || ifindex >= XDPP_MAX_IFINDEX)
+    return fail("ifindex ", std::to_string(ifindex), " is beyond the per-interface counters (", std::to_string(XDPP_MAX_IFINDEX), ")");
+  auto values = read_percpu<xdpp_if_counters>(map_fd, "interface counters", static_cast<std::uint32_t>(ifindex));
+  if (!values) return values.error();
+  InterfaceTotals totals;
+  for (const auto& cpu : *values) totals.packets += cpu.packets;
+  return totals;
+}
+
+Result<InterfaceTotals> Pipeline::interface_counters(int ifindex) const {
+  auto map = dispatcher_->map(XDPP_IF_COUNTERS_MAP_NAME);
+  if (!map) return map.error();
+  return read_interface_counters(map->fd, ifindex);
 }
 
 Result<xdpp_packet> Pipeline::packet_context(int cpu) const {

@@ -87,6 +87,18 @@ struct SwapRequest {
   bool reset_state = false;                      // start with fresh maps instead of the old ones
 };
 
+/// One interface the dispatcher is attached to, through a bpf_link.
+struct AttachedLink {
+  InterfaceInfo interface;
+  AttachMode mode = AttachMode::native;  // the mode it got (never automatic)
+  int fd = -1;
+};
+
+/// Packets the dispatcher received on one interface, summed over CPUs.
+struct InterfaceTotals {
+  std::uint64_t packets = 0;
+};
+
 /// What one packet did in BPF_PROG_TEST_RUN.
 struct TestRunResult {
   std::uint32_t verdict = 0;            // XDP action
@@ -114,28 +126,34 @@ class Pipeline {
                                                 InterfaceInfo interface);
 
   /// Takes over a pipeline that a persisted run left in the kernel: the programs and maps pinned under
-  /// `pins` (dispatcher/, one directory per stage, see state.h) and its pinned XDP link. Loads nothing and
-  /// writes no map; `running` is the spec that run recorded (its stages, in order, with their settings),
-  /// with plugins of this executable, `contract` the contract version it was built with and `bases` its
-  /// counter bases. Checks that the link runs the pinned program of slot 0 (contract 1: the pinned
-  /// dispatcher), that every chain slot holds the pinned stage program, and that nothing follows the last
+  /// `pins` (dispatcher/, one directory per stage, see state.h) and its pinned XDP links, one per interface
+  /// (`links`: their fds are duplicated, the caller keeps its own). Loads nothing and writes no map;
+  /// `running` is the spec that run recorded (its stages, in order, with their settings), with plugins of
+  /// this executable, `contract` the contract version it was built with and `bases` its counter bases.
+  /// Checks that every link runs the pinned program of slot 0 (contract 1: the pinned dispatcher) on its
+  /// interface, that every chain slot holds the pinned stage program, and that nothing follows the last
   /// stage. A pipeline of another contract can only be replaced (rebuild), not changed in place.
   static Result<std::unique_ptr<Pipeline>> adopt(PipelineSpec running, const SearchPaths& paths,
                                                  InterfaceInfo interface, const std::filesystem::path& pins,
                                                  const RecordedObject& dispatcher,
-                                                 const std::vector<RecordedObject>& stages, int link_fd,
-                                                 int contract, CounterBases bases);
+                                                 const std::vector<RecordedObject>& stages,
+                                                 const std::vector<AttachedLink>& links, int contract,
+                                                 CounterBases bases);
 
-  /// Attaches the chain (the program of slot 0) to the interface through a bpf_link; says which mode it
-  /// got. Errors name the cause and the remedy (host/attach.h).
-  Result<AttachMode> attach(AttachMode mode);
-  /// Why `auto` fell back to generic mode in attach(), or "" when it did not.
+  /// Attaches the chain (the program of slot 0) through one bpf_link per interface (default: interface());
+  /// the chain, its state and counters are shared. Says which mode the first got (`auto` is decided per
+  /// interface; see links()). All or nothing: a failure detaches the links already made. Errors name the
+  /// cause and the remedy (host/attach.h).
+  Result<AttachMode> attach(AttachMode mode, std::vector<InterfaceInfo> interfaces = {});
+  /// Why `auto` fell back to generic mode in attach() ("IF: reason", one per interface that fell back), or
+  /// "" when it did not.
   const std::string& fallback_reason() const { return fallback_reason_; }
-  /// Detaches (destroys the link). Also done by the destructor.
+  /// Detaches (destroys the links). Also done by the destructor.
   void detach();
-  bool attached() const { return link_fd_ >= 0; }
-  /// The bpf_link (for pinning), or -1.
-  int link_fd() const { return link_fd_; }
+  bool attached() const { return !links_.empty(); }
+  /// The bpf_links, one per interface, in the order attached (for pinning and status).
+  const std::vector<AttachedLink>& links() const { return links_; }
+  /// The first link's id (0 when detached).
   std::uint32_t link_id() const;
 
   /// Replaces stage `name`'s program and/or plugin. The new object is loaded and verified using the old
@@ -158,9 +176,10 @@ class Pipeline {
 
   /// A new pipeline for `spec` (other stages, order, or pipeline settings) with its own chain; stages whose
   /// name and plugin it shares with this one take over their maps (state). When this pipeline is attached,
-  /// the new chain's first stage replaces what the link runs with one atomic bpf_link update and the
-  /// returned pipeline owns the link; on failure this pipeline is unchanged. The new chain counts in the
-  /// other counters slot; what this one counted becomes its bases. With `fresh_if_changed`, a
+  /// the new chain's first stage replaces what every link runs (one atomic bpf_link update per interface)
+  /// and the returned pipeline owns the links; on failure this pipeline is unchanged (links already
+  /// switched are switched back). The new chain counts in the other counters slot; what this one counted
+  /// becomes its bases. With `fresh_if_changed`, a
   /// map whose shape changed starts empty instead of refusing the rebuild (the others still carry over).
   /// `before_switch` runs on the loaded new pipeline just before the switch; its failure cancels it.
   Result<std::unique_ptr<Pipeline>> rebuild(PipelineSpec spec, bool fresh_if_changed = false,
@@ -202,6 +221,8 @@ class Pipeline {
   /// Every stage's counters and the pipeline's.
   Result<ChainCounters> chain_counters() const;
   const CounterBases& counter_bases() const { return bases_; }
+  /// What the pipeline received on interface `ifindex` (counted by the entry stage when attached to several).
+  Result<InterfaceTotals> interface_counters(int ifindex) const;
   /// The per-CPU packet context that parse filled, as CPU `cpu` last left it.
   Result<xdpp_packet> packet_context(int cpu) const;
 
@@ -211,6 +232,8 @@ class Pipeline {
                                                         InterfaceInfo interface, Pipeline* previous,
                                                         bool fresh_if_changed = false);
   Status rebuild_event_readers();
+  /// Points every link at `to` (replacing `from`); on a failure, the links already switched go back.
+  Status switch_links(int from, int to);
   /// Has `previous`'s stages rewrite the maps they share with the first `count` of this one's stages.
   void restore_configuration(Pipeline& previous, std::size_t count);
   struct Impl;
@@ -222,7 +245,7 @@ class Pipeline {
   std::vector<LiveStage> stages_;
   CounterBases bases_;
   int contract_ = XDPP_CONTRACT_VERSION;  // of an adopted pipeline: what built it
-  int link_fd_ = -1;
+  std::vector<AttachedLink> links_;
   std::string fallback_reason_;
 };
 
@@ -236,5 +259,10 @@ Result<std::shared_ptr<Stage>> create_stage(const std::shared_ptr<LoadedPlugin>&
 /// the program, the contract version, the constants and shared maps. For `check`.
 Status check_stage_objects(const PipelineSpec& pipeline);
 
+/// Reads entry `ifindex` of a per-interface counters map (the root object's) by fd, summed over CPUs.
+Result<InterfaceTotals> read_interface_counters(int map_fd, int ifindex);
+
+/// The id of a bpf_link, or 0.
+std::uint32_t link_id_of(int link_fd);
 
 }  // namespace xdpp

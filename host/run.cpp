@@ -2,6 +2,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -13,6 +14,7 @@
 
 #include "commands.h"
 #include "control.h"
+#include "file_watch.h"
 #include "interface.h"
 #include "log.h"
 #include "metrics.h"
@@ -50,6 +52,12 @@ void print_stages(Pipeline& pipeline) {
     if (!described.empty()) line += ": " + described;
     log::info(line);
   }
+}
+
+// Tells systemd (Type=notify) where the daemon is: READY=1, RELOADING=1, STOPPING=1. Without NOTIFY_SOCKET
+// (not started by systemd) it does nothing.
+void notify_service(const std::string& state) {
+  if (int err = sd_notify(0, state.c_str()); err < 0) log::debug("sd_notify: " + std::string(std::strerror(-err)));
 }
 
 // stdout carries the events, one per line.
@@ -141,20 +149,33 @@ bool same_shape(const PipelineSpec& running, const PipelineSpec& edited) {
 // The running pipeline and what changes it: the event loop, the control channel and SIGHUP.
 class Runner {
  public:
-  Runner(std::unique_ptr<Pipeline> pipeline, CommandOptions options)
-      : pipeline_(std::move(pipeline)), options_(std::move(options)), name_(pipeline_->spec().name) {
+  Runner(std::unique_ptr<Pipeline> pipeline, CommandOptions options, std::shared_ptr<DaemonHealth> health)
+      : pipeline_(std::move(pipeline)), options_(std::move(options)), name_(pipeline_->spec().name),
+        health_(std::move(health)) {
     pipeline_->set_swap_event_handler(print_event);
     pipeline_->set_events_need_json(false);  // run prints the text only
   }
 
   Pipeline& pipeline() { return *pipeline_; }
   std::mutex& mutex() { return mutex_; }
-  /// Held for a whole change (a request, a SIGHUP reload): the control thread and the main thread change
-  /// the pipeline one at a time, and a change reads the running spec before it locks mutex().
-  std::mutex& change_mutex() { return change_mutex_; }
+
+  /// Held for a whole change (a request, a SIGHUP or --watch reload): the control thread and the main
+  /// thread change the pipeline one at a time, and a change reads the running spec before it locks
+  /// mutex(). Meanwhile /readyz answers 503.
+  class Change {
+   public:
+    explicit Change(Runner& runner) : lock_(runner.change_mutex_), health_(*runner.health_) { health_.changing = true; }
+    ~Change() { health_.changing = false; }
+    Change(const Change&) = delete;
+    Change& operator=(const Change&) = delete;
+
+   private:
+    std::lock_guard<std::mutex> lock_;
+    DaemonHealth& health_;
+  };
 
   control::Reply handle(const control::Request& request) {
-    std::lock_guard changing(change_mutex_);
+    Change changing(*this);
     const auto started = std::chrono::steady_clock::now();
     live_at_ = {};
     invalid_ = false;
@@ -197,17 +218,14 @@ class Runner {
     return control::Reply::success(what, ms, total_ms);
   }
 
+  /// Applies the pipeline file (its own, or `file`) transactionally: a refused one changes nothing. The
+  /// caller holds a Change. Counted in xdp_pipeline_config_reloads_total{result}; systemd is told.
   Status reload(const std::string& file, std::string& what) {
-    auto edited = load_pipeline_file(file.empty() ? pipeline_->spec().file : file, options_.overrides, SearchPaths::builtin());
-    if (!edited) return invalid(edited.error());
-    const PipelineSpec& running = pipeline_->spec();
-    if (edited->name != running.name)
-      return invalid(fail("the file names pipeline '", edited->name, "', this is '", running.name, "'"));
-    if (edited->interface != running.interface) return invalid(fail("the interface changed; that takes a new run"));
-    if (edited->mode != running.mode) return invalid(fail("the attach mode changed; that takes a new run"));
-    if (edited->metrics != running.metrics) return invalid(fail("the metrics address changed; that takes a new run"));
-    if (edited->persist != running.persist) return invalid(fail("persist changed; that takes a new run"));
-    return apply(std::move(*edited), "", false, what, kReloadResetHint);
+    notify_service("RELOADING=1");
+    Status done = reload_file(file, what);
+    ++(done ? health_->reloads_succeeded : health_->reloads_failed);
+    notify_service("READY=1\nSTATUS=" + std::string(done ? "reloaded" : "reload refused: " + done.error().message));
+    return done;
   }
 
   // Makes the running pipeline `edited`. Same stages in the same order (and no `new_chain` reason): untouched
@@ -253,6 +271,20 @@ class Runner {
   void set_mode(std::string mode) { mode_ = std::move(mode); }
 
  private:
+  Status reload_file(const std::string& file, std::string& what) {
+    auto edited = load_pipeline_file(file.empty() ? pipeline_->spec().file : file, options_.overrides, SearchPaths::builtin());
+    if (!edited) return invalid(edited.error());
+    const PipelineSpec& running = pipeline_->spec();
+    if (edited->name != running.name)
+      return invalid(fail("the file names pipeline '", edited->name, "', this is '", running.name, "'"));
+    if (edited->interfaces != running.interfaces) return invalid(fail("the interface changed; that takes a new run"));
+    if (edited->watch != running.watch) return invalid(fail("watch changed; that takes a new run"));
+    if (edited->mode != running.mode) return invalid(fail("the attach mode changed; that takes a new run"));
+    if (edited->metrics != running.metrics) return invalid(fail("the metrics address changed; that takes a new run"));
+    if (edited->persist != running.persist) return invalid(fail("persist changed; that takes a new run"));
+    return apply(std::move(*edited), "", false, what, kReloadResetHint);
+  }
+
   Status invalid(Error error) {
     invalid_ = true;
     return error;
@@ -346,6 +378,7 @@ class Runner {
   std::unique_ptr<Pipeline> pipeline_;
   CommandOptions options_;
   std::string name_;
+  std::shared_ptr<DaemonHealth> health_;
   std::string mode_;
   std::mutex mutex_;  // the metrics thread reads counters while the main thread may swap
   std::mutex change_mutex_;
@@ -397,9 +430,12 @@ class MetricsFeed {
 
 }  // namespace
 
-Result<PipelineSpec> read_pipeline(const CommandOptions& options) {
-  auto spec = load_pipeline_file(options.file, options.overrides, SearchPaths::builtin());
+Result<PipelineSpec> read_pipeline(const CommandOptions& options, std::string* text) {
+  auto read = read_pipeline_text(options.file);
+  auto spec = read ? parse_pipeline(*read, options.file, options.overrides, SearchPaths::builtin())
+                   : Result<PipelineSpec>(read.error());
   if (!spec) log::error(spec.error().message);
+  if (spec && text) *text = std::move(*read);
   return spec;
 }
 
@@ -456,7 +492,8 @@ int command_run(const CommandOptions& options) {
     log::error(std::string("--mode ") + kOffloadReason);  // "--mode offload is impossible ..."
     return kExitUsage;
   }
-  auto spec = read_pipeline(options);
+  std::string text;  // as read: what --watch compares the file with
+  auto spec = read_pipeline(options, &text);
   if (!spec) return kExitUsage;
   if (geteuid() != 0) {
     log::error("run needs root (CAP_BPF and CAP_NET_ADMIN) to load and attach XDP programs: run it from a root "
@@ -479,16 +516,19 @@ int command_run(const CommandOptions& options) {
   // namespace it was made in, so it is made before --netns is entered. Until the pipeline runs, a scrape
   // finds no stage counters.
   MetricsFeed feed;
+  // What the probes and xdp_pipeline_up say: not ready until the pipeline runs with its event readers.
+  auto health = std::make_shared<DaemonHealth>();
+  health->beat();
   std::unique_ptr<MetricsServer> metrics;
   auto start_metrics = [&]() -> bool {
-    auto served = serve_metrics(*spec->metrics, name, [&feed] { return feed.read(); });
+    auto served = serve_metrics(*spec->metrics, name, [&feed] { return feed.read(); }, health);
     if (!served) {
       log::error("pipeline '" + name + "': " + served.error().message);
       return false;
     }
     metrics = std::move(*served);
-    log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics in " +
-              describe_netns());
+    log::info("pipeline '" + name + "': metrics at http://" + metrics->address() + "/metrics in " + describe_netns() +
+              " (probes /healthz, /readyz)");
     return true;
   };
   const bool metrics_in_netns = options.netns && options.metrics_in_pipeline_netns;
@@ -502,20 +542,29 @@ int command_run(const CommandOptions& options) {
     }
   }
   if (spec->metrics && metrics_in_netns && !start_metrics()) return kExitUsage;
-  auto interface = lookup_interface(spec->interface);
-  if (!interface) {
-    if (spec->interface.empty()) {
-      log::error("no interface to attach to: pass --interface IF, or set [pipeline] interface in " + options.file);
-      return kExitUsage;
-    }
-    // The shipped files name eth0; a host without it gets the names it does have.
-    std::string names;
-    for (const auto& each : interface_names()) names += (names.empty() ? "" : ", ") + each;
-    log::error("interface '" + spec->interface + "' does not exist in " + describe_netns() +
-               " (interfaces there: " + (names.empty() ? "none" : names) + "); name one with --interface IF " +
-               "(it overrides [pipeline] interface in " + options.file + ")" +
-               (options.netns ? "" : ", or run in another namespace with --netns NS"));
+  if (spec->interfaces.empty()) {
+    log::error("no interface to attach to: pass --interface IF, or set [pipeline] interface in " + options.file);
     return kExitUsage;
+  }
+  // Names or rules ([pipeline] interface), resolved here on the node. The shipped files name eth0; a host
+  // without it gets the names it does have.
+  auto interfaces = resolve_interfaces(spec->interfaces);
+  if (!interfaces) {
+    log::error(interfaces.error().message + "; name one with --interface IF (it overrides [pipeline] interface in " +
+               options.file + ")" + (options.netns ? "" : ", or run in another namespace with --netns NS"));
+    return kExitUsage;
+  }
+  std::string interface_list;
+  for (const InterfaceInfo& interface : *interfaces) interface_list += (interface_list.empty() ? "" : ", ") + interface.name;
+  // Compared with the text the spec came from: an update written meanwhile is applied once the loop runs.
+  std::unique_ptr<FileWatch> watcher;
+  if (options.watch || spec->watch) {
+    auto opened = FileWatch::open(options.file, text);
+    if (!opened) {
+      log::error("pipeline '" + name + "': " + opened.error().message);
+      return kExitFailure;
+    }
+    watcher = std::move(*opened);
   }
   const AttachMode wanted = spec->mode;
   auto control = ControlServer::listen(name);
@@ -523,7 +572,7 @@ int command_run(const CommandOptions& options) {
     log::error("pipeline '" + name + "': " + control.error().message);
     return kExitFailure;
   }
-  auto adoption = adopt_persisted(*spec, *interface);
+  auto adoption = adopt_persisted(*spec, *interfaces);
   if (!adoption) {
     log::error(adoption.error().message);
     return kExitFailure;
@@ -539,11 +588,11 @@ int command_run(const CommandOptions& options) {
     auto queued = adopted.consume_events(print_event);
     std::fflush(stdout);
     mode_name = read_run_state(name)->json.value("mode", to_string(wanted));
-    log::info("pipeline '" + name + "': adopted from pid " + std::to_string(adoption->pid) + " on " + interface->name +
+    log::info("pipeline '" + name + "': adopted from pid " + std::to_string(adoption->pid) + " on " + interface_list +
               " (link id " + std::to_string(adopted.link_id()) + ", entry prog id " +
               std::to_string(adopted.entry_prog_id()) + "), " + std::to_string(queued ? *queued : 0) +
               " event(s) queued meanwhile delivered");
-    runner = std::make_unique<Runner>(std::move(adoption->pipeline), options);
+    runner = std::make_unique<Runner>(std::move(adoption->pipeline), options, health);
     runner->set_mode(mode_name);
     // What runs becomes what the file says: the reload's own path (in place, or a new chain by one link update).
     if (!adoption->new_chain_reason.empty())
@@ -558,12 +607,13 @@ int command_run(const CommandOptions& options) {
     }
     log::info("pipeline '" + name + "': " + what);
   } else {
-    auto loaded = Pipeline::load(std::move(*spec), SearchPaths::builtin(), *interface);
+    // Plugins are told the first interface (icmp_lb's default source MAC); every interface gets a link.
+    auto loaded = Pipeline::load(std::move(*spec), SearchPaths::builtin(), interfaces->front());
     if (!loaded) {
       log::error("pipeline '" + name + "': " + loaded.error().message);
       return kExitFailure;
     }
-    auto mode = (*loaded)->attach(wanted);
+    auto mode = (*loaded)->attach(wanted, *interfaces);
     if (!mode) {
       log::error("pipeline '" + name + "': " + mode.error().message);
       return kExitFailure;
@@ -572,13 +622,13 @@ int command_run(const CommandOptions& options) {
       log::warn("pipeline '" + name + "': mode auto fell back to generic mode (the slow path): " +
                 (*loaded)->fallback_reason());
     mode_name = to_string(*mode);
-    runner = std::make_unique<Runner>(std::move(*loaded), options);
+    runner = std::make_unique<Runner>(std::move(*loaded), options, health);
     runner->set_mode(mode_name);
-    log::info("pipeline '" + name + "' attached to " + interface->name + " in " + mode_name + " mode" +
-              (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " +
-              std::to_string(runner->pipeline().link_id()) + ", entry prog id " +
-              std::to_string(runner->pipeline().entry_prog_id()) + ", stage '" +
-              runner->pipeline().stages().front().spec.name + "')");
+    for (const AttachedLink& link : runner->pipeline().links())
+      log::info("pipeline '" + name + "' attached to " + link.interface.name + " in " + to_string(link.mode) + " mode" +
+                (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " + std::to_string(link_id_of(link.fd)) +
+                ", entry prog id " + std::to_string(runner->pipeline().entry_prog_id()) + ", stage '" +
+                runner->pipeline().stages().front().spec.name + "')");
   }
   Runner& running = *runner;
   print_stages(running.pipeline());
@@ -598,18 +648,44 @@ int command_run(const CommandOptions& options) {
   log::info("pipeline '" + name + "': control socket " + (kRunRoot / (name + ".sock")).string() + ", state " +
             (kRunRoot / (name + ".json")).string() + (persist ? ", persisted: it outlives this daemon" : ""));
   MetricsFeed::Connection feeding(feed, running);
+  if (watcher) log::info("pipeline '" + name + "': watching " + options.file + " (reloads when it changes)");
+
+  // A reload of the pipeline's own file on this thread (SIGHUP, --watch), as a request would be: whatever
+  // the file holds, the daemon carries on.
+  auto reload_own_file = [&](const std::string& why) {
+    std::string what;
+    Status reloaded;
+    try {
+      Runner::Change changing(running);
+      reloaded = running.reload("", what);
+    } catch (const std::exception& error) {
+      reloaded = fail(error.what());
+    }
+    if (reloaded)
+      log::info("pipeline '" + name + "': " + why + ": " + what);
+    else
+      log::warn("pipeline '" + name + "': " + why + ": reload refused, nothing changed: " + reloaded.error().message);
+  };
 
   int status = 0;
   {
     ControlThread control_thread(**control, running);
+    // Attached, the control socket served, and the loop below reads the events: ready.
+    health->beat();
+    health->attached = true;
+    notify_service("READY=1\nSTATUS=attached to " + interface_list);
     while (!stop_signal) {
+      health->beat();
       int event_fd;
       {
         std::lock_guard lock(running.mutex());  // a reload replaces the pipeline, and its event fd with it
         event_fd = running.pipeline().event_fd();
       }
-      pollfd fds[1] = {{.fd = event_fd, .events = POLLIN, .revents = 0}};
-      int ready = ::poll(fds, event_fd >= 0 ? 1 : 0, 100);
+      pollfd fds[2] = {{.fd = event_fd, .events = POLLIN, .revents = 0},
+                       {.fd = watcher ? watcher->fd() : -1, .events = POLLIN, .revents = 0}};
+      int timeout = 100;
+      if (watcher && watcher->timeout_ms() >= 0) timeout = std::min(timeout, watcher->timeout_ms());
+      int ready = ::poll(fds, 2, timeout);  // a negative fd is ignored
       if (ready < 0 && errno != EINTR) {
         log::error(std::string("poll: ") + std::strerror(errno));
         status = kExitFailure;
@@ -617,18 +693,11 @@ int command_run(const CommandOptions& options) {
       }
       if (reload_signal) {
         reload_signal = 0;
-        std::string what;
-        Status reloaded;
-        try {  // as a request would be: whatever the file holds, the daemon carries on
-          std::lock_guard changing(running.change_mutex());
-          reloaded = running.reload("", what);
-        } catch (const std::exception& error) {
-          reloaded = fail(error.what());
-        }
-        if (reloaded)
-          log::info("pipeline '" + name + "': SIGHUP: " + what);
-        else
-          log::warn("pipeline '" + name + "': SIGHUP: reload refused, nothing changed: " + reloaded.error().message);
+        reload_own_file("SIGHUP");
+      }
+      if (watcher) {
+        if (ready > 0 && (fds[1].revents & POLLIN)) watcher->drain();
+        if (watcher->changed()) reload_own_file(options.file + " changed");
       }
       Result<int> consumed = 0;
       {
@@ -642,16 +711,18 @@ int command_run(const CommandOptions& options) {
       }
       std::fflush(stdout);
     }
+    health->attached = false;
+    notify_service("STOPPING=1");
   }  // the control thread ends here: no change can start after this point
   const std::string why = stop_signal ? std::string(" (") + strsignal(stop_signal) + ")" : "";
   if (persist) {
-    // The pinned link, chain, programs and maps keep it running; the next run adopts it.
-    log::info("pipeline '" + name + "' keeps running on " + interface->name + " without a daemon (persisted)" + why +
+    // The pinned links, chain, programs and maps keep it running; the next run adopts it.
+    log::info("pipeline '" + name + "' keeps running on " + interface_list + " without a daemon (persisted)" + why +
               "; `xdp-pipeline run` of the same file adopts it, `xdp-pipeline detach " + name + "` removes it");
     return status;
   }
   running.pipeline().detach();
-  log::info("pipeline '" + name + "' detached from " + interface->name + why);
+  log::info("pipeline '" + name + "' detached from " + interface_list + why);
   return status;
 }
 

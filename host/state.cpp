@@ -107,8 +107,8 @@ std::string toml_text(const toml::table& table) {
   return out.str();
 }
 
-std::uint32_t counters_map_id(const LoadedObject& object) {
-  auto map = object.map(XDPP_COUNTERS_MAP_NAME);
+std::uint32_t counters_map_id(const LoadedObject& object, const char* map_name = XDPP_COUNTERS_MAP_NAME) {
+  auto map = object.map(map_name);
   if (!map) return 0;
   bpf_map_info info{};
   __u32 length = sizeof(info);
@@ -162,9 +162,20 @@ std::filesystem::path link_pin(const std::string& name, const std::string& inter
   return kPinRoot / name / "links" / pin_component(interface);
 }
 
+std::vector<std::string> RunState::interfaces() const {
+  std::vector<std::string> names;
+  for (const auto& interface : json.value("interfaces", nlohmann::json::array()))
+    if (interface.contains("name") && interface["name"].is_string()) names.push_back(interface["name"]);
+  if (names.empty() && json.contains("interface") && json["interface"].is_string()) names.push_back(json["interface"]);
+  return names;
+}
+
 bool RunState::persisted() const {
+  if (!json.value("persist", false)) return false;
   std::error_code error;
-  return json.value("persist", false) && std::filesystem::exists(link_pin(name, json.value("interface", "")), error);
+  for (const std::string& interface : interfaces())
+    if (std::filesystem::exists(link_pin(name, interface), error)) return true;
+  return false;
 }
 
 namespace {
@@ -229,9 +240,10 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
     XDPP_TRY(pin_object(pipeline.dispatcher_object(), root / "dispatcher", persist, pinned));
     for (const LiveStage& stage : pipeline.stages())
       XDPP_TRY(pin_object(*stage.object, root / stage.spec.name, persist, pinned));
-    if (persist && pipeline.link_fd() >= 0) {
+    if (persist && pipeline.attached()) {
       XDPP_TRY(ensure_private_dir(root / "links", 0700));
-      XDPP_TRY(pin_replacing(pipeline.link_fd(), link_pin(name, pipeline.interface().name), pinned));
+      for (const AttachedLink& link : pipeline.links())
+        XDPP_TRY(pin_replacing(link.fd, link_pin(name, link.interface.name), pinned));
     }
     prune(root, pinned);
   } else if (!pinning) {
@@ -253,9 +265,21 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
                       {"plugin_file", stage.spec.plugin_file.string()},
                       {"pins", pinning ? (root / stage.spec.name).string() : ""}});
   }
+  // One entry per attached interface (a pipeline may serve several); "interface" lists their names.
+  nlohmann::json interfaces = nlohmann::json::array();
+  std::string names;
+  for (const AttachedLink& link : pipeline.links()) {
+    interfaces.push_back({{"name", link.interface.name},
+                          {"ifindex", link.interface.ifindex},
+                          {"mode", to_string(link.mode)},
+                          {"link_id", link_id_of(link.fd)}});
+    names += (names.empty() ? "" : ",") + link.interface.name;
+  }
+  if (names.empty()) names = pipeline.interface().name;
   nlohmann::json state = {{"name", name},
                           {"file", pipeline.spec().file},
-                          {"interface", pipeline.interface().name},
+                          {"interface", names},
+                          {"interfaces", interfaces},
                           {"ifindex", pipeline.interface().ifindex},
                           {"mode", mode},
                           {"link_id", pipeline.link_id()},
@@ -269,6 +293,7 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
                             {"prog_tag", prog_tag(pipeline.dispatcher_fd())},
                             {"object", pipeline.dispatcher_object().file().string()},
                             {"object_sha256", pipeline.dispatcher_object().digest()},
+                            {"interfaces_map_id", counters_map_id(pipeline.dispatcher_object(), XDPP_IF_COUNTERS_MAP_NAME)},
                             {"pins", pinning ? (root / "dispatcher").string() : ""}}},
                           {"pid", ::getpid()},
                           {"version", XDPP_VERSION},

@@ -4,7 +4,7 @@
 // next run of the same name (which holds the name's run lock, run_lock.h, so nothing else uses them).
 //
 // A persisted pipeline (persist = true, run --persist) pins what keeps it running without a daemon too:
-//   NAME/links/IFNAME            the XDP bpf_link (the only reference that keeps it attached)
+//   NAME/links/IFNAME            the XDP bpf_link, one per interface (the only reference that keeps it attached)
 //   NAME/dispatcher/xdpp_chain   the chain (the kernel empties a prog array when its last fd or pin goes)
 //   NAME/dispatcher/xdp-program, NAME/STAGE/xdp-program   the programs
 // and its state file stays, recording what runs (objects and their SHA-256, program tags, settings,
@@ -32,6 +32,8 @@ struct RunState {
   int pid = 0;
   /// A daemon runs it (holds its run lock).
   bool alive() const;
+  /// The interfaces it is attached to, in order ("interfaces", or the one "interface" of older states).
+  std::vector<std::string> interfaces() const;
   /// It was persisted and its link is still pinned: it runs, with or without a daemon.
   bool persisted() const;
 };

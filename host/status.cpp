@@ -22,6 +22,7 @@ void on_stop(int) { stop_watch = 1; }
 
 struct Sample {
   std::map<std::string, CounterTotals> counters;  // by stage name, and the whole pipeline's under kPipelineRow
+  std::map<std::string, InterfaceTotals> interfaces;  // by interface name
   std::chrono::steady_clock::time_point at;
 };
 
@@ -50,6 +51,18 @@ Result<Sample> sample(const RunState& run) {
   ChainCounters chain = derive_counters(names, ended, bases);
   result.counters[kPipelineRow] = chain.pipeline;
   for (std::size_t i = 0; i < names.size(); ++i) result.counters[names[i]] = chain.stages[i];
+  // What the pipeline received on each interface it is attached to: with one interface, everything it
+  // received (the entry stage counts per interface only for several).
+  const auto interfaces = run.json.value("interfaces", nlohmann::json::array());
+  if (interfaces.size() == 1) {
+    result.interfaces[interfaces[0].value("name", "")] = {.packets = chain.pipeline.packets};
+  } else if (std::uint32_t id = run.json["dispatcher"].value("interfaces_map_id", 0u); id && interfaces.size() > 1) {
+    UniqueFd fd(bpf_map_get_fd_by_id(id));
+    if (!fd) return fail("interface counters map id ", std::to_string(id), ": ", std::strerror(errno));
+    for (const auto& interface : interfaces)
+      if (auto totals = read_interface_counters(fd.get(), interface.value("ifindex", 0)))
+        result.interfaces[interface.value("name", "")] = *totals;
+  }
   return result;
 }
 
@@ -93,6 +106,21 @@ nlohmann::json status_json(const RunState& run, bool daemon, const Sample& befor
                       {"packets_per_second", rate(before, after, name)}});
   }
   json["stages"] = std::move(stages);
+  nlohmann::json interfaces = nlohmann::json::array();
+  for (const auto& interface : run.json.value("interfaces", nlohmann::json::array())) {
+    const std::string name = interface["name"];
+    nlohmann::json entry = {{"name", name}, {"ifindex", interface["ifindex"]}, {"mode", interface["mode"]},
+                            {"link_id", interface["link_id"]}};
+    if (after.interfaces.count(name)) {
+      const InterfaceTotals& now = after.interfaces.at(name);
+      double seconds = std::chrono::duration<double>(after.at - before.at).count();
+      std::uint64_t then = before.interfaces.count(name) ? before.interfaces.at(name).packets : now.packets;
+      entry["packets"] = now.packets;
+      entry["packets_per_second"] = seconds > 0 && now.packets >= then ? (now.packets - then) / seconds : 0.0;
+    }
+    interfaces.push_back(std::move(entry));
+  }
+  json["interfaces"] = std::move(interfaces);
   return json;
 }
 
@@ -116,6 +144,11 @@ void print_table(const nlohmann::json& status) {
                 c["events_lost"].get<unsigned long long>());
   };
   row("-", kPipelineRow, "-", status["pipeline"]);
+  for (const auto& interface : status.value("interfaces", nlohmann::json::array()))
+    if (interface.contains("packets"))
+      std::printf("  %-4s %-16s %-12s %7llu %12llu %10.0f\n", "if", interface["name"].get<std::string>().c_str(),
+                  interface["mode"].get<std::string>().c_str(), interface["link_id"].get<unsigned long long>(),
+                  interface["packets"].get<unsigned long long>(), interface["packets_per_second"].get<double>());
   for (const auto& stage : status["stages"])
     row(std::to_string(stage["slot"].get<int>()), stage["name"], stage["plugin"], stage);
 }

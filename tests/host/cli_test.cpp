@@ -89,7 +89,7 @@ TEST(Usage, EveryCommandsUsageShowsEveryOptionAndHasAnExample) {
 TEST(Usage, UnknownOptionShowsTheUsage) {
   CommandResult result = run_command({kExecutable, "run", kFullConfig, "--metric", "9100"});
   EXPECT_EQ(result.exit_code, kExitUsage) << describe(result);
-  EXPECT_TRUE(contains(result.err, "usage: xdp-pipeline run FILE [--interface IF]")) << result.err;
+  EXPECT_TRUE(contains(result.err, "usage: xdp-pipeline run FILE [--interface IF[,IF...]]")) << result.err;
   EXPECT_TRUE(contains(result.err, "--metrics [ADDR:]PORT")) << result.err;
 }
 
@@ -98,6 +98,15 @@ TEST(Usage, MissingArgumentShowsUsageAndExample) {
   EXPECT_EQ(result.exit_code, kExitUsage) << describe(result);
   EXPECT_TRUE(contains(result.err, "missing the STAGE")) << result.err;
   EXPECT_TRUE(contains(result.err, "example: xdp-pipeline set ")) << result.err;
+}
+
+// --interface takes IF or IF,IF,...: anything else is refused before anything is loaded, as a usage error.
+TEST(Usage, InterfaceListMustHoldInterfaceNames) {
+  for (const std::string bad : {"", "eth0,", "eth0,,eth1", "a/b", "eth0, eth1", "averyveryverylongname0"}) {
+    CommandResult result = run_command({kExecutable, "run", kFullConfig, "--interface", bad});
+    EXPECT_EQ(result.exit_code, kExitUsage) << describe(result);
+    EXPECT_TRUE(contains(result.err, "--interface '" + bad + "' is not IF or IF,IF,...")) << result.err;
+  }
 }
 
 TEST(Usage, MetricsNetnsNeedsNetnsAndAKnownValue) {

@@ -34,6 +34,15 @@
 #define XDPP_SCRATCH_MAP_NAME "xdpp_scratch"
 #define XDPP_COUNTERS_MAP_NAME "xdpp_counters"
 
+/* Packets per receiving interface, counted by the entry stage when one pipeline is attached to several (the host sets
+ * xdpp_count_interfaces), indexed by the receiving ifindex; an interface whose ifindex is XDPP_MAX_IFINDEX
+ * or above is counted in the totals only. */
+#define XDPP_IF_COUNTERS_MAP_NAME "xdpp_if_packets"
+#define XDPP_MAX_IFINDEX 4096
+struct xdpp_if_counters {
+	__u64 packets;
+};
+
 /* Flags in xdpp_packet.flags, written by the parse stage. */
 enum xdpp_packet_flags {
 	XDPP_F_PARSED = 1u << 0,      /* parse ran on this packet: every other field is valid */

@@ -48,6 +48,9 @@ const volatile __u32 xdpp_default_verdict = XDP_PASS;
 const volatile __u32 xdpp_entry = 0;
 /* The entry of xdpp_counters this chain writes (0 or 1, XDPP_COUNTER_SLOTS in contract.h). */
 const volatile __u32 xdpp_counters_slot = 0;
+/* 1 for the entry stage of a pipeline attached to more than one interface: it counts packets per receiving
+ * interface. With one interface the verifier removes the counting (its packets are the pipeline's). */
+const volatile __u32 xdpp_count_interfaces = 0;
 
 /* The chain. Created by the chain's root object (bpf/dispatcher/); every stage reuses the same map. */
 struct {
@@ -65,6 +68,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct xdpp_packet);
 } xdpp_scratch SEC(".maps");
+
+/* Packets per receiving interface (xdpp_count_interfaces), indexed by ifindex: an array rather than a hash,
+ * so that the verifier inlines the per-CPU lookup. Created by the chain's root object, shared by all. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XDPP_MAX_IFINDEX);
+	__type(key, __u32);
+	__type(value, struct xdpp_if_counters);
+} xdpp_if_packets SEC(".maps");
 
 /* This object's own counters: they belong to the stage, so they survive a swap of its program. */
 struct {
@@ -125,6 +137,15 @@ static __always_inline int xdpp_finish(struct xdp_md *xdp, const struct xdpp_pac
 	return verdict;
 }
 
+/* The entry's count of the packet on its receiving interface. */
+static __always_inline void xdpp_count_interface(struct xdp_md *xdp)
+{
+	__u32 ifindex = xdp->ingress_ifindex;
+	struct xdpp_if_counters *by_interface = bpf_map_lookup_elem(&xdpp_if_packets, &ifindex);
+	if (by_interface)
+		by_interface->packets++;
+}
+
 /* The section of every pipeline program: multi-buffer aware (see the top of this file). Overridable only so
  * that a test can build a single-buffer stage and check that the host refuses it in a multi-buffer chain. */
 #ifndef XDPP_SEC
@@ -152,6 +173,8 @@ static __always_inline int xdpp_finish(struct xdp_md *xdp, const struct xdpp_pac
 		if (xdpp_entry) {                                                               \
 			pkt->flags = 0;                                                         \
 			pkt->pkt_len = xdp->data_end - xdp->data;                               \
+			if (xdpp_count_interfaces)                                              \
+				xdpp_count_interface(xdp);                                      \
 		}                                                                               \
 		return xdpp_finish(xdp, pkt, NAME##_body(xdp, pkt));                            \
 	}                                                                                       \
