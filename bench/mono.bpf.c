@@ -72,16 +72,6 @@ static __always_inline int filter_ports(const struct xdpp_packet *pkt)
 	return CONTINUE;
 }
 
-static __always_inline __u16 csum_replace4(__u16 check, __u32 from, __u32 to)
-{
-	__u32 sum = (__u16)~check;
-	sum += (__u16)~from + (__u16)~(from >> 16);
-	sum += (to & 0xffff) + (to >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return ~sum;
-}
-
 /* icmp_lb's decision: XDP_TX after the rewrite, or CONTINUE. First-buffer headers only (what the
  * benchmarks send); the stage also handles headers split across buffers. */
 static __always_inline int balance_icmp(struct xdp_md *xdp, const struct xdpp_packet *pkt)
@@ -111,7 +101,7 @@ static __always_inline int balance_icmp(struct xdp_md *xdp, const struct xdpp_pa
 	const struct icmp_lb_backend *backend = &mono_cfg.backends[idx];
 	__u32 old_daddr = iph->daddr;
 	iph->daddr = backend->ip;
-	iph->check = csum_replace4(iph->check, old_daddr, backend->ip);
+	iph->check = icmp_lb_csum_replace4(iph->check, old_daddr, backend->ip);
 	__builtin_memcpy(eth->h_dest, backend->mac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, mono_cfg.lb_mac, ETH_ALEN);
 	return XDP_TX;
