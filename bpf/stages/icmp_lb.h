@@ -27,27 +27,6 @@ struct icmp_lb_set {
 #define ICMP_LB_SETS_MAP "icmp_lb_sets"
 #ifndef ICMP_LB_SETS
 #define ICMP_LB_SETS 2   /* overridable only to build a variant whose map has another shape (tests/live) */
-#ifdef __bpf__
-/* BPF side only: the checksum update of the rewrite, shared with the monolithic comparator (bench/mono.bpf.c). */
-#include <bpf/bpf_helpers.h>
-
-/*
- * RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), for a 32-bit field (two 16-bit words) that changed from
- * `from` to `to`. The one's complement sum is byte-order independent (RFC 1071, 2.B), so the words are
- * summed as they lie in memory, without swapping. Only the words that changed enter the sum, so the
- * header length (options or not) does not matter.
- */
-static __always_inline __u16 icmp_lb_csum_replace4(__u16 check, __u32 from, __u32 to)
-{
-	__u32 sum = (__u16)~check;
-	sum += (__u16)~from + (__u16)~(from >> 16);
-	sum += (to & 0xffff) + (to >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return ~sum;
-}
-#endif /* __bpf__ */
-
 #endif
 #define ICMP_LB_ACTIVE_MAP "icmp_lb_active"
 
@@ -55,7 +34,6 @@ static __always_inline __u16 icmp_lb_csum_replace4(__u16 check, __u32 from, __u3
  * advanced atomically, so one ping stream alternates strictly and many CPUs still spread evenly.
  * It is state: it survives a swap of the stage's program. */
 #define ICMP_LB_RR_MAP "icmp_lb_rr"
-
 
 #ifdef __bpf__
 /* BPF side only: the checksum update of the rewrite, shared with the monolithic comparator (bench/mono.bpf.c). */
