@@ -66,6 +66,24 @@ Result<Sample> sample(const RunState& run) {
   return result;
 }
 
+// A sample taken under the state file that is current while the maps are read, and `run` made that state.
+// The counters are only meaningful with the slot and bases of the state they were read under, and a state
+// goes stale fast: a reload publishes another slot and bases, and the reload after it zeroes the slot the
+// first one left (its counts are in the bases by then). Hence, as a seqlock: the state, the maps, the state
+// again; a sample whose state changed meanwhile (or whose maps went away with it) is taken again. A zeroed
+// slot is only ever seen after the publish that made it unused, so the second read catches it.
+Result<Sample> consistent_sample(RunState& run) {
+  for (int attempt = 0;; ++attempt) {
+    auto taken = sample(run);
+    auto current = read_run_state(run.name);
+    if (!current) return fail("the state file is gone: the pipeline stopped");
+    const bool unchanged = current->json == run.json;
+    run = std::move(*current);
+    if (unchanged) return taken;
+    if (attempt == 20) return fail("the pipeline changed during each of 20 reads of its counters; try again");
+  }
+}
+
 nlohmann::json counters_json(const CounterTotals& totals) {
   nlohmann::json json = {{"packets", totals.packets}, {"bytes", totals.bytes}, {"fell_off", totals.fell_off},
                          {"events_lost", totals.events_lost}};
@@ -175,7 +193,7 @@ int command_status(const CommandOptions& options) {
     runs = published_runs(name);
     nlohmann::json all = nlohmann::json::array();
     std::string screen;
-    for (const RunState& run : runs) {
+    for (RunState run : runs) {
       const bool daemon = run.alive();
       if (!daemon && !run.persisted()) {
         const std::string gone = "pipeline '" + run.name + "': its run (pid " + std::to_string(run.pid) +
@@ -190,7 +208,7 @@ int command_status(const CommandOptions& options) {
       }
       // Rates need two samples: the previous refresh's, or one taken a moment ago.
       if (!previous.count(run.name)) {
-        auto first = sample(run);
+        auto first = consistent_sample(run);
         if (!first) {
           log::error("pipeline '" + run.name + "': " + first.error().message);
           return kExitFailure;
@@ -198,7 +216,7 @@ int command_status(const CommandOptions& options) {
         previous[run.name] = *first;
         std::this_thread::sleep_for(std::chrono::milliseconds(options.watch ? 1000 : 250));
       }
-      auto now = sample(run);
+      auto now = consistent_sample(run);  // under the state now current, not the one read before the pause
       if (!now) {
         log::error("pipeline '" + run.name + "': " + now.error().message);
         return kExitFailure;

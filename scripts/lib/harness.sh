@@ -278,10 +278,11 @@ counter() {
   fi
   jq -r --arg s "$2" --arg f "$3" "$HARNESS_JQ_DEFS"' named_counters[] | select(.name == $s) | .counters[$f]' <<<"$1"
 }
-# counter_lines JSON: every counter of every counters object, as sorted "name.field value" lines.
+# counter_lines JSON: every counter of every counters object, the whole pipeline's total as "(pipeline)"
+# too, as sorted "name.field value" lines.
 counter_lines() {
-  jq -r "$HARNESS_JQ_DEFS"' named_counters[] | .name as $n | .counters | to_entries[] | "\($n).\(.key) \(.value)"' \
-    <<<"$1" | sort
+  jq -r "$HARNESS_JQ_DEFS"' (.pipeline // empty | {name: "(pipeline)", counters}), named_counters[]
+    | .name as $n | .counters | to_entries[] | "\($n).\(.key) \(.value)"' <<<"$1" | sort
 }
 # verdicts_add_up JSON: the packets that entered the chain (the whole pipeline's, or the first counters
 # object's) equal the sum of every verdict of every counters object: no packet lost or counted twice. Prints
