@@ -14,19 +14,14 @@ __u32 noop_bss_next;   /* set by the harness before load (initial value of .bss)
 SEC("xdp.frags") int noop_bss(struct xdp_md *xdp)
 {
 	__u32 zero = 0;
-	struct xdpp_counters *counters = bpf_map_lookup_elem(&xdpp_counters, &zero);
 	struct xdpp_packet *pkt = bpf_map_lookup_elem(&xdpp_scratch, &zero);
-	if (!counters || !pkt)
+	if (!pkt)
 		return XDP_ABORTED;
-	counters->packets++;
-	counters->bytes += xdp->data_end - xdp->data;
-	if (xdpp_next_slot != XDPP_NO_NEXT) {
-		bpf_tail_call(xdp, &xdpp_chain, noop_bss_next);
-		counters->fell_off++;
+	if (xdpp_entry) {
+		pkt->flags = 0;
+		pkt->pkt_len = xdp->data_end - xdp->data;
 	}
-	int verdict = xdpp_default_verdict;
-	if (verdict < XDP_ABORTED || verdict > XDP_REDIRECT)
-		verdict = XDP_ABORTED;
-	counters->verdict[verdict]++;
-	return verdict;
+	if (xdpp_next_slot != XDPP_NO_NEXT)
+		bpf_tail_call(xdp, &xdpp_chain, noop_bss_next);
+	return xdpp_finish(xdp, pkt, xdpp_default_verdict);
 }

@@ -19,6 +19,28 @@
 #include <xdp_pipeline/stage.h>
 #include "icmp_lb.h"
 
+/* The stage's maps (the plugin opens them by name; layouts and names in icmp_lb.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ICMP_LB_SETS);
+	__type(key, __u32);
+	__type(value, struct icmp_lb_set);
+} icmp_lb_sets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} icmp_lb_active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} icmp_lb_rr SEC(".maps");
+
 char LICENSE[] SEC("license") = "GPL";
 
 #define ICMP_ECHO_REQUEST 8
@@ -26,21 +48,6 @@ char LICENSE[] SEC("license") = "GPL";
 /* Ethernet plus two VLAN tags: the furthest parse puts an IPv4 header. */
 #define MAX_L3_OFF (ETH_HLEN + 2 * 4)
 
-/*
- * RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), for a 32-bit field (two 16-bit words) that changed from
- * `from` to `to`. The one's complement sum is byte-order independent (RFC 1071, 2.B), so the words are
- * summed as they lie in memory, without swapping. Only the words that changed enter the sum, so the
- * header length (options or not) does not matter.
- */
-static __always_inline __u16 csum_replace4(__u16 check, __u32 from, __u32 to)
-{
-	__u32 sum = (__u16)~check;
-	sum += (__u16)~from + (__u16)~(from >> 16);
-	sum += (to & 0xffff) + (to >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return ~sum;
-}
 
 XDPP_STAGE(icmp_lb)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 {
@@ -98,7 +105,7 @@ XDPP_STAGE(icmp_lb)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 	__u32 old_daddr = iph->daddr;
 	__u32 new_daddr = backend->ip;
 	iph->daddr = new_daddr;
-	iph->check = csum_replace4(iph->check, old_daddr, new_daddr);
+	iph->check = icmp_lb_csum_replace4(iph->check, old_daddr, new_daddr);
 	/* The ICMP checksum covers the ICMP message only, no pseudo-header: it stays valid. */
 
 	if (in_first_buffer) {

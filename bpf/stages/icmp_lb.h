@@ -36,30 +36,24 @@ struct icmp_lb_set {
 #define ICMP_LB_RR_MAP "icmp_lb_rr"
 
 #ifdef __bpf__
-/* icmp_lb's maps. Declared here once, for the stage's program and for anything that must share their layout
- * (bench/mono.bpf.c); BPF side only: the plugin opens them by name. */
+/* BPF side only: the checksum update of the rewrite, shared with the monolithic comparator (bench/mono.bpf.c). */
 #include <bpf/bpf_helpers.h>
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, ICMP_LB_SETS);
-	__type(key, __u32);
-	__type(value, struct icmp_lb_set);
-} icmp_lb_sets SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} icmp_lb_active SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} icmp_lb_rr SEC(".maps");
+/*
+ * RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), for a 32-bit field (two 16-bit words) that changed from
+ * `from` to `to`. The one's complement sum is byte-order independent (RFC 1071, 2.B), so the words are
+ * summed as they lie in memory, without swapping. Only the words that changed enter the sum, so the
+ * header length (options or not) does not matter.
+ */
+static __always_inline __u16 icmp_lb_csum_replace4(__u16 check, __u32 from, __u32 to)
+{
+	__u32 sum = (__u16)~check;
+	sum += (__u16)~from + (__u16)~(from >> 16);
+	sum += (to & 0xffff) + (to >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
 #endif /* __bpf__ */
 
 #endif

@@ -9,6 +9,26 @@
 #include <xdp_pipeline/stage.h>
 #include "metadata.h"
 
+/* The stage's maps (the plugin opens them by name; layouts and names in metadata.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, METADATA_DEFAULT_RING_SIZE);   /* the plugin may resize it before load */
+} metadata_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct metadata_config);
+} metadata_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} metadata_seq SEC(".maps");
+
 char LICENSE[] SEC("license") = "GPL";
 
 XDPP_STAGE(metadata)(struct xdp_md *xdp, struct xdpp_packet *pkt)

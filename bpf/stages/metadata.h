@@ -41,29 +41,12 @@ struct metadata_config {
 #define METADATA_DEFAULT_RING_SIZE (1u << 20)
 
 #ifdef __bpf__
-/* metadata's maps (the plugin may resize the ring before load). Declared here once, for the stage's program and for anything that must share their layout
- * (bench/mono.bpf.c); BPF side only: the plugin opens them by name. */
+/* BPF side only: the event the stage writes, shared with the monolithic comparator (bench/mono.bpf.c). */
 #include <bpf/bpf_helpers.h>
 #include <xdp_pipeline/contract.h>
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, METADATA_DEFAULT_RING_SIZE);   /* the plugin may resize it before load */
-} metadata_events SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct metadata_config);
-} metadata_cfg SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} metadata_seq SEC(".maps");
 
 /* Fills the packet part of the event; all zero when parse did not run (the record would be stale). */
 static __always_inline void metadata_fill_event(struct metadata_event *event, const struct xdpp_packet *pkt)

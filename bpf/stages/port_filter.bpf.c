@@ -11,6 +11,28 @@
 #include <xdp_pipeline/stage.h>
 #include "port_filter.h"
 
+/* The stage's maps (the plugin opens them by name; layouts and names in port_filter.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PORT_FILTER_SETS * PORT_FILTER_PORTS);
+	__type(key, __u32);
+	__type(value, __u8);
+} port_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PORT_FILTER_SETS);
+	__type(key, __u32);
+	__type(value, struct port_filter_config);
+} port_filter_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} port_filter_act SEC(".maps");
+
 char LICENSE[] SEC("license") = "GPL";
 
 /* Is `port` on the list `bit` of rule set `set`? */

@@ -32,31 +32,5 @@ struct port_filter_config {
 /* port_filter_active: BPF_MAP_TYPE_ARRAY, 1 entry, __u32 = the set in use (0 or 1). */
 #define PORT_FILTER_ACTIVE_MAP "port_filter_act"
 
-#ifdef __bpf__
-/* port_filter's maps. Declared here once, for the stage's program and for anything that must share their layout
- * (bench/mono.bpf.c); BPF side only: the plugin opens them by name. */
-#include <bpf/bpf_helpers.h>
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PORT_FILTER_SETS * PORT_FILTER_PORTS);
-	__type(key, __u32);
-	__type(value, __u8);
-} port_rules SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PORT_FILTER_SETS);
-	__type(key, __u32);
-	__type(value, struct port_filter_config);
-} port_filter_cfg SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} port_filter_act SEC(".maps");
-#endif /* __bpf__ */
 
 #endif

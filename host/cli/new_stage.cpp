@@ -52,7 +52,8 @@ constexpr std::string_view kBpf = R"tmpl(/* SPDX-License-Identifier: (GPL-2.0 OR
  * @NAME@: counts UDP packets to one destination port and, if configured so, drops them.
  *
  * Reads what the built-in parse stage recorded (struct xdpp_packet), so it goes after parse in a
- * pipeline and never re-parses headers. XDPP_STAGE() counts packets, bytes and verdicts for it; the body
+ * pipeline and never re-parses headers. XDPP_STAGE() counts verdicts and bytes for it (once, where the
+ * packet's way ends; the host derives packets in); the body
  * only decides: an XDP action ends the chain here, XDPP_CONTINUE hands the packet to the next stage.
  */
 #include <linux/in.h>

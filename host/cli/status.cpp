@@ -21,35 +21,41 @@ volatile sig_atomic_t stop_watch = 0;
 void on_stop(int) { stop_watch = 1; }
 
 struct Sample {
-  std::map<std::string, CounterTotals> counters;  // by "dispatcher" or stage name
+  std::map<std::string, CounterTotals> counters;  // by stage name, and the whole pipeline's under kPipelineRow
   std::map<std::string, InterfaceTotals> interfaces;  // by interface name
   std::chrono::steady_clock::time_point at;
 };
 
-// By map id rather than by pin: that works from any mount namespace, pinned or not.
-Result<CounterTotals> read_by_id(const nlohmann::json& entry) {
-  std::uint32_t id = entry.value("counters_map_id", 0u);
-  UniqueFd fd(bpf_map_get_fd_by_id(id));
-  if (!fd) return fail("counters map id ", std::to_string(id), ": ", std::strerror(errno));
-  return read_counters(fd.get());
-}
+// The key of the pipeline's total: no stage can be called that (config.cpp reserves "dispatcher", and a
+// stage name has no parentheses).
+const std::string kPipelineRow = "(pipeline)";
 
+// The counters are derived as the daemon derives them (derive_counters): what each stage counted, read by
+// map id (that works from any mount namespace, pinned or not), in the chain order and with the counter
+// bases the state file records.
 Result<Sample> sample(const RunState& run) {
   Sample result;
   result.at = std::chrono::steady_clock::now();
-  auto dispatcher = read_by_id(run.json["dispatcher"]);
-  if (!dispatcher) return dispatcher.error();
-  result.counters["dispatcher"] = *dispatcher;
+  const CounterBases bases = counter_bases_from_json(run.json.value("counter_bases", nlohmann::json()));
+  std::vector<std::string> names;
+  std::vector<xdpp_counters> ended;
   for (const auto& stage : run.json["stages"]) {
-    auto counters = read_by_id(stage);
-    if (!counters) return counters.error();
-    result.counters[stage["name"].get<std::string>()] = *counters;
+    std::uint32_t id = stage.value("counters_map_id", 0u);
+    UniqueFd fd(bpf_map_get_fd_by_id(id));
+    if (!fd) return fail("counters map id ", std::to_string(id), ": ", std::strerror(errno));
+    auto counted = read_stage_counters(fd.get(), bases.slot);
+    if (!counted) return counted.error();
+    names.push_back(stage["name"].get<std::string>());
+    ended.push_back(*counted);
   }
-  // What the dispatcher received on each interface it is attached to: with one interface, everything it
-  // received (it counts per interface only for several).
+  ChainCounters chain = derive_counters(names, ended, bases);
+  result.counters[kPipelineRow] = chain.pipeline;
+  for (std::size_t i = 0; i < names.size(); ++i) result.counters[names[i]] = chain.stages[i];
+  // What the pipeline received on each interface it is attached to: with one interface, everything it
+  // received (the entry stage counts per interface only for several).
   const auto interfaces = run.json.value("interfaces", nlohmann::json::array());
   if (interfaces.size() == 1) {
-    result.interfaces[interfaces[0].value("name", "")] = {.packets = dispatcher->packets};
+    result.interfaces[interfaces[0].value("name", "")] = {.packets = chain.pipeline.packets};
   } else if (std::uint32_t id = run.json["dispatcher"].value("interfaces_map_id", 0u); id && interfaces.size() > 1) {
     UniqueFd fd(bpf_map_get_fd_by_id(id));
     if (!fd) return fail("interface counters map id ", std::to_string(id), ": ", std::strerror(errno));
@@ -58,6 +64,24 @@ Result<Sample> sample(const RunState& run) {
         result.interfaces[interface.value("name", "")] = *totals;
   }
   return result;
+}
+
+// A sample taken under the state file that is current while the maps are read, and `run` made that state.
+// The counters are only meaningful with the slot and bases of the state they were read under, and a state
+// goes stale fast: a reload publishes another slot and bases, and the reload after it zeroes the slot the
+// first one left (its counts are in the bases by then). Hence, as a seqlock: the state, the maps, the state
+// again; a sample whose state changed meanwhile (or whose maps went away with it) is taken again. A zeroed
+// slot is only ever seen after the publish that made it unused, so the second read catches it.
+Result<Sample> consistent_sample(RunState& run) {
+  for (int attempt = 0;; ++attempt) {
+    auto taken = sample(run);
+    auto current = read_run_state(run.name);
+    if (!current) return fail("the state file is gone: the pipeline stopped");
+    const bool unchanged = current->json == run.json;
+    run = std::move(*current);
+    if (unchanged) return taken;
+    if (attempt == 20) return fail("the pipeline changed during each of 20 reads of its counters; try again");
+  }
 }
 
 nlohmann::json counters_json(const CounterTotals& totals) {
@@ -71,7 +95,7 @@ double rate(const Sample& before, const Sample& after, const std::string& key) {
   double seconds = std::chrono::duration<double>(after.at - before.at).count();
   if (seconds <= 0) return 0;
   const auto then = before.counters.at(key).packets, now = after.counters.at(key).packets;
-  return now < then ? 0 : (now - then) / seconds;  // counters restart on a swap with fresh maps
+  return now < then ? 0 : (now - then) / seconds;
 }
 
 nlohmann::json status_json(const RunState& run, bool daemon, const Sample& before, const Sample& after) {
@@ -85,10 +109,10 @@ nlohmann::json status_json(const RunState& run, bool daemon, const Sample& befor
                          {"pid", run.pid},
                          {"version", run.json.contains("version") ? run.json["version"] : nlohmann::json()},
                          {"file", run.json["file"]},
-                         {"dispatcher",
-                          {{"prog_id", run.json["dispatcher"]["prog_id"]},
-                           {"counters", counters_json(after.counters.at("dispatcher"))},
-                           {"packets_per_second", rate(before, after, "dispatcher")}}}};
+                         {"pipeline",
+                          {{"prog_id", run.json.value("entry_prog_id", 0u)},
+                           {"counters", counters_json(after.counters.at(kPipelineRow))},
+                           {"packets_per_second", rate(before, after, kPipelineRow)}}}};
   nlohmann::json stages = nlohmann::json::array();
   for (const auto& stage : run.json["stages"]) {
     std::string name = stage["name"];
@@ -137,7 +161,7 @@ void print_table(const nlohmann::json& status) {
                 c["aborted"].get<unsigned long long>(), c["fell_off"].get<unsigned long long>(),
                 c["events_lost"].get<unsigned long long>());
   };
-  row("-", "(dispatcher)", "-", status["dispatcher"]);
+  row("-", kPipelineRow, "-", status["pipeline"]);
   for (const auto& interface : status.value("interfaces", nlohmann::json::array()))
     if (interface.contains("packets"))
       std::printf("  %-4s %-16s %-12s %7llu %12llu %10.0f\n", "if", interface["name"].get<std::string>().c_str(),
@@ -169,7 +193,7 @@ int command_status(const CommandOptions& options) {
     runs = published_runs(name);
     nlohmann::json all = nlohmann::json::array();
     std::string screen;
-    for (const RunState& run : runs) {
+    for (RunState run : runs) {
       const bool daemon = run.alive();
       if (!daemon && !run.persisted()) {
         const std::string gone = "pipeline '" + run.name + "': its run (pid " + std::to_string(run.pid) +
@@ -184,7 +208,7 @@ int command_status(const CommandOptions& options) {
       }
       // Rates need two samples: the previous refresh's, or one taken a moment ago.
       if (!previous.count(run.name)) {
-        auto first = sample(run);
+        auto first = consistent_sample(run);
         if (!first) {
           log::error("pipeline '" + run.name + "': " + first.error().message);
           return kExitFailure;
@@ -192,7 +216,7 @@ int command_status(const CommandOptions& options) {
         previous[run.name] = *first;
         std::this_thread::sleep_for(std::chrono::milliseconds(options.watch ? 1000 : 250));
       }
-      auto now = sample(run);
+      auto now = consistent_sample(run);  // under the state now current, not the one read before the pause
       if (!now) {
         log::error("pipeline '" + run.name + "': " + now.error().message);
         return kExitFailure;

@@ -9,7 +9,7 @@ extern "C" {
 
 // XDPP_CONTRACT_UPGRADE_REHEARSAL: the test-only build of tests/live that bumps the version, layouts unchanged.
 #ifndef XDPP_CONTRACT_UPGRADE_REHEARSAL
-static_assert(XDPP_CONTRACT_VERSION == 1, "contract changed: review the layouts below and bump them together");
+static_assert(XDPP_CONTRACT_VERSION == 2, "contract changed: review the layouts below and bump them together");
 #endif
 static_assert(XDPP_MAX_STAGES == 33, "the kernel allows 33 tail calls per packet");
 
@@ -30,7 +30,10 @@ static_assert(offsetof(xdpp_packet, pkt_len) == 24);
 static_assert(offsetof(xdpp_packet, saddr) == 28);
 static_assert(offsetof(xdpp_packet, daddr) == 44);
 
-static_assert(sizeof(xdpp_counters) == 9 * 8);
-static_assert(offsetof(xdpp_counters, verdict) == 16);
-static_assert(offsetof(xdpp_counters, fell_off) == 56);
-static_assert(offsetof(xdpp_counters, events_lost) == 64);
+// Contract 2: counted once per packet where its way ends; one cache line per CPU and slot.
+static_assert(sizeof(xdpp_counters) == 8 * 8);
+static_assert(offsetof(xdpp_counters, bytes) == 0);
+static_assert(offsetof(xdpp_counters, verdict) == 8);
+static_assert(offsetof(xdpp_counters, fell_off) == 48);
+static_assert(offsetof(xdpp_counters, events_lost) == 56);
+static_assert(XDPP_COUNTER_SLOTS == 2);

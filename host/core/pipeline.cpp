@@ -28,6 +28,21 @@ namespace {
 constexpr const char* kDispatcherObject = "dispatcher.bpf.o";
 constexpr const char* kDispatcherProgram = "xdpp_dispatcher";
 
+// Returns once every BPF program that was running has finished: the kernel waits for an RCU grace period
+// when user space replaces an inner map of a map-in-map (maybe_wait_bpf_programs() in kernel/bpf/syscall.c),
+// and XDP programs run inside RCU read-side sections. Two small throwaway maps.
+Status wait_for_running_programs() {
+  UniqueFd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "xdpp_rcu_inner", 4, 4, 1, nullptr));
+  if (!inner) return fail("waiting for running programs: ", std::strerror(errno));
+  LIBBPF_OPTS(bpf_map_create_opts, options, .inner_map_fd = static_cast<__u32>(inner.get()));
+  UniqueFd outer(bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "xdpp_rcu_outer", 4, 4, 1, &options));
+  if (!outer) return fail("waiting for running programs: ", std::strerror(errno));
+  std::uint32_t key = 0, value = static_cast<std::uint32_t>(inner.get());
+  if (bpf_map_update_elem(outer.get(), &key, &value, BPF_ANY) != 0)
+    return fail("waiting for running programs: ", std::strerror(errno));
+  return {};
+}
+
 // Per-CPU map values are laid out at 8-byte strides.
 std::size_t percpu_stride(std::size_t size) { return (size + 7) / 8 * 8; }
 
@@ -100,23 +115,44 @@ struct SharedMaps {
   int chain;
   int scratch;
   bool multi_buffer;  // the dispatcher's SEC("xdp.frags"): the kernel wants every program of the chain to agree
+  std::uint32_t counters_slot;  // the entry of the counters maps this chain writes
+  int if_packets;               // packets per interface, counted by the entry stage
+  std::uint32_t count_interfaces;  // 1 when attached to several interfaces
 };
+
+// The maps and constants every stage of a chain shares, from its root object.
+Result<SharedMaps> shared_maps_of(const LoadedObject& root, std::uint32_t counters_slot, std::size_t interfaces) {
+  auto chain = root.map(XDPP_CHAIN_MAP_NAME);
+  auto scratch = root.map(XDPP_SCRATCH_MAP_NAME);
+  auto if_packets = root.map(XDPP_IF_COUNTERS_MAP_NAME);
+  if (!chain || !scratch || !if_packets) return fail("dispatcher: shared maps missing");
+  return SharedMaps{.chain = chain->fd, .scratch = scratch->fd, .multi_buffer = root.multi_buffer(),
+                    .counters_slot = counters_slot, .if_packets = if_packets->fd,
+                    .count_interfaces = interfaces > 1 ? 1u : 0u};
+}
 
 // Points every map of `object` (before load) at the map of the same name in `previous`, so that the
 // stage's state carries over. A map whose shape changed cannot carry over: refused, or with
 // fresh_if_changed left to start empty; with reset_state nothing carries over.
+// The stage's counters (the framework's, not the stage's state) carry over even with reset_state, so that
+// they never go back; a counters map of another shape (another contract) starts empty, and what it counted
+// is kept in the bases (Pipeline::rebuild).
 Status carry_over_maps(LoadedObject& object, const LoadedObject& previous, bool reset_state,
                        bool fresh_if_changed = false) {
-  if (reset_state) return {};
   bpf_map* map;
   bpf_object__for_each_map(map, object.raw()) {
     std::string name = bpf_map__name(map);
-    if (is_internal_map(name) || name == XDPP_CHAIN_MAP_NAME || name == XDPP_SCRATCH_MAP_NAME) continue;
+    if (is_internal_map(name) || name == XDPP_CHAIN_MAP_NAME || name == XDPP_SCRATCH_MAP_NAME ||
+        name == XDPP_IF_COUNTERS_MAP_NAME)
+      continue;
+    const bool counters = name == XDPP_COUNTERS_MAP_NAME;
+    if (reset_state && !counters) continue;
     auto old = previous.map(name);
     if (!old) continue;  // a map the old program did not have starts empty
     const bool same = old->type == static_cast<std::uint32_t>(bpf_map__type(map)) &&
                       old->key_size == bpf_map__key_size(map) && old->value_size == bpf_map__value_size(map) &&
                       old->max_entries == bpf_map__max_entries(map);
+    if (!same && counters) continue;
     if (!same && fresh_if_changed) {
       log::warn("stage '" + object.stage_name() + "': map '" + name + "' changed shape: it starts empty");
       continue;
@@ -129,6 +165,18 @@ Status carry_over_maps(LoadedObject& object, const LoadedObject& previous, bool 
                   std::to_string(bpf_map__max_entries(map)), "), so its state cannot carry over");
     XDPP_TRY(object.reuse_map(name, old->fd));
   }
+  return {};
+}
+
+// Sets entry `slot` of a loaded stage's counters map to zero on every CPU.
+Status zero_counters_slot(const LoadedObject& object, std::uint32_t slot) {
+  auto map = object.map(XDPP_COUNTERS_MAP_NAME);
+  if (!map) return map.error();
+  int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return fail("cannot count CPUs");
+  std::vector<std::uint8_t> zeros(percpu_stride(sizeof(xdpp_counters)) * cpus, 0);
+  if (bpf_map_update_elem(map->fd, &slot, zeros.data(), BPF_ANY) != 0)
+    return fail("counters slot ", std::to_string(slot), ": ", std::strerror(errno));
   return {};
 }
 
@@ -154,8 +202,12 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, s
   std::uint32_t next = slot + 1 < count ? slot + 1 : XDPP_NO_NEXT;
   XDPP_TRY(loaded.set_constant("xdpp_next_slot", next));
   XDPP_TRY(loaded.set_constant("xdpp_default_verdict", default_verdict));
+  XDPP_TRY(loaded.set_constant("xdpp_entry", static_cast<std::uint32_t>(slot == 0)));
+  XDPP_TRY(loaded.set_constant("xdpp_counters_slot", shared.counters_slot));
+  XDPP_TRY(loaded.set_constant("xdpp_count_interfaces", slot == 0 ? shared.count_interfaces : 0u));
   XDPP_TRY(loaded.reuse_map(XDPP_CHAIN_MAP_NAME, shared.chain));
   XDPP_TRY(loaded.reuse_map(XDPP_SCRATCH_MAP_NAME, shared.scratch));
+  XDPP_TRY(loaded.reuse_map(XDPP_IF_COUNTERS_MAP_NAME, shared.if_packets));
   XDPP_TRY(call_plugin(where, [&] { return spec.stage->before_load(loaded); }).context(where));
   if (previous) XDPP_TRY(carry_over_maps(loaded, *previous, reset_state, fresh_if_changed).context(where));
   XDPP_TRY(loaded.load());
@@ -174,7 +226,7 @@ Status check_stage_objects(const PipelineSpec& pipeline) {
     if (!object) return fail(where, ": ", object.error().message);
     // What load_stage_object() sets and shares must be there: a stage built without xdp_pipeline/stage.h
     // would open and then fail at load.
-    for (const char* constant : {"xdpp_next_slot", "xdpp_default_verdict"})
+    for (const char* constant : {"xdpp_next_slot", "xdpp_default_verdict", "xdpp_entry", "xdpp_counters_slot"})
       if (!(*object)->has_constant(constant))
         return fail(where, ": BPF object ", spec.object_path.string(), ": no constant '", constant, "'");
     for (const char* map : {XDPP_CHAIN_MAP_NAME, XDPP_SCRATCH_MAP_NAME})
@@ -260,19 +312,17 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
 
   auto dispatcher = LoadedObject::open(dispatcher_file, "dispatcher", self->interface_, kDispatcherProgram);
   if (!dispatcher) return dispatcher.error();
-  std::uint32_t first_slot = 0;
-  XDPP_TRY((*dispatcher)->set_constant("xdpp_next_slot", first_slot));
-  XDPP_TRY((*dispatcher)->set_constant("xdpp_default_verdict", self->spec_.default_verdict));
-  const std::uint32_t count_interfaces = self->spec_.interfaces.size() > 1;
-  XDPP_TRY((*dispatcher)->set_constant("xdpp_count_interfaces", count_interfaces));
-  // A rebuilt chain keeps the dispatcher's counters: they are the pipeline's, not the chain's.
-  if (previous) XDPP_TRY(carry_over_maps(**dispatcher, *previous->dispatcher_, false, fresh_if_changed).context("dispatcher"));
+  // The packets per interface are the pipeline's, not the chain's: a rebuilt chain keeps them.
+  if (previous)
+    if (auto by_interface = previous->dispatcher_->map(XDPP_IF_COUNTERS_MAP_NAME))
+      XDPP_TRY((*dispatcher)->reuse_map(XDPP_IF_COUNTERS_MAP_NAME, by_interface->fd).context("dispatcher"));
   XDPP_TRY((*dispatcher)->load());
+  // A new chain counts in the other slot: what the running chain counts, also by packets still in it while
+  // the links switch, stays apart (rebuild() makes it the new chain's bases).
+  self->bases_.slot = previous ? 1 - previous->bases_.slot : 0;
   self->dispatcher_ = std::move(*dispatcher);
-  auto chain = self->dispatcher_->map(XDPP_CHAIN_MAP_NAME);
-  auto scratch = self->dispatcher_->map(XDPP_SCRATCH_MAP_NAME);
-  if (!chain || !scratch) return fail("dispatcher: shared maps missing");
-  const SharedMaps shared{.chain = chain->fd, .scratch = scratch->fd, .multi_buffer = self->dispatcher_->multi_buffer()};
+  auto shared = shared_maps_of(*self->dispatcher_, self->bases_.slot, self->spec_.interfaces.size());
+  if (!shared) return shared.error();
 
   for (std::size_t slot = 0; slot < stages.size(); ++slot) {
     const StageSpec& stage = stages[slot];
@@ -280,9 +330,12 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
     if (previous)
       if (LiveStage* match = previous->find_stage(stage.name); match && match->spec.plugin_name == stage.plugin_name)
         old = match->object.get();
-    auto object = load_stage_object(stage, slot, stages.size(), self->spec_.default_verdict, shared, self->interface_,
+    auto object = load_stage_object(stage, slot, stages.size(), self->spec_.default_verdict, *shared, self->interface_,
                                     old, false, fresh_if_changed);
     if (!object) return object.error();
+    // The slot this chain counts in still holds what the chain before the running one counted (already in
+    // the running one's bases): it starts from zero. Nothing writes it until the switch.
+    XDPP_TRY(zero_counters_slot(**object, self->bases_.slot).context("stage '" + stage.name + "'"));
     self->stages_.push_back(LiveStage{.spec = stage, .object = std::move(*object), .slot = static_cast<int>(slot)});
     self->stages_.back().prog_id = self->stages_.back().object->prog_id();
   }
@@ -300,7 +353,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
   for (int slot = static_cast<int>(self->stages_.size()) - 1; slot >= 0; --slot) {
     std::uint32_t key = slot;
     int fd = self->stages_[slot].object->prog_fd();
-    if (bpf_map_update_elem(chain->fd, &key, &fd, BPF_ANY) != 0)
+    if (bpf_map_update_elem(shared->chain, &key, &fd, BPF_ANY) != 0)
       return fail("stage '", self->stages_[slot].spec.name, "': chain slot ", std::to_string(slot), ": ",
                   std::strerror(errno));
   }
@@ -311,9 +364,12 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
 Result<std::unique_ptr<Pipeline>> Pipeline::adopt(PipelineSpec running, const SearchPaths& paths, InterfaceInfo interface,
                                                   const std::filesystem::path& pins, const RecordedObject& dispatcher,
                                                   const std::vector<RecordedObject>& stages,
-                                                  const std::vector<AttachedLink>& links) {
+                                                  const std::vector<AttachedLink>& links, int contract,
+                                                  CounterBases bases) {
   std::unique_ptr<Pipeline> self(new Pipeline());
   self->impl_ = std::make_unique<Impl>();
+  self->contract_ = contract;
+  self->bases_ = std::move(bases);
   self->interface_ = std::move(interface);
   self->spec_ = std::move(running);
   self->paths_ = paths;
@@ -329,9 +385,10 @@ Result<std::unique_ptr<Pipeline>> Pipeline::adopt(PipelineSpec running, const Se
     self->stages_.back().prog_id = self->stages_.back().object->prog_id();
   }
 
-  // What runs is what the pins say: every link runs the dispatcher on its interface, each slot the stage
-  // pinned for it.
+  // What runs is what the pins say: every link runs the stage of slot 0 (contract 1: the dispatcher) on its
+  // interface, each slot the stage pinned for it.
   if (links.empty()) return fail("no pinned link");
+  if (self->stages_.empty()) return fail("the record names no stage");
   for (const AttachedLink& pinned : links) {
     bpf_link_info link{};
     __u32 length = sizeof(link);
@@ -342,9 +399,10 @@ Result<std::unique_ptr<Pipeline>> Pipeline::adopt(PipelineSpec running, const Se
     if (static_cast<int>(link.xdp.ifindex) != pinned.interface.ifindex)
       return fail(which, " runs on ifindex ", std::to_string(link.xdp.ifindex), ", not on ", pinned.interface.name,
                   " (ifindex ", std::to_string(pinned.interface.ifindex), ")");
-    if (link.prog_id != self->dispatcher_->prog_id())
-      return fail(which, " runs program id ", std::to_string(link.prog_id), ", not the pinned dispatcher (id ",
-                  std::to_string(self->dispatcher_->prog_id()), ")");
+    if (link.prog_id != self->entry_prog_id())
+      return fail(which, " runs program id ", std::to_string(link.prog_id), ", not the pinned ",
+                  contract == 1 ? "dispatcher" : "stage '" + self->stages_.front().spec.name + "'", " (id ",
+                  std::to_string(self->entry_prog_id()), ")");
   }
   auto chain = self->dispatcher_->map(XDPP_CHAIN_MAP_NAME);
   if (!chain) return chain.error();
@@ -431,13 +489,10 @@ Status Pipeline::swap_stage(const std::string& name, SwapRequest request) {
     if (!stage) return fail("stage '", name, "': ", stage.error().message);
     next.stage = std::move(*stage);
   }
-  auto chain = dispatcher_->map(XDPP_CHAIN_MAP_NAME);
-  auto scratch = dispatcher_->map(XDPP_SCRATCH_MAP_NAME);
-  if (!chain || !scratch) return fail("dispatcher: shared maps missing");
-  auto object = load_stage_object(next, live->slot, stages_.size(), spec_.default_verdict,
-                                  SharedMaps{.chain = chain->fd, .scratch = scratch->fd, .multi_buffer = dispatcher_->multi_buffer()},
-                                  interface_, live->object.get(),
-                                  request.reset_state);
+  auto shared = shared_maps_of(*dispatcher_, bases_.slot, spec_.interfaces.size());
+  if (!shared) return shared.error();
+  auto object = load_stage_object(next, live->slot, stages_.size(), spec_.default_verdict, *shared, interface_,
+                                  live->object.get(), request.reset_state);
   if (!object) return object.error();
 
   // Loaded and verified; now the plugin writes the maps (with carried-over maps, the live ones). What
@@ -452,11 +507,20 @@ Status Pipeline::swap_stage(const std::string& name, SwapRequest request) {
   }
   // Events already queued belong to the plugin that is leaving: hand them over before it goes.
   if (impl_->handler_for_swaps) (void)consume_events(impl_->handler_for_swaps);
-  // The switch: one map update, atomic for packets (each sees the old program or the new one).
+  // The switch: one update, atomic for packets (each sees the old program or the new one). Slot 0 is what
+  // the interface runs: its link switches; the chain slot follows (no packet enters through it, but the
+  // chain stays a faithful record for adoption).
   std::uint32_t key = live->slot;
   int fd = (*object)->prog_fd();
-  if (bpf_map_update_elem(chain->fd, &key, &fd, BPF_ANY) != 0) {
+  if (key == 0)
+    if (auto switched = switch_links(entry_fd(), fd); !switched) {
+      restore();
+      return fail("stage '", name, "': ", switched.error().message);
+    }
+  if (bpf_map_update_elem(shared->chain, &key, &fd, BPF_ANY) != 0) {
     const int err = errno;
+    if (key == 0)
+      if (auto back = switch_links(fd, live->object->prog_fd()); !back) log::warn("stage '" + name + "': " + back.error().message);
     restore();
     return fail("stage '", name, "': chain slot ", std::to_string(key), ": ", std::strerror(err));
   }
@@ -573,9 +637,24 @@ Result<std::unique_ptr<Pipeline>> Pipeline::rebuild(PipelineSpec spec, bool fres
       (*next)->restore_configuration(*this, (*next)->stages_.size());
       return ready.error();
     }
-  if (auto switched = switch_links(dispatcher_->prog_fd(), (*next)->dispatcher_fd()); !switched) {
+  const bool was_attached = attached();
+  if (auto switched = switch_links(entry_fd(), (*next)->entry_fd()); !switched) {
     (*next)->restore_configuration(*this, (*next)->stages_.size());
     return switched.error();
+  }
+  // Packets that entered the old chain before the switch may still be in it on other CPUs, counting in the
+  // old slot; once they are through, that slot is final.
+  if (was_attached)
+    if (auto waited = wait_for_running_programs(); !waited)
+      log::warn("counters: " + waited.error().message + "; a few packets of the old chain may be missing from them");
+  // What this chain counted (its bases and its slot) becomes the new chain's bases, by stage name.
+  if (auto counted = chain_counters(); !counted) {
+    log::warn("counters of the replaced chain: " + counted.error().message);
+  } else {
+    (*next)->bases_.pipeline = counted->pipeline;
+    (*next)->bases_.stages.clear();
+    for (std::size_t i = 0; i < stages_.size(); ++i)
+      if ((*next)->find_stage(stages_[i].spec.name)) (*next)->bases_.stages[stages_[i].spec.name] = counted->stages[i];
   }
   (*next)->links_ = std::move(links_);
   links_.clear();
@@ -616,7 +695,7 @@ Result<AttachMode> Pipeline::attach(AttachMode mode, std::vector<InterfaceInfo> 
     }
     AttachMode got = mode;
     std::string fallback_reason;
-    auto fd = attach_xdp_link(dispatcher_->prog_fd(), dispatcher_->multi_buffer(), interface, got, fallback_reason);
+    auto fd = attach_xdp_link(entry_fd(), dispatcher_->multi_buffer(), interface, got, fallback_reason);
     if (!fd) {
       undo();
       return fd.error();
@@ -648,12 +727,65 @@ std::uint32_t Pipeline::link_id() const { return links_.empty() ? 0 : link_id_of
 
 std::uint32_t Pipeline::dispatcher_prog_id() const { return dispatcher_->prog_id(); }
 int Pipeline::dispatcher_fd() const { return dispatcher_->prog_fd(); }
+int Pipeline::entry_fd() const { return contract_ == 1 ? dispatcher_->prog_fd() : stages_.front().object->prog_fd(); }
+std::uint32_t Pipeline::entry_prog_id() const {
+  return contract_ == 1 ? dispatcher_->prog_id() : stages_.front().object->prog_id();
+}
 
-Result<CounterTotals> read_counters(int map_fd) {
-  auto values = read_percpu<xdpp_counters>(map_fd, "counters");
+Result<xdpp_counters> read_stage_counters(int map_fd, std::uint32_t slot) {
+  auto values = read_percpu<xdpp_counters>(map_fd, "counters", slot);
+  if (!values) return values.error();
+  xdpp_counters sum{};
+  for (const xdpp_counters& cpu : *values) {
+    sum.bytes += cpu.bytes;
+    for (int v = 0; v < XDPP_VERDICTS; ++v) sum.verdict[v] += cpu.verdict[v];
+    sum.fell_off += cpu.fell_off;
+    sum.events_lost += cpu.events_lost;
+  }
+  return sum;
+}
+
+ChainCounters derive_counters(const std::vector<std::string>& names, const std::vector<xdpp_counters>& ended,
+                              const CounterBases& bases) {
+  ChainCounters result;
+  result.pipeline = bases.pipeline;
+  result.stages.resize(ended.size());
+  // From the last stage back: what entered stage i is what ended in i plus what entered i + 1.
+  std::uint64_t packets_after = 0, bytes_after = 0;
+  for (std::size_t i = ended.size(); i-- > 0;) {
+    CounterTotals& totals = result.stages[i];
+    if (auto base = bases.stages.find(names[i]); base != bases.stages.end()) totals = base->second;
+    std::uint64_t ended_here = 0;
+    for (int v = 0; v < XDPP_VERDICTS; ++v) {
+      ended_here += ended[i].verdict[v];
+      totals.verdict[v] += ended[i].verdict[v];
+      result.pipeline.verdict[v] += ended[i].verdict[v];
+    }
+    packets_after += ended_here;
+    bytes_after += ended[i].bytes;
+    totals.packets += packets_after;
+    totals.bytes += bytes_after;
+    totals.fell_off += ended[i].fell_off;
+    totals.events_lost += ended[i].events_lost;
+    result.pipeline.fell_off += ended[i].fell_off;
+    result.pipeline.events_lost += ended[i].events_lost;
+  }
+  result.pipeline.packets += packets_after;
+  result.pipeline.bytes += bytes_after;
+  return result;
+}
+
+namespace {
+// A contract-1 counters entry (adopted pipelines built before contract 2): every stage counted what
+// entered it, and the dispatcher what entered the pipeline.
+struct CountersV1 {
+  std::uint64_t packets, bytes, verdict[XDPP_VERDICTS], fell_off, events_lost;
+};
+Result<CounterTotals> read_counters_v1(int map_fd) {
+  auto values = read_percpu<CountersV1>(map_fd, "counters");
   if (!values) return values.error();
   CounterTotals totals;
-  for (const xdpp_counters& cpu : *values) {
+  for (const CountersV1& cpu : *values) {
     totals.packets += cpu.packets;
     totals.bytes += cpu.bytes;
     for (int v = 0; v < XDPP_VERDICTS; ++v) totals.verdict[v] += cpu.verdict[v];
@@ -662,12 +794,46 @@ Result<CounterTotals> read_counters(int map_fd) {
   }
   return totals;
 }
+}  // namespace
+
+Result<ChainCounters> Pipeline::chain_counters() const {
+  if (contract_ == 1) {
+    ChainCounters result;
+    auto map = dispatcher_->map(XDPP_COUNTERS_MAP_NAME);
+    if (!map) return map.error();
+    auto pipeline = read_counters_v1(map->fd);
+    if (!pipeline) return pipeline.error();
+    result.pipeline = *pipeline;
+    for (const LiveStage& stage : stages_) {
+      auto stage_map = stage.object->map(XDPP_COUNTERS_MAP_NAME);
+      if (!stage_map) return stage_map.error();
+      auto totals = read_counters_v1(stage_map->fd);
+      if (!totals) return totals.error();
+      result.stages.push_back(*totals);
+      for (int v = 0; v < XDPP_VERDICTS; ++v) result.pipeline.verdict[v] += totals->verdict[v];
+      result.pipeline.fell_off += totals->fell_off;
+      result.pipeline.events_lost += totals->events_lost;
+    }
+    return result;
+  }
+  std::vector<std::string> names;
+  std::vector<xdpp_counters> ended;
+  for (const LiveStage& stage : stages_) {
+    auto map = stage.object->map(XDPP_COUNTERS_MAP_NAME);
+    if (!map) return map.error();
+    auto raw = read_stage_counters(map->fd, bases_.slot);
+    if (!raw) return fail("stage '", stage.spec.name, "': ", raw.error().message);
+    names.push_back(stage.spec.name);
+    ended.push_back(*raw);
+  }
+  return derive_counters(names, ended, bases_);
+}
 
 Result<CounterTotals> Pipeline::counters(int index) const {
-  const LoadedObject* object = index < 0 ? dispatcher_.get() : stages_.at(index).object.get();
-  auto map = object->map(XDPP_COUNTERS_MAP_NAME);
-  if (!map) return map.error();
-  return read_counters(map->fd);
+  auto all = chain_counters();
+  if (!all) return all.error();
+  if (index < 0) return all->pipeline;
+  return all->stages.at(index);
 }
 
 Result<InterfaceTotals> read_interface_counters(int map_fd, int ifindex) {
@@ -715,12 +881,8 @@ std::uint64_t verdicts_total(const CounterTotals& totals) {
 
 Result<TestRunResult> Pipeline::test_run(std::span<const std::uint8_t> frame, std::uint32_t first_buffer) {
   // The stage that decided is the one whose verdict counters moved.
-  std::vector<std::uint64_t> before;
-  for (int index = -1; index < static_cast<int>(stages_.size()); ++index) {
-    auto totals = counters(index);
-    if (!totals) return totals.error();
-    before.push_back(verdicts_total(*totals));
-  }
+  auto before = chain_counters();
+  if (!before) return before.error();
 
   TestRunResult result;
   std::vector<std::uint8_t> out(frame.size() + 4096);
@@ -734,21 +896,20 @@ Result<TestRunResult> Pipeline::test_run(std::span<const std::uint8_t> frame, st
     options.ctx_in = &context;
     options.ctx_size_in = sizeof(context);
   }
-  if (int err = bpf_prog_test_run_opts(dispatcher_->prog_fd(), &options))
+  if (int err = bpf_prog_test_run_opts(entry_fd(), &options))
     return fail("BPF_PROG_TEST_RUN: ", std::strerror(-err));
   result.verdict = options.retval;
   out.resize(options.data_size_out);
   result.modified = out.size() != frame.size() || !std::equal(out.begin(), out.end(), frame.begin());
   result.packet = std::move(out);
 
-  for (int index = -1; index < static_cast<int>(stages_.size()); ++index) {
-    auto totals = counters(index);
-    if (!totals) return totals.error();
-    if (verdicts_total(*totals) != before[index + 1]) {
-      result.stage = index < 0 ? "dispatcher" : stages_[index].spec.name;
+  auto after = chain_counters();
+  if (!after) return after.error();
+  for (std::size_t index = 0; index < stages_.size(); ++index)
+    if (verdicts_total(after->stages[index]) != verdicts_total(before->stages[index])) {
+      result.stage = stages_[index].spec.name;
       break;
     }
-  }
 
   // Drain the ring buffers: every record in them now is this packet's.
   if (impl_->manager) {

@@ -1,11 +1,13 @@
-// A loaded pipeline: the dispatcher, its chain and the stages' objects; attached to an interface by
-// `run`, or driven packet by packet with BPF_PROG_TEST_RUN by `replay` and the tests.
+// A loaded pipeline: the chain's root object (its shared maps), the chain and the stages' objects; attached
+// to an interface by `run` (the interface runs the stage of slot 0), or driven packet by packet with
+// BPF_PROG_TEST_RUN by `replay` and the tests.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -31,7 +33,9 @@ struct LiveStage {
   std::uint32_t prog_id = 0;
 };
 
-/// Counters summed over CPUs.
+/// A stage's counters as the operator sees them, summed over CPUs: `packets` and `bytes` entered the stage,
+/// the rest was decided (or lost) in it. Derived from what the BPF side counts (struct xdpp_counters:
+/// only where a packet's way ends) by derive_counters().
 struct CounterTotals {
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
@@ -39,6 +43,29 @@ struct CounterTotals {
   std::uint64_t fell_off = 0;
   std::uint64_t events_lost = 0;
 };
+
+/// What earlier chains counted, kept when a new chain (other stages or order) replaces them, so that the
+/// derived counters stay exact and never go back: the chain's own counts start from zero in `slot` (the
+/// entry of every counters map this chain writes, XDPP_COUNTER_SLOTS), and totals = base + own counts.
+struct CounterBases {
+  std::uint32_t slot = 0;
+  CounterTotals pipeline;                        // the whole pipeline's packets, bytes, verdicts
+  std::map<std::string, CounterTotals> stages;   // by stage name
+};
+
+/// Every stage's counters (chain order) and the pipeline's total.
+struct ChainCounters {
+  CounterTotals pipeline;
+  std::vector<CounterTotals> stages;
+};
+
+/// Derives the counters of a chain from what each stage counted (`ended`, in chain order, the chain's
+/// slot): a packet entered stage i if its way ended in stage i or a later one.
+ChainCounters derive_counters(const std::vector<std::string>& names, const std::vector<xdpp_counters>& ended,
+                              const CounterBases& bases);
+
+/// Entry `slot` of a stage's counters map (per-CPU) by fd, summed over CPUs.
+Result<xdpp_counters> read_stage_counters(int map_fd, std::uint32_t slot);
 
 /// An event with the stage that emitted it.
 struct StageEvent {
@@ -75,7 +102,7 @@ struct InterfaceTotals {
 /// What one packet did in BPF_PROG_TEST_RUN.
 struct TestRunResult {
   std::uint32_t verdict = 0;            // XDP action
-  std::string stage;                    // the stage that decided it ("dispatcher" when it fell off slot 0)
+  std::string stage;                    // the stage that decided it (or where it fell off the chain)
   bool modified = false;
   std::vector<std::uint8_t> packet;     // the packet as it leaves
   std::vector<StageEvent> events;       // events emitted for this packet, drained after the run
@@ -102,18 +129,21 @@ class Pipeline {
   /// `pins` (dispatcher/, one directory per stage, see state.h) and its pinned XDP links, one per interface
   /// (`links`: their fds are duplicated, the caller keeps its own). Loads nothing and writes no map;
   /// `running` is the spec that run recorded (its stages, in order, with their settings), with plugins of
-  /// this executable. Checks that every link runs the pinned dispatcher on its interface, that every chain
-  /// slot holds the pinned stage program, and that nothing follows the last stage.
+  /// this executable, `contract` the contract version it was built with and `bases` its counter bases.
+  /// Checks that every link runs the pinned program of slot 0 (contract 1: the pinned dispatcher) on its
+  /// interface, that every chain slot holds the pinned stage program, and that nothing follows the last
+  /// stage. A pipeline of another contract can only be replaced (rebuild), not changed in place.
   static Result<std::unique_ptr<Pipeline>> adopt(PipelineSpec running, const SearchPaths& paths,
                                                  InterfaceInfo interface, const std::filesystem::path& pins,
                                                  const RecordedObject& dispatcher,
                                                  const std::vector<RecordedObject>& stages,
-                                                 const std::vector<AttachedLink>& links);
+                                                 const std::vector<AttachedLink>& links, int contract,
+                                                 CounterBases bases);
 
-  /// Attaches the dispatcher through one bpf_link per interface (default: interface()); the chain, its
-  /// state and counters are shared. Says which mode the first got (`auto` is decided per interface; see
-  /// links()). All or nothing: a failure detaches the links already made. Errors name the cause and the
-  /// remedy (host/core/attach.h).
+  /// Attaches the chain (the program of slot 0) through one bpf_link per interface (default: interface());
+  /// the chain, its state and counters are shared. Says which mode the first got (`auto` is decided per
+  /// interface; see links()). All or nothing: a failure detaches the links already made. Errors name the
+  /// cause and the remedy (host/core/attach.h).
   Result<AttachMode> attach(AttachMode mode, std::vector<InterfaceInfo> interfaces = {});
   /// Why `auto` fell back to generic mode in attach() ("IF: reason", one per interface that fell back), or
   /// "" when it did not.
@@ -128,7 +158,8 @@ class Pipeline {
 
   /// Replaces stage `name`'s program and/or plugin. The new object is loaded and verified using the old
   /// object's maps by name (state survives; a map whose shape changed is refused unless reset_state),
-  /// then one atomic update of the chain slot switches it in. Any failure changes nothing.
+  /// then one atomic update switches it in: of the chain slot, or for slot 0 (what the interface runs) of the
+  /// bpf_link. The stage's counters always carry over. Any failure changes nothing.
   Status swap_stage(const std::string& name, SwapRequest request);
 
   /// Applies new settings to stages (name, settings): each plugin rewrites its maps in place, or, when a
@@ -143,11 +174,12 @@ class Pipeline {
   /// settings from a command line, which have no position.
   Status validate_settings(const std::string& name, const toml::table& settings, const std::string& source) const;
 
-  /// A new pipeline for `spec` (other stages, order, or pipeline settings) with its own chain and
-  /// dispatcher; stages whose name and plugin it shares with this one take over their maps (state).
-  /// When this pipeline is attached, the new dispatcher replaces it with one atomic bpf_link update per
-  /// interface and the returned pipeline owns the links; on failure this pipeline is unchanged (links
-  /// already switched are switched back). With `fresh_if_changed`, a
+  /// A new pipeline for `spec` (other stages, order, or pipeline settings) with its own chain; stages whose
+  /// name and plugin it shares with this one take over their maps (state). When this pipeline is attached,
+  /// the new chain's first stage replaces what every link runs (one atomic bpf_link update per interface)
+  /// and the returned pipeline owns the links; on failure this pipeline is unchanged (links already
+  /// switched are switched back). The new chain counts in the other counters slot; what this one counted
+  /// becomes its bases. With `fresh_if_changed`, a
   /// map whose shape changed starts empty instead of refusing the rebuild (the others still carry over).
   /// `before_switch` runs on the loaded new pipeline just before the switch; its failure cancels it.
   Result<std::unique_ptr<Pipeline>> rebuild(PipelineSpec spec, bool fresh_if_changed = false,
@@ -162,7 +194,7 @@ class Pipeline {
   /// Hands every waiting ring-buffer record to its plugin, without blocking.
   Result<int> consume_events(const EventHandler& handler);
 
-  /// Runs one packet through the dispatcher with BPF_PROG_TEST_RUN and drains the ring buffers. A frame
+  /// Runs one packet through the chain (its first stage) with BPF_PROG_TEST_RUN and drains the ring buffers. A frame
   /// longer than the kernel's first buffer (about 3.5 KB) continues in fragments, as a jumbo frame from a
   /// driver does; `first_buffer` (1..frame size) sets the first buffer's length instead, so that headers
   /// can be split across buffers. 0: the kernel's choice.
@@ -176,13 +208,20 @@ class Pipeline {
   LiveStage* find_stage(const std::string& name);
   const InterfaceInfo& interface() const { return interface_; }
   std::vector<LiveStage>& stages() { return stages_; }
+  /// The chain's root object: it holds the maps every stage shares (chain, packet context).
+  const LoadedObject& dispatcher_object() const { return *dispatcher_; }
   std::uint32_t dispatcher_prog_id() const;
   int dispatcher_fd() const;
-  const LoadedObject& dispatcher_object() const { return *dispatcher_; }
+  /// The program the interface runs: the stage of slot 0 (contract 1, adopted: the dispatcher).
+  int entry_fd() const;
+  std::uint32_t entry_prog_id() const;
 
-  /// Counters of stage `index`, or of the dispatcher with index -1, summed over CPUs.
+  /// Counters of stage `index`, or of the whole pipeline with index -1 (see CounterTotals).
   Result<CounterTotals> counters(int index) const;
-  /// What the dispatcher received on interface `ifindex`.
+  /// Every stage's counters and the pipeline's.
+  Result<ChainCounters> chain_counters() const;
+  const CounterBases& counter_bases() const { return bases_; }
+  /// What the pipeline received on interface `ifindex` (counted by the entry stage when attached to several).
   Result<InterfaceTotals> interface_counters(int ifindex) const;
   /// The per-CPU packet context that parse filled, as CPU `cpu` last left it.
   Result<xdpp_packet> packet_context(int cpu) const;
@@ -204,6 +243,8 @@ class Pipeline {
   InterfaceInfo interface_;
   std::unique_ptr<LoadedObject> dispatcher_;
   std::vector<LiveStage> stages_;
+  CounterBases bases_;
+  int contract_ = XDPP_CONTRACT_VERSION;  // of an adopted pipeline: what built it
   std::vector<AttachedLink> links_;
   std::string fallback_reason_;
 };
@@ -218,13 +259,10 @@ Result<std::shared_ptr<Stage>> create_stage(const std::shared_ptr<LoadedPlugin>&
 /// the program, the contract version, the constants and shared maps. For `check`.
 Status check_stage_objects(const PipelineSpec& pipeline);
 
-/// Reads entry `ifindex` of a dispatcher's per-interface counters map by fd, summed over CPUs.
+/// Reads entry `ifindex` of a per-interface counters map (the root object's) by fd, summed over CPUs.
 Result<InterfaceTotals> read_interface_counters(int map_fd, int ifindex);
 
 /// The id of a bpf_link, or 0.
 std::uint32_t link_id_of(int link_fd);
-
-/// Reads a counters map (per-CPU, one entry) by fd and sums it over CPUs.
-Result<CounterTotals> read_counters(int map_fd);   // "aborted", "drop", "pass", "tx", "redirect"
 
 }  // namespace xdpp

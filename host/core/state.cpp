@@ -178,6 +178,40 @@ bool RunState::persisted() const {
   return false;
 }
 
+namespace {
+nlohmann::json totals_json(const CounterTotals& totals) {
+  nlohmann::json json = {{"packets", totals.packets}, {"bytes", totals.bytes}, {"fell_off", totals.fell_off},
+                         {"events_lost", totals.events_lost}};
+  for (std::uint32_t v = 0; v < XDPP_VERDICTS; ++v) json[verdict_name(v)] = totals.verdict[v];
+  return json;
+}
+CounterTotals totals_from_json(const nlohmann::json& json) {
+  CounterTotals totals;
+  totals.packets = json.value("packets", std::uint64_t{0});
+  totals.bytes = json.value("bytes", std::uint64_t{0});
+  totals.fell_off = json.value("fell_off", std::uint64_t{0});
+  totals.events_lost = json.value("events_lost", std::uint64_t{0});
+  for (std::uint32_t v = 0; v < XDPP_VERDICTS; ++v) totals.verdict[v] = json.value(verdict_name(v), std::uint64_t{0});
+  return totals;
+}
+}  // namespace
+
+nlohmann::json counter_bases_json(const CounterBases& bases) {
+  nlohmann::json stages = nlohmann::json::object();
+  for (const auto& [name, totals] : bases.stages) stages[name] = totals_json(totals);
+  return {{"slot", bases.slot}, {"pipeline", totals_json(bases.pipeline)}, {"stages", stages}};
+}
+
+CounterBases counter_bases_from_json(const nlohmann::json& json) {
+  CounterBases bases;
+  if (!json.is_object()) return bases;
+  bases.slot = json.value("slot", 0u) ? 1 : 0;
+  if (json.contains("pipeline")) bases.pipeline = totals_from_json(json["pipeline"]);
+  if (json.contains("stages") && json["stages"].is_object())
+    for (const auto& [name, totals] : json["stages"].items()) bases.stages[name] = totals_from_json(totals);
+  return bases;
+}
+
 std::optional<RunState> read_run_state(const std::string& name) { return read_state(state_file(name)); }
 
 Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
@@ -252,12 +286,13 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
                           {"persist", persist},
                           {"contract_version", XDPP_CONTRACT_VERSION},
                           {"default_verdict", pipeline.spec().default_verdict},
+                          {"entry_prog_id", pipeline.entry_prog_id()},
+                          {"counter_bases", counter_bases_json(pipeline.counter_bases())},
                           {"dispatcher",
                            {{"prog_id", pipeline.dispatcher_prog_id()},
                             {"prog_tag", prog_tag(pipeline.dispatcher_fd())},
                             {"object", pipeline.dispatcher_object().file().string()},
                             {"object_sha256", pipeline.dispatcher_object().digest()},
-                            {"counters_map_id", counters_map_id(pipeline.dispatcher_object())},
                             {"interfaces_map_id", counters_map_id(pipeline.dispatcher_object(), XDPP_IF_COUNTERS_MAP_NAME)},
                             {"pins", pinning ? (root / "dispatcher").string() : ""}}},
                           {"pid", ::getpid()},

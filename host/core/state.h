@@ -38,6 +38,10 @@ struct RunState {
   bool persisted() const;
 };
 
+/// The counter bases (CounterBases) as the state file records them, and back.
+nlohmann::json counter_bases_json(const CounterBases& bases);
+CounterBases counter_bases_from_json(const nlohmann::json& json);
+
 /// Where a persisted pipeline's link on `interface` is pinned.
 std::filesystem::path link_pin(const std::string& name, const std::string& interface);
 

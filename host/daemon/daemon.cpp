@@ -416,10 +416,12 @@ class MetricsFeed {
     if (!runner_) return all;
     std::lock_guard lock(runner_->mutex());
     Pipeline& live = runner_->pipeline();
-    if (auto counters = live.counters(-1)) all.push_back({"dispatcher", "", *counters});
+    auto counters = live.chain_counters();
+    if (!counters) return all;
+    // The whole pipeline under "(pipeline)", which no stage can be called (config.cpp).
+    all.push_back({"(pipeline)", "", counters->pipeline});
     for (std::size_t i = 0; i < live.stages().size(); ++i)
-      if (auto counters = live.counters(static_cast<int>(i)))
-        all.push_back({live.stages()[i].spec.name, live.stages()[i].spec.plugin_name, *counters});
+      all.push_back({live.stages()[i].spec.name, live.stages()[i].spec.plugin_name, counters->stages[i]});
     return all;
   }
 
@@ -582,8 +584,8 @@ class Daemon {
     std::fflush(stdout);
     mode_name_ = read_run_state(name_)->json.value("mode", to_string(spec_.mode));
     log::info("pipeline '" + name_ + "': adopted from pid " + std::to_string(adoption.pid) + " on " + interface_list_ +
-              " (link id " + std::to_string(adopted.link_id()) + ", dispatcher prog id " +
-              std::to_string(adopted.dispatcher_prog_id()) + "), " + std::to_string(queued ? *queued : 0) +
+              " (link id " + std::to_string(adopted.link_id()) + ", entry prog id " +
+              std::to_string(adopted.entry_prog_id()) + "), " + std::to_string(queued ? *queued : 0) +
               " event(s) queued meanwhile delivered");
     runner_ = std::make_unique<Runner>(std::move(adoption.pipeline), options_.overrides, health_);
     runner_->set_mode(mode_name_);
@@ -624,8 +626,9 @@ class Daemon {
     for (const AttachedLink& link : runner_->pipeline().links())
       log::info("pipeline '" + name_ + "' attached to " + link.interface.name + " in " + to_string(link.mode) +
                 " mode" + (wanted == AttachMode::automatic ? " (auto)" : "") + " (link id " +
-                std::to_string(link_id_of(link.fd)) + ", dispatcher prog id " +
-                std::to_string(runner_->pipeline().dispatcher_prog_id()) + ")");
+                std::to_string(link_id_of(link.fd)) + ", entry prog id " +
+                std::to_string(runner_->pipeline().entry_prog_id()) + ", stage '" +
+                runner_->pipeline().stages().front().spec.name + "')");
     return 0;
   }
 

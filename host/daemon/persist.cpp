@@ -138,8 +138,10 @@ Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const std::vecto
     return fail("pipeline '", name, "': its state file cannot be read: ", error.what(), detach_hint);
   }
 
+  const int contract = state->json.value("contract_version", 0);
   auto adopted = Pipeline::adopt(std::move(running), SearchPaths::builtin(), interfaces.front(), kPinRoot / name,
-                                 dispatcher, objects, attached);
+                                 dispatcher, objects, attached, contract,
+                                 counter_bases_from_json(state->json.value("counter_bases", nlohmann::json())));
   if (!adopted) return fail("pipeline '", name, "' runs persisted, but not as recorded: ", adopted.error().message, detach_hint);
   // The programs that run are the ones that were loaded: their tags are the kernel's hash of the code.
   auto check_tag = [&](const LoadedObject& object, const nlohmann::json& recorded) -> Status {

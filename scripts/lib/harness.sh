@@ -258,28 +258,38 @@ reap_stale() {
 
 # --- status --json, with jq ----------------------------------------------------------------------------
 # Every counters object of a status JSON with the name it belongs to, the chain's entry first: the
-# dispatcher's (while there is one), then each stage's. The checks below read counters only through it.
+# dispatcher's (contract 1 only), then each stage's (contract 2: the first stage is the entry). The checks
+# below read counters only through it. The whole pipeline's total (.pipeline, contract 2) is not in it: its
+# verdicts are the stages' own, summed.
 HARNESS_JQ_DEFS='
   def named_counters: [(.dispatcher // empty | {name: "dispatcher", counters}), (.stages[] | {name, counters})];
-  def verdict_sum: .aborted + .drop + .pass + .tx + .redirect;'
+  def verdict_sum: .aborted + .drop + .pass + .tx + .redirect;
+  def entry_packets: if .pipeline then .pipeline.counters.packets else named_counters[0].counters.packets end;'
 # pipeline_status_json [NAME]: `status NAME --json` (default PIPELINE_NAME); the error on stderr.
 pipeline_status_json() {
   timeout 20 "$XDPP" status "${1:-$PIPELINE_NAME}" --json
 }
-# counter JSON STAGE FIELD: a counter of STAGE ("dispatcher" for the dispatcher); "null" if none.
+# counter JSON STAGE FIELD: a counter of STAGE ("pipeline" for the whole pipeline's total, "dispatcher" for
+# a contract-1 dispatcher); "null" if none.
 counter() {
+  if [[ $2 == pipeline ]]; then
+    jq -r --arg f "$3" '.pipeline.counters[$f]' <<<"$1"
+    return
+  fi
   jq -r --arg s "$2" --arg f "$3" "$HARNESS_JQ_DEFS"' named_counters[] | select(.name == $s) | .counters[$f]' <<<"$1"
 }
-# counter_lines JSON: every counter of every counters object, as sorted "name.field value" lines.
+# counter_lines JSON: every counter of every counters object, the whole pipeline's total as "(pipeline)"
+# too, as sorted "name.field value" lines.
 counter_lines() {
-  jq -r "$HARNESS_JQ_DEFS"' named_counters[] | .name as $n | .counters | to_entries[] | "\($n).\(.key) \(.value)"' \
-    <<<"$1" | sort
+  jq -r "$HARNESS_JQ_DEFS"' (.pipeline // empty | {name: "(pipeline)", counters}), named_counters[]
+    | .name as $n | .counters | to_entries[] | "\($n).\(.key) \(.value)"' <<<"$1" | sort
 }
-# verdicts_add_up JSON: the packets that entered the chain (the first counters object's) equal the sum of
-# every verdict of every counters object: no packet lost or counted twice. Prints "PACKETS SUM".
+# verdicts_add_up JSON: the packets that entered the chain (the whole pipeline's, or the first counters
+# object's) equal the sum of every verdict of every counters object: no packet lost or counted twice. Prints
+# "PACKETS SUM".
 verdicts_add_up() {
   local line
-  line=$(jq -r "$HARNESS_JQ_DEFS"' named_counters | map(.counters) | "\(.[0].packets) \(map(verdict_sum) | add)"' \
+  line=$(jq -r "$HARNESS_JQ_DEFS"' "\(entry_packets) \(named_counters | map(.counters | verdict_sum) | add)"' \
     <<<"$1") || return 1
   echo "$line"
   [[ ${line% *} =~ ^[0-9]+$ && ${line% *} == "${line#* }" ]]

@@ -12,11 +12,11 @@
 #   - the metadata stage prints exactly one "Packet: ..." line per frame the client sent to the lb (a
 #     capture on the client gives that list): the 8 pings (ICMP client:0 -> VIP:0), the 8080 SYNs from
 #     the fixed source port, the 8081 flow from its fixed source port, and nothing else;
-#   - `xdp-pipeline status NAME --json` while it runs: the verdicts of the dispatcher and all stages add
-#     up to the dispatcher's packets, ping-lb's tx is 8, no-8080 dropped every 8080 SYN, no event lost;
+#   - `xdp-pipeline status NAME --json` while it runs: the verdicts of all stages add up to the pipeline's
+#     packets, ping-lb's tx is 8, no-8080 dropped every 8080 SYN, no event lost;
 #   - SIGINT: exit status 0, no XDP program on the lb's interface, no pins, no state file.
 # Run 2, another file (parse, port_filter dropping TCP 8081), on the same interface:
-#   - exactly one program is attached, the new dispatcher (not run 1's), in the requested mode;
+#   - exactly one program is attached, the new chain's first stage (not run 1's), in the requested mode;
 #   - it behaves as the new file: pings to the VIP are answered by the lb itself, 8081 gets no answer
 #     (the listener saw no connection), 8080 is answered, no metadata lines;
 #   - SIGTERM: exit status 0, nothing attached, no pins, no state file.
@@ -108,9 +108,9 @@ counters_add_up() {
   sums=$(verdicts_add_up "$ST")
   read -r n sum <<<"$sums"
   if verdicts_add_up "$ST" >/dev/null && ((n > 0)); then
-    pass "status $name: dispatcher packets ($n) = the sum of all verdicts of the dispatcher and its $(jq '.stages | length' <<<"$ST") stages ($sum)"
+    pass "status $name: pipeline packets ($n) = the sum of all verdicts of its $(jq '.stages | length' <<<"$ST") stages ($sum)"
   else
-    fail "status $name: dispatcher packets ($n) != the sum of all verdicts ($sum)"
+    fail "status $name: pipeline packets ($n) != the sum of all verdicts ($sum)"
     show "$TMP/status-$name.json"
   fi
 }
@@ -147,16 +147,17 @@ stop_pipeline() {
     pass "SIG$sig: no pins under $PIN_ROOT/$name, no $RUN_ROOT/$name.*"
   fi
 }
-# One program attached, the dispatcher of pipeline NAME (its prog id in status), in the requested mode.
+# One program attached, the first stage of pipeline NAME (what its link runs: .pipeline.prog_id in status),
+# in the requested mode.
 expect_one_program() { # NAME
   local name=$1 n ids want
   n=$(xdp_count)
   ids=$(xdp_ids)
-  want=$(jq -r '.dispatcher.prog_id // "none"' <<<"$ST")
+  want=$(jq -r '.pipeline.prog_id // "none"' <<<"$ST")
   if [[ $n == 1 && $ids == "$want" ]]; then
-    pass "exactly one XDP program on $LAB_IF_LB: id $ids, the dispatcher of '$name'"
+    pass "exactly one XDP program on $LAB_IF_LB: id $ids, the first stage of '$name'"
   else
-    fail "expected exactly one XDP program on $LAB_IF_LB, the dispatcher of '$name' (id $want); ip link shows $n: $ids"
+    fail "expected exactly one XDP program on $LAB_IF_LB, the first stage of '$name' (id $want); ip link shows $n: $ids"
     ip -n "$LAB_NS_LB" link show dev "$LAB_IF_LB" | show
   fi
   expect "$LAB_IF_LB shows the '$(mode_flag)' flag ($MODE mode)" has_mode_flag
@@ -344,7 +345,7 @@ CAP_BE2=$CAP_PID
 PIPELINE_NAME=$NAME1
 start_pipeline "$FILE1" run1
 status_load "$NAME1" || fatal "xdp-pipeline status $NAME1 --json failed: $(cat "$TMP/status-$NAME1.err")"
-RUN1_PROG=$(jq -r .dispatcher.prog_id <<<"$ST")
+RUN1_PROG=$(jq -r .pipeline.prog_id <<<"$ST")
 expect_one_program "$NAME1"
 
 ping_vip 8 "$TMP/ping1.txt"
@@ -361,10 +362,10 @@ if status_load "$NAME1"; then
   tx=$(counter "$ST" ping-lb tx)
   if [[ $tx == 8 ]]; then pass "status $NAME1: ping-lb tx = 8"; else fail "status $NAME1: ping-lb tx = $tx, expected 8"; fi
   lost=$(jq "$HARNESS_JQ_DEFS"' [named_counters[].counters.events_lost] | add' <<<"$ST")
-  expect "status $NAME1: no event lost (dispatcher and every stage)" [ "$lost" = 0 ]
-  DISPATCHED=$(counter "$ST" dispatcher packets)
+  expect "status $NAME1: no event lost (any stage)" [ "$lost" = 0 ]
+  DISPATCHED=$(counter "$ST" pipeline packets)
   flows_seen=$(counter "$ST" flows packets)
-  expect "status $NAME1: flows (metadata) saw every packet of the dispatcher ($DISPATCHED)" \
+  expect "status $NAME1: flows (metadata) saw every packet of the pipeline ($DISPATCHED)" \
     [ "$flows_seen" = "$DISPATCHED" ]
 else
   fail "xdp-pipeline status $NAME1 --json failed while running: $(cat "$TMP/status-$NAME1.err")"
@@ -383,7 +384,7 @@ drop=$(counter "$ST" no-8080 drop)
 expect "status $NAME1: no-8080 dropped $drop packets = the $syns_8080 SYNs the client sent to 8080" \
   [ "$drop" = "$syns_8080" -a "$syns_8080" -ge 1 ]
 sent_total=$(grep -c . "$TMP/sent.txt" || true)
-expect "status $NAME1: the dispatcher's packets (${DISPATCHED:-?}) = the frames the client sent to the lb ($sent_total)" \
+expect "status $NAME1: the pipeline's packets (${DISPATCHED:-?}) = the frames the client sent to the lb ($sent_total)" \
   [ "${DISPATCHED:-x}" = "$sent_total" ]
 
 stop_pipeline INT "$NAME1" run1
@@ -430,9 +431,9 @@ CAP_BE2=$CAP_PID
 PIPELINE_NAME=$NAME2
 start_pipeline "$FILE2" run2
 if status_load "$NAME2"; then
-  RUN2_PROG=$(jq -r .dispatcher.prog_id <<<"$ST")
+  RUN2_PROG=$(jq -r .pipeline.prog_id <<<"$ST")
   expect_one_program "$NAME2"
-  expect "run 2's dispatcher (id $RUN2_PROG) is not run 1's (id $RUN1_PROG)" [ "$RUN2_PROG" != "$RUN1_PROG" ]
+  expect "run 2's first stage (id $RUN2_PROG) is not run 1's (id $RUN1_PROG)" [ "$RUN2_PROG" != "$RUN1_PROG" ]
   stages2=$(jq -r '[.stages[].name] | join(" ")' <<<"$ST")
   expect "status $NAME2: the stages of the new file (parse no-8081), got: $stages2" [ "$stages2" = "parse no-8081" ]
 else

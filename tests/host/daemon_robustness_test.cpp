@@ -285,7 +285,7 @@ TEST_F(DaemonTest, IdleHttpConnectionsDoNotStallScrapes) {
     auto at = scrape.out.find("ms=");
     ASSERT_NE(at, std::string::npos) << describe(scrape);
     EXPECT_LT(std::stoi(scrape.out.substr(at + 3)), limit_ms) << describe(scrape);
-    EXPECT_EQ(scrape.out.substr(0, at), "5\n") << "dispatcher and four stages: " << describe(scrape);
+    EXPECT_EQ(scrape.out.substr(0, at), "5\n") << "the pipeline and four stages: " << describe(scrape);
   }
   expect_clean_stop();
 }

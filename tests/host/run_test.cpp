@@ -56,9 +56,9 @@ class RunTest : public PipelineInNamespaceTest {
                           << "; stderr: " << child_->stderr_text();
   }
 
-  // The dispatcher prog id that run reported ("dispatcher prog id N").
+  // The prog id of what the interface runs (the first stage), as run reported it ("entry prog id N").
   std::optional<unsigned> reported_prog_id() const {
-    static const std::regex pattern(R"(dispatcher prog id (\d+))");
+    static const std::regex pattern(R"(entry prog id (\d+))");
     std::smatch match;
     std::string text = child_->stderr_text();
     if (!std::regex_search(text, match, pattern)) return std::nullopt;
@@ -85,7 +85,7 @@ TEST_F(RunTest, NativeAttachesAndSigintDetaches) {
   ASSERT_NO_FATAL_FAILURE(start("native"));
   const std::string link = netns_->link_show();
   EXPECT_NE(flags_line(link).find(" xdp "), std::string::npos) << link;  // native: not xdpgeneric
-  EXPECT_NE(link.find("name xdpp_dispatcher"), std::string::npos) << link;
+  EXPECT_NE(link.find("name parse"), std::string::npos) << link;  // the first stage itself, no dispatcher hop
   EXPECT_TRUE(published(name_)) << "a running pipeline publishes its pins and state";
   auto attached_id = netns_->xdp_prog_id();
   ASSERT_TRUE(attached_id) << link;

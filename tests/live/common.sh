@@ -113,21 +113,19 @@ ctl_ok() {
   jq -e '.ok == true' >/dev/null <<<"$out" || fail "'$*' did not reply ok: $out"
 }
 
-# counter JSON STAGE FIELD (STAGE "dispatcher" for the dispatcher), counter_lines JSON: see harness.sh.
+# counter JSON STAGE FIELD (STAGE "pipeline" for the whole pipeline), counter_lines JSON: see harness.sh.
 prog_id() { jq -r --arg s "$2" '.stages[] | select(.name == $s) | .prog_id' <<<"$1"; }
-prog_ids() { jq -c '[.dispatcher.prog_id] + [.stages[] | [.name, .prog_id]]' <<<"$1"; }
+prog_ids() { jq -c '[.pipeline.prog_id] + [.stages[] | [.name, .prog_id]]' <<<"$1"; }
 
 # assert_grown BEFORE AFTER WHAT: no counter of AFTER is below its value in BEFORE (no reset), and the
-# packets entering the chain (the dispatcher's) grew.
+# packets entering the pipeline grew.
 assert_grown() {
   local before=$1 after=$2 what=$3
   local bad
   bad=$(join <(counter_lines "$before") <(counter_lines "$after") | awk '$3 < $2 {print $1 ": " $2 " -> " $3}')
   [[ -z $bad ]] || fail "$what: counters went back (reset?): $bad"
-  local entry
-  entry=$(jq -r "$HARNESS_JQ_DEFS"' named_counters[0].name' <<<"$after")
-  (($(counter "$after" "$entry" packets) > $(counter "$before" "$entry" packets))) ||
-    fail "$what: the packets of $entry (the chain's entry) did not grow"
+  (($(jq "$HARNESS_JQ_DEFS"' entry_packets' <<<"$after") > $(jq "$HARNESS_JQ_DEFS"' entry_packets' <<<"$before"))) ||
+    fail "$what: the packets entering the pipeline did not grow"
 }
 
 # verdicts_balance JSON: the packets entering the chain == the sum of every verdict (verdicts_add_up).

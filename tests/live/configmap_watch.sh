@@ -205,21 +205,21 @@ t1=$(date +%s.%N)
 window=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", b - a + 8.999 }')
 
 series=$(promq "xdp_pipeline_stage_packets_total{pipeline=\"$PIPELINE_NAME\"}")
-jq -e '[.[].metric | "\(.stage)/\(.plugin // "")"] | sort == ["dispatcher/", "no-8080/port_filter", "parse/parse", "ping-lb/icmp_lb"]' \
+jq -e '[.[].metric | "\(.stage)/\(.plugin // "")"] | sort == ["(pipeline)/", "no-8080/port_filter", "parse/parse", "ping-lb/icmp_lb"]' \
   >/dev/null <<<"$series" || fail "per-stage series and labels in prometheus: $series"
 jq -e '[.[].metric.job] | unique == ["xdp-pipeline"]' >/dev/null <<<"$series" || fail "series without the job label: $series"
 tx_series=$(promq "xdp_pipeline_stage_verdicts_total{pipeline=\"$PIPELINE_NAME\",stage=\"ping-lb\",verdict=\"tx\"}")
 [[ $(jq length <<<"$tx_series") == 1 ]] || fail "no ping-lb tx series: $tx_series"
-ok "prometheus has the per-stage series {pipeline, stage, plugin[, verdict]}: dispatcher, parse, no-8080, ping-lb"
+ok "prometheus has the per-stage series {pipeline, stage, plugin[, verdict]}: (pipeline), parse, no-8080, ping-lb"
 
 # The counter rose by exactly the pings sent (samples taken before and after the traffic).
 value_at() { promq "$1" "$2" | jq -r '.[0].value[1]'; }
 q="xdp_pipeline_stage_verdicts_total{pipeline=\"$PIPELINE_NAME\",stage=\"ping-lb\",verdict=\"tx\"}"
 delta=$(($(value_at "$q" "$t1") - $(value_at "$q" "$t0")))
 ((delta == NPING)) || fail "prometheus: ping-lb tx rose by $delta between the samples around the traffic, $NPING pings sent"
-qd="xdp_pipeline_stage_packets_total{pipeline=\"$PIPELINE_NAME\",stage=\"dispatcher\"}"
+qd="xdp_pipeline_stage_packets_total{pipeline=\"$PIPELINE_NAME\",stage=\"(pipeline)\"}"
 ddelta=$(($(value_at "$qd" "$t1") - $(value_at "$qd" "$t0")))
-((ddelta == NPING)) || fail "prometheus: dispatcher packets rose by $ddelta, $NPING pings sent (nothing else was sent)"
+((ddelta == NPING)) || fail "prometheus: the pipeline's packets rose by $ddelta, $NPING pings sent (nothing else was sent)"
 # rate() over the window holding the traffic (with quiet seconds around it), times the window: the pings
 # sent, within 15 % (Prometheus extrapolates from the samples, one a second, to the window's edges).
 rate=$(promq "rate(${q}[${window}s])" "$t1" | jq -r '.[0].value[1]')
@@ -229,7 +229,7 @@ upv=$(value_at "xdp_pipeline_up{pipeline=\"$PIPELINE_NAME\"}" "$t1")
 [[ $upv == 1 ]] || fail "prometheus: xdp_pipeline_up is $upv"
 reloads=$(value_at "xdp_pipeline_config_reloads_total{pipeline=\"$PIPELINE_NAME\",result=\"failure\"}" "$t1")
 [[ $reloads == 1 ]] || fail "prometheus: reloads{failure} is $reloads"
-ok "prometheus: ping-lb tx and dispatcher packets rose by $delta = $NPING pings; rate()x${window}s = $(awk -v r="$rate" -v w="$window" 'BEGIN{printf "%.1f", r*w}'); xdp_pipeline_up 1"
+ok "prometheus: ping-lb tx and the pipeline's packets rose by $delta = $NPING pings; rate()x${window}s = $(awk -v r="$rate" -v w="$window" 'BEGIN{printf "%.1f", r*w}'); xdp_pipeline_up 1"
 stop_prometheus
 
 stop_pipeline

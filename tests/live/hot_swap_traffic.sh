@@ -4,10 +4,10 @@
 #     and a reordered file is reloaded 20 times (flows before / after no-8080): pings every 5 ms from the
 #     client to the VIP, balanced by ping-lb, and UDP to port 9999, dropped by no-8080;
 #   - every packet is accounted for: ping sent == received, every UDP datagram sent is counted by
-#     no-8080's drop counter exactly, and the dispatcher's packets == the sum of all verdicts;
+#     no-8080's drop counter exactly, and the pipeline's packets == the sum of all verdicts;
 #   - the LB alternates strictly between the two backends across all swaps and reloads (its round-robin
 #     state survives);
-#   - counters keep counting: no counter of any stage or of the dispatcher ever goes back;
+#   - counters keep counting: no counter of any stage or of the pipeline ever goes back;
 #   - `set ping-lb backends-=...` drains a backend live, `backends+=` adds it back;
 #     `set no-8080 drop_tcp_dst+=8081` drops 8081 at once.
 # Usage (root): hot_swap_traffic.sh XDP_PIPELINE_EXECUTABLE
@@ -90,8 +90,8 @@ ok "UDP to 9999: $udp_sent sent, $udp_dropped counted as dropped by no-8080"
 tx=$(($(counter "$end" ping-lb tx) - $(counter "$start" ping-lb tx)))
 ((tx == ping_sent)) || fail "ping-lb tx grew by $tx, $ping_sent pings sent"
 ok "ping-lb tx grew by $tx == pings sent"
-verdicts_balance "$end" || fail "dispatcher packets != sum of all verdicts: $(jq -c . <<<"$end")"
-ok "dispatcher packets ($(counter "$end" dispatcher packets)) == sum of all verdicts"
+verdicts_balance "$end" || fail "pipeline packets != sum of all verdicts: $(jq -c . <<<"$end")"
+ok "pipeline packets ($(counter "$end" pipeline packets)) == sum of all verdicts"
 # The file now running is b.toml or a.toml, whichever the last reload named: the order shows it.
 order=$(jq -r '[.stages[].name] | join(" ")' <<<"$end")
 [[ $order == "parse no-8080 ping-lb flows" ]] || fail "after an even number of reloads the order is '$order'"

@@ -2,7 +2,7 @@
 # Several interfaces (issue 16): one pipeline attached to two interfaces of a host, chosen by rules the
 # daemon resolves on the node: `interface = [{ default_route = true }, { first_of = ["nosuch0", B] }]`.
 # A host namespace "dut" has two veth links, A to peer1 and B to peer2 (the default route goes out of A).
-#   - one bpf_link per interface, the same dispatcher on both; status --json lists both interfaces;
+#   - one bpf_link per interface, the same first stage on both; status --json lists both interfaces;
 #   - packets per interface in status equal what each peer sent, and the shared counters add up;
 #   - TCP 8080 is dropped on both links, 8081 passes on both; one `set` changes both at once
 #     (8080 passes on both, 8081 dropped on both), and a `reload` that adds a stage switches both links
@@ -90,12 +90,12 @@ grep -q "attached to $IFA in native mode" "$PIPELINE_LOG" && grep -q "attached t
 st=$(status_json)
 jq -e --arg a "$IFA" --arg b "$IFB" '[.interfaces[].name] == [$a, $b] and ([.interfaces[].link_id] | unique | length) == 2
   and .interface == "\($a),\($b)"' >/dev/null <<<"$st" || fail "status does not list both interfaces: $(jq -c .interfaces <<<"$st")"
-dispatcher_id=$(jq -r .dispatcher.prog_id <<<"$st")
+dispatcher_id=$(jq -r .pipeline.prog_id <<<"$st")
 for ifc in "$IFA" "$IFB"; do
   nsx "$DUT" ip link show dev "$ifc" | grep -q "prog/xdp id $dispatcher_id " ||
-    fail "$ifc does not run the dispatcher (prog id $dispatcher_id): $(nsx "$DUT" ip link show dev "$ifc")"
+    fail "$ifc does not run the chain's first stage (prog id $dispatcher_id): $(nsx "$DUT" ip link show dev "$ifc")"
 done
-ok "default_route -> $IFA, first_of -> $IFB: one bpf_link each, both running dispatcher prog $dispatcher_id"
+ok "default_route -> $IFA, first_of -> $IFB: one bpf_link each, both running the first stage, prog $dispatcher_id"
 
 # syns PEER ADDR PORT COUNT: connection attempts; prints how many were refused (reached dut's kernel).
 syns() {
@@ -113,13 +113,13 @@ done
 st=$(status_json)
 a=$(jq -r --arg i "$IFA" '.interfaces[] | select(.name == $i) | .packets' <<<"$st")
 b=$(jq -r --arg i "$IFB" '.interfaces[] | select(.name == $i) | .packets' <<<"$st")
-total=$(counter "$st" dispatcher packets)
+total=$(counter "$st" pipeline packets)
 drops=$(counter "$st" no-8080 drop)
 # Each peer sent N SYNs to 8080 (dropped) and N SYNs + N final ACK/RST-less... count only what is certain:
-((a >= 2 * N && b >= 2 * N && a + b == total)) || fail "per-interface packets $IFA $a + $IFB $b != dispatcher $total"
+((a >= 2 * N && b >= 2 * N && a + b == total)) || fail "per-interface packets $IFA $a + $IFB $b != pipeline $total"
 ((drops == 2 * N)) || fail "no-8080 dropped $drops, expected $((2 * N)) (N from each peer)"
 "$XDPP" status "$PIPELINE_NAME" | grep -q "if .*$IFB" || fail "the status table has no line for $IFB"
-ok "8080 dropped and 8081 passed on both links; status: $IFA $a + $IFB $b packets = dispatcher $total, shared no-8080 drop $drops"
+ok "8080 dropped and 8081 passed on both links; status: $IFA $a + $IFB $b packets = pipeline $total, shared no-8080 drop $drops"
 
 # One live change applies to both.
 ctl_ok set no-8080 'drop_tcp_dst=[8081]'
@@ -134,8 +134,8 @@ ok "set no-8080 drop_tcp_dst=[8081]: applied to both links at once"
 write "$T/p.toml" "interface = [{ default_route = true }, { first_of = [\"nosuch0\", \"$IFB\"] }]" extra
 ctl_ok reload "$T/p.toml"
 st=$(status_json)
-new_id=$(jq -r .dispatcher.prog_id <<<"$st")
-[[ $new_id != "$dispatcher_id" ]] || fail "the reload did not switch in a new dispatcher"
+new_id=$(jq -r .pipeline.prog_id <<<"$st")
+[[ $new_id != "$dispatcher_id" ]] || fail "the reload did not switch in a new chain (first stage)"
 for ifc in "$IFA" "$IFB"; do
   nsx "$DUT" ip link show dev "$ifc" | grep -q "prog/xdp id $new_id " ||
     fail "$ifc does not run the new dispatcher $new_id: $(nsx "$DUT" ip link show dev "$ifc" | grep prog/xdp)"

@@ -3,9 +3,10 @@
 #   - replay: the verdict counts per stage equal the packets of each kind in a pcap the test writes;
 #   - veth traffic in a lab: N pings -> ping-lb tx == N, U UDP datagrams to a dropped port -> no-8080
 #     drop == U, K TCP SYNs to port 22 -> pass by the last stage == K (one event each, none lost), and
-#     the dispatcher's packets == the sum of all verdicts;
+#     the pipeline's packets == the sum of all verdicts;
 #   - `status --json` shape; the table; `status` when nothing runs (clear message, non-zero exit);
-#   - `bpftool map dump pinned .../NAME/STAGE/xdpp_counters` == status, for every stage and the dispatcher;
+#   - `bpftool map dump pinned .../NAME/STAGE/xdpp_counters` (what each stage counted where packets ended)
+#     agrees with status: the same verdicts, and packets in == what ended in this stage or a later one;
 #   - the Prometheus page (curl from the host: metrics listen in the namespace run started in, not in
 #     --netns) == status, with pipeline/stage/plugin labels, and the build info;
 #   - the control socket is 0600 in a 0700 directory, and a non-root user can neither connect nor use
@@ -76,7 +77,7 @@ grep -q "metrics at http://127.0.0.1:$PORT/metrics in the host's network namespa
 ok "pipeline $PIPELINE_NAME running in $LAB_NS_LB, metrics at 127.0.0.1:$PORT in the host's network namespace"
 
 start=$(status_json)
-(($(counter "$start" dispatcher packets) == 0)) || fail "packets counted before any traffic: $(counter_lines "$start")"
+(($(counter "$start" pipeline packets) == 0)) || fail "packets counted before any traffic: $(counter_lines "$start")"
 
 : >"$T/sources.txt"
 read -r s r < <(ping_chunk "$NPING" "$T/sources.txt")
@@ -92,32 +93,32 @@ jq -e --arg n "$PIPELINE_NAME" --arg i "$LAB_IF_LB" '
   def counters: (.counters | type == "object") and
     ([.counters | (.aborted, .drop, .pass, .tx, .redirect, .packets, .fell_off, .events_lost) | type == "number"] | all);
   .name == $n and .interface == $i and .mode == "native" and (.link_id | type == "number") and .link_id > 0 and
-  (.dispatcher.prog_id > 0) and (.dispatcher | counters) and
+  (.pipeline.prog_id > 0) and (.pipeline | counters) and (.pipeline.prog_id == .stages[0].prog_id) and
   ([.stages[].name] == ["parse", "no-8080", "ping-lb", "flows"]) and
   ([.stages[].plugin] == ["parse", "port_filter", "icmp_lb", "metadata"]) and
   ([.stages[] | (.prog_id | type == "number") and .prog_id > 0 and counters and (.packets_per_second | type == "number")] | all)
 ' >/dev/null <<<"$st" || fail "status --json shape: $(jq -c . <<<"$st")"
-ok "status --json: name, interface, mode, link id, dispatcher, stages [name, plugin, prog_id, counters{aborted drop pass tx redirect packets fell_off events_lost}]"
+ok "status --json: name, interface, mode, link id, pipeline (what the link runs: the first stage), stages [name, plugin, prog_id, counters{aborted drop pass tx redirect packets fell_off events_lost}]"
 
 # Counters against the packets sent.
 total=$((NPING + NUDP + NSYN))
-(($(counter "$st" dispatcher packets) == total)) || fail "dispatcher packets $(counter "$st" dispatcher packets), sent $total"
+(($(counter "$st" pipeline packets) == total)) || fail "pipeline packets $(counter "$st" pipeline packets), sent $total"
 (($(counter "$st" parse packets) == total)) || fail "parse saw $(counter "$st" parse packets) packets, sent $total"
 (($(counter "$st" ping-lb tx) == NPING)) || fail "ping-lb tx $(counter "$st" ping-lb tx), $NPING pings sent"
 (($(counter "$st" ping-lb packets) == NPING + NSYN)) || fail "ping-lb entered by $(counter "$st" ping-lb packets)"
 (($(counter "$st" no-8080 drop) == NUDP)) || fail "no-8080 drop $(counter "$st" no-8080 drop), $NUDP UDP sent"
 (($(counter "$st" flows pass) == NSYN && $(counter "$st" flows packets) == NSYN)) ||
   fail "flows pass $(counter "$st" flows pass) / packets $(counter "$st" flows packets), $NSYN SYNs sent"
-verdicts_balance "$st" || fail "dispatcher packets != sum of all verdicts: $(counter_lines "$st")"
-nonzero=$(jq '[.dispatcher.counters, .stages[].counters | .aborted + .redirect + .fell_off + .events_lost] | add' <<<"$st")
+verdicts_balance "$st" || fail "pipeline packets != sum of all verdicts: $(counter_lines "$st")"
+nonzero=$(jq '[.pipeline.counters, .stages[].counters | .aborted + .redirect + .fell_off + .events_lost] | add' <<<"$st")
 ((nonzero == 0)) || fail "aborted/redirect/fell_off/events_lost should all be 0: $(counter_lines "$st")"
 events=$(grep -c "protocol: TCP" "$T/events.log" || true)
 ((events == NSYN)) || fail "flows printed $events TCP events for $NSYN SYNs"
-ok "$NPING pings -> ping-lb tx $NPING; $NUDP UDP -> no-8080 drop $NUDP; $NSYN SYNs -> flows pass $NSYN, $events events; dispatcher packets $total == sum of verdicts"
+ok "$NPING pings -> ping-lb tx $NPING; $NUDP UDP -> no-8080 drop $NUDP; $NSYN SYNs -> flows pass $NSYN, $events events; pipeline packets $total == sum of verdicts"
 
 # The table.
 "$XDPP" status "$PIPELINE_NAME" >"$T/table.txt" || fail "status (table) failed"
-for s in '(dispatcher)' parse no-8080 ping-lb flows "$LAB_IF_LB" native; do
+for s in '(pipeline)' parse no-8080 ping-lb flows "$LAB_IF_LB" native; do
   grep -qF -- "$s" "$T/table.txt" || fail "the status table does not show '$s': $(cat "$T/table.txt")"
 done
 timeout -s INT 2.5 "$XDPP" status "$PIPELINE_NAME" --watch >"$T/watch.txt" 2>&1 || true
@@ -125,23 +126,28 @@ timeout -s INT 2.5 "$XDPP" status "$PIPELINE_NAME" --watch >"$T/watch.txt" 2>&1 
   fail "status --watch did not refresh in place at least twice in 2.5 s: $(cat "$T/watch.txt")"
 ok "status table and --watch show the pipeline and its stages"
 
-# bpftool on the pins == status.
-pinned_counters() { # DIR -> {"packets":..,"aborted":..,...} summed over CPUs
+# bpftool on the pins agrees with status. Each stage's map holds what ended in it, in the slot the chain
+# writes (the state file's counter_bases.slot; no chain change here, so no bases): status shows those verdicts,
+# and as packets in, what ended in that stage or a later one.
+slot=$(jq '.counter_bases.slot' "/run/xdp-pipeline/$PIPELINE_NAME.json")
+pinned_counters() { # DIR -> {"ended":..,"aborted":..,...} summed over CPUs
   bpftool map dump pinned "$1/xdpp_counters" |
-    jq -c '[.[0].values[].value] | {packets: (map(.packets) | add), aborted: (map(.verdict[0]) | add),
+    jq -c --argjson slot "$slot" '[.[$slot].values[].value] | {aborted: (map(.verdict[0]) | add),
            drop: (map(.verdict[1]) | add), pass: (map(.verdict[2]) | add), tx: (map(.verdict[3]) | add),
            redirect: (map(.verdict[4]) | add), fell_off: (map(.fell_off) | add), events_lost: (map(.events_lost) | add)}'
 }
 st=$(status_json)
 root=/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME
-for s in dispatcher parse no-8080 ping-lb flows; do
+later=0
+for s in flows ping-lb no-8080 parse; do
   [[ -e $root/$s/xdpp_counters ]] || fail "no pin $root/$s/xdpp_counters"
   pinned=$(pinned_counters "$root/$s")
-  if [[ $s == dispatcher ]]; then sel='.dispatcher.counters'; else sel=".stages[] | select(.name == \"$s\") | .counters"; fi
-  shown=$(jq -c "$sel | {packets, aborted, drop, pass, tx, redirect, fell_off, events_lost}" <<<"$st")
+  shown=$(jq -c ".stages[] | select(.name == \"$s\") | .counters | {aborted, drop, pass, tx, redirect, fell_off, events_lost}" <<<"$st")
   [[ $pinned == "$shown" ]] || fail "$s: bpftool says $pinned, status says $shown"
+  later=$((later + $(jq '.aborted + .drop + .pass + .tx + .redirect' <<<"$pinned")))
+  (($(counter "$st" "$s" packets) == later)) || fail "$s: status says $(counter "$st" "$s" packets) packets in, bpftool's verdicts from here on add up to $later"
 done
-ok "bpftool map dump pinned $root/STAGE/xdpp_counters == status for the dispatcher and every stage"
+ok "bpftool map dump pinned $root/STAGE/xdpp_counters agrees with status for every stage (verdicts, and packets in = ended here or later)"
 
 # Prometheus page, from the host.
 metrics=$(curl -sf --max-time 5 "http://127.0.0.1:$PORT/metrics") || fail "curl of the metrics page failed"
@@ -152,17 +158,19 @@ metric() { # NAME STAGE PLUGIN [VERDICT]
 }
 grep -q '^# TYPE xdp_pipeline_stage_packets_total counter' <<<"$metrics" || fail "no TYPE line for xdp_pipeline_stage_packets_total"
 st=$(status_json)
-declare -A plugin_of=([dispatcher]="" [parse]=parse [no-8080]=port_filter [ping-lb]=icmp_lb [flows]=metadata)
-for s in dispatcher parse no-8080 ping-lb flows; do
+declare -A plugin_of=([pipeline]="" [parse]=parse [no-8080]=port_filter [ping-lb]=icmp_lb [flows]=metadata)
+for s in pipeline parse no-8080 ping-lb flows; do
   p=${plugin_of[$s]}
-  got=$(metric xdp_pipeline_stage_packets_total "$s" "$p")
+  label=$s
+  [[ $s == pipeline ]] && label="(pipeline)" # the whole pipeline's series
+  got=$(metric xdp_pipeline_stage_packets_total "$label" "$p")
   [[ $got == "$(counter "$st" "$s" packets)" ]] || fail "metrics: $s packets $got, status $(counter "$st" "$s" packets)"
   for v in aborted drop pass tx redirect; do
-    got=$(metric xdp_pipeline_stage_verdicts_total "$s" "$p" "$v")
+    got=$(metric xdp_pipeline_stage_verdicts_total "$label" "$p" "$v")
     [[ $got == "$(counter "$st" "$s" "$v")" ]] || fail "metrics: $s $v $got, status $(counter "$st" "$s" "$v")"
   done
   for f in fell_off events_lost; do
-    got=$(metric "xdp_pipeline_stage_${f}_total" "$s" "$p")
+    got=$(metric "xdp_pipeline_stage_${f}_total" "$label" "$p")
     [[ $got == "$(counter "$st" "$s" "$f")" ]] || fail "metrics: $s $f $got, status $(counter "$st" "$s" "$f")"
   done
 done

@@ -1,4 +1,4 @@
-// The whole chain through the real dispatcher: parse -> no-8080 (port_filter) -> ping-lb (icmp_lb) ->
+// The whole chain through the real chain: parse -> no-8080 (port_filter) -> ping-lb (icmp_lb) ->
 // flows (metadata). Which stage decides each packet, with what verdict, output bytes and events; the
 // counters over a stream; and packets that fall off an emptied chain slot.
 #include <gtest/gtest.h>
@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "config.h"
 #include "packet.h"
 #include "test_pipeline.h"
 
@@ -150,9 +151,9 @@ TEST_P(ChainTest, DecidedByTheRightStage) {
       reached = false;
     }
   }
-  CounterTotals dispatcher = counters(*pipeline, "dispatcher");
-  EXPECT_EQ(dispatcher.packets, 1u);
-  EXPECT_EQ(dispatcher.fell_off, 0u);
+  CounterTotals total = counters(*pipeline, kPipelineTotal);
+  EXPECT_EQ(total.packets, 1u);
+  EXPECT_EQ(total.fell_off, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, ChainTest, ::testing::ValuesIn(cases()),
@@ -194,10 +195,11 @@ TEST_F(ChainStreamTest, CountersMatchPacketsSent) {
     }
   }
 
-  CounterTotals dispatcher = counters(*pipeline, "dispatcher");
-  EXPECT_EQ(dispatcher.packets, static_cast<std::uint64_t>(sent));
-  std::uint64_t decided = 0;
-  for (int v = 0; v < XDPP_VERDICTS; ++v) decided += dispatcher.verdict[v];
+  CounterTotals total = counters(*pipeline, kPipelineTotal);
+  EXPECT_EQ(total.packets, static_cast<std::uint64_t>(sent));
+  std::uint64_t decided = 0, total_decided = 0;
+  for (int v = 0; v < XDPP_VERDICTS; ++v) total_decided += total.verdict[v];
+  EXPECT_EQ(total_decided, static_cast<std::uint64_t>(sent)) << "the pipeline's verdicts are every packet's";
   for (const std::string& name : kStageNames) {
     CounterTotals totals = counters(*pipeline, name);
     EXPECT_EQ(totals.packets, entered[name]) << name;
@@ -241,7 +243,88 @@ TEST_F(ChainStreamTest, EmptySlotMeansFellOff) {
   EXPECT_EQ(counters(*pipeline, "flows").packets, 0u);
 }
 
-TEST_F(ChainStreamTest, EmptyFirstSlotFallsOffTheDispatcher) {
+// Contract 2 counts a packet only where its way ends and derives "packets in". A reload that reorders the chain
+// counts in the other slot, and what the old chain counted becomes the new chain's bases: every stage's
+// packets in stay exactly what entered it, in either order; a swap with fresh maps keeps the counters; a swap
+// of the first stage (what an interface runs) keeps the chain running and counting.
+TEST_F(ChainStreamTest, CountersStayExactAcrossReorderAndSwaps) {
+  auto pipeline = load_pipeline(kFourStages);
+  ASSERT_NE(pipeline, nullptr);
+  const Frame drop = build({.l3 = Ipv4{}, .l4 = Tcp{.dport = 8080}});  // no-8080 drops it
+  const Frame pass = build({.l3 = Ipv4{}, .l4 = Tcp{.dport = 22}});    // passes after flows (default verdict)
+  auto send = [&](Pipeline& p, int pairs) {
+    for (int i = 0; i < pairs; ++i) {
+      auto dropped = run(p, drop);
+      auto passed = run(p, pass);
+      ASSERT_TRUE(dropped && passed);
+      EXPECT_EQ(action_name(dropped->verdict), action_name(kDrop));
+      EXPECT_EQ(action_name(passed->verdict), action_name(kPass));
+    }
+  };
+  send(*pipeline, 3);  // parse 6 in; no-8080 6 in, 3 dropped; ping-lb 3; flows 3, 3 passed
+  const std::uint32_t first_slot = pipeline->counter_bases().slot;
+
+  // no-8080 after ping-lb now.
+  const std::string reordered = std::string(kParseFirst) + R"(
+[[stage]]
+name = "ping-lb"
+plugin = "icmp_lb"
+vip = "192.168.1.2"
+backends = [ { ip = "192.168.1.3", mac = "52:54:00:ff:ff:55" }, { ip = "192.168.1.4", mac = "52:54:00:5d:6e:a1" } ]
+
+[[stage]]
+name = "no-8080"
+plugin = "port_filter"
+drop_tcp_dst = [8080, "9000-9100"]
+drop_udp_dst = [53]
+fragments = "drop"
+
+[[stage]]
+name = "flows"
+plugin = "metadata"
+format = "text"
+sample = 1
+)";
+  auto spec = parse_pipeline(reordered, "reordered.toml", Overrides{}, test_search_paths());
+  ASSERT_TRUE(spec) << spec.error().message;
+  auto rebuilt = pipeline->rebuild(std::move(*spec));
+  ASSERT_TRUE(rebuilt) << rebuilt.error().message;
+  std::unique_ptr<Pipeline> next = std::move(*rebuilt);
+  ASSERT_EQ(next->stages()[2].spec.name, "no-8080");
+  EXPECT_NE(next->counter_bases().slot, first_slot) << "a new chain counts in the other slot";
+  send(*next, 2);  // parse 4 in; ping-lb 4; no-8080 4 in, 2 dropped; flows 2, 2 passed
+
+  auto expect = [&](std::string_view name, std::uint64_t in, std::uint64_t dropped, std::uint64_t passed) {
+    CounterTotals totals = counters(*next, name);
+    EXPECT_EQ(totals.packets, in) << name;
+    EXPECT_EQ(totals.verdict[kDrop], dropped) << name;
+    EXPECT_EQ(totals.verdict[kPass], passed) << name;
+  };
+  expect(kPipelineTotal, 10, 5, 5);
+  expect("parse", 10, 0, 0);
+  expect("no-8080", 10, 5, 0);
+  expect("ping-lb", 7, 0, 0);
+  expect("flows", 5, 0, 5);
+  EXPECT_EQ(counters(*next, "parse").bytes, 5 * (drop.size() + pass.size()));
+
+  // Fresh maps for no-8080: its rules are rewritten by its plugin, its counters go on.
+  Status swapped = next->swap_stage("no-8080", SwapRequest{.reset_state = true});
+  ASSERT_TRUE(swapped.ok()) << swapped.error().message;
+  expect("no-8080", 10, 5, 0);
+  // The first stage, swapped: the chain runs through the new program, the counts go on.
+  const std::uint32_t old_entry = next->entry_prog_id();
+  swapped = next->swap_stage("parse", SwapRequest{});
+  ASSERT_TRUE(swapped.ok()) << swapped.error().message;
+  EXPECT_NE(next->entry_prog_id(), old_entry);
+  send(*next, 1);
+  expect(kPipelineTotal, 12, 6, 6);
+  expect("no-8080", 12, 6, 0);
+  expect("flows", 6, 0, 6);
+}
+
+// The interface runs the first stage itself (no dispatcher hop), so an empty slot 0 changes nothing: no
+// packet enters the chain through it.
+TEST_F(ChainStreamTest, EmptyFirstSlotIsNotOnThePacketsWay) {
   auto pipeline = load_pipeline(kFourStages);
   ASSERT_NE(pipeline, nullptr);
   Status cleared = clear_chain_slot(*pipeline, static_cast<std::uint32_t>(pipeline->stages()[0].slot));
@@ -249,13 +332,11 @@ TEST_F(ChainStreamTest, EmptyFirstSlotFallsOffTheDispatcher) {
 
   auto result = run(*pipeline, build({.l3 = Ipv4{}, .l4 = Tcp{.dport = 8080}}));
   ASSERT_TRUE(result);
-  EXPECT_EQ(action_name(result->verdict), action_name(kPass));
-  EXPECT_EQ(result->stage, "dispatcher");
-  CounterTotals dispatcher = counters(*pipeline, "dispatcher");
-  EXPECT_EQ(dispatcher.packets, 1u);
-  EXPECT_EQ(dispatcher.fell_off, 1u);
-  EXPECT_EQ(dispatcher.verdict[kPass], 1u);
-  EXPECT_EQ(counters(*pipeline, "parse").packets, 0u);
+  EXPECT_EQ(action_name(result->verdict), action_name(kDrop));
+  EXPECT_EQ(result->stage, "no-8080");
+  EXPECT_EQ(counters(*pipeline, "parse").packets, 1u);
+  EXPECT_EQ(counters(*pipeline, kPipelineTotal).packets, 1u);
+  EXPECT_EQ(counters(*pipeline, kPipelineTotal).fell_off, 0u);
 }
 
 // [pipeline] default_verdict = "drop": what a packet that falls off gets.

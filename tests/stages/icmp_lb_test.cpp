@@ -1,4 +1,4 @@
-// [parse, icmp_lb] through the dispatcher: strict round robin of echo requests to the VIP, every
+// [parse, icmp_lb] through the chain: strict round robin of echo requests to the VIP, every
 // rewritten byte (MACs, destination address, IPv4 header checksum recomputed from scratch here), every
 // other byte unchanged; and everything that is not an echo request to the VIP passing untouched.
 #include <gtest/gtest.h>

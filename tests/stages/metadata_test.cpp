@@ -1,4 +1,4 @@
-// [parse, metadata] through the dispatcher: one event per packet, decoded by the plugin into the text
+// [parse, metadata] through the chain: one event per packet, decoded by the plugin into the text
 // line and the JSON object; sampling.
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-// parse alone, through the dispatcher: what it writes into the packet context for each kind of frame,
+// parse alone, through the chain: what it writes into the packet context for each kind of frame,
 // and the verdict for malformed frames under both policies. parse is the last stage here, so a
 // well-formed packet leaves it with the default verdict (pass), decided by "parse".
 #include <gtest/gtest.h>
@@ -267,14 +267,14 @@ TEST_P(ParseTest, FillsPacketContext) {
   }
 
   // One packet: counted in once, decided once, by parse.
-  CounterTotals dispatcher = counters(*pipeline, "dispatcher");
+  CounterTotals total = counters(*pipeline, kPipelineTotal);
   CounterTotals parse = counters(*pipeline, "parse");
-  EXPECT_EQ(dispatcher.packets, 1u);
+  EXPECT_EQ(total.packets, 1u);
   EXPECT_EQ(parse.packets, 1u);
   EXPECT_EQ(parse.bytes, frame.size());
   EXPECT_EQ(parse.verdict[expected_verdict], 1u);
   EXPECT_EQ(parse.fell_off, 0u);
-  EXPECT_EQ(dispatcher.fell_off, 0u);
+  EXPECT_EQ(total.fell_off, 0u);
 }
 
 std::vector<ParseParam> params() {
@@ -306,7 +306,7 @@ TEST_F(ParseRuntTest, FramesShorterThanEthernetAreRefusedByTestRun) {
                               << action_name(result.ok() ? result.value().verdict : 0);
     if (!result.ok()) { EXPECT_FALSE(result.error().message.empty()); }
   }
-  EXPECT_EQ(counters(*pipeline, "dispatcher").packets, 0u);
+  EXPECT_EQ(counters(*pipeline, kPipelineTotal).packets, 0u);
   EXPECT_EQ(counters(*pipeline, "parse").packets, 0u);
 
   // 14 bytes is the shortest frame the kernel runs: an IPv4 ethertype with no header is malformed.

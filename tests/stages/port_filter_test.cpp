@@ -1,4 +1,4 @@
-// [parse, port_filter] through the dispatcher: which packets the port lists drop, across VLAN tags,
+// [parse, port_filter] through the chain: which packets the port lists drop, across VLAN tags,
 // IPv6 (with extension headers), IPv4 options and fragments, under both fragment policies.
 #include <gtest/gtest.h>
 
@@ -256,20 +256,25 @@ drop_tcp_dst = [8080]
     ASSERT_TRUE(result);
     EXPECT_EQ(action_name(result->verdict), action_name(verdict));
   }
-  CounterTotals dispatcher = counters(*pipeline, "dispatcher");
+  CounterTotals total = counters(*pipeline, kPipelineTotal);
   CounterTotals parse = counters(*pipeline, "parse");
   CounterTotals filter = counters(*pipeline, "no-8080");
-  EXPECT_EQ(dispatcher.packets, 6u);
+  EXPECT_EQ(total.packets, 6u);
   EXPECT_EQ(parse.packets, 6u);
   EXPECT_EQ(parse.verdict[kDrop], 2u);
   EXPECT_EQ(parse.verdict[kPass], 0u);
   EXPECT_EQ(filter.packets, 4u);
   EXPECT_EQ(filter.verdict[kDrop], 2u);
   EXPECT_EQ(filter.verdict[kPass], 2u);
-  EXPECT_EQ(dispatcher.fell_off + parse.fell_off + filter.fell_off, 0u);
-  std::uint64_t decided = 0;
-  for (int v = 0; v < XDPP_VERDICTS; ++v) decided += dispatcher.verdict[v] + parse.verdict[v] + filter.verdict[v];
+  EXPECT_EQ(parse.fell_off + filter.fell_off, 0u);
+  std::uint64_t decided = 0, total_decided = 0;
+  for (int v = 0; v < XDPP_VERDICTS; ++v) {
+    decided += parse.verdict[v] + filter.verdict[v];
+    total_decided += total.verdict[v];
+    EXPECT_EQ(total.verdict[v], parse.verdict[v] + filter.verdict[v]) << action_name(v);
+  }
   EXPECT_EQ(decided, 6u) << "every packet is decided exactly once";
+  EXPECT_EQ(total_decided, 6u);
 }
 
 }  // namespace

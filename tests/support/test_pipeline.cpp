@@ -67,7 +67,7 @@ std::optional<TestRunResult> run(Pipeline& pipeline, std::span<const std::uint8_
 }
 
 int stage_index(Pipeline& pipeline, std::string_view name) {
-  if (name == "dispatcher") return -1;
+  if (name == kPipelineTotal) return -1;
   const auto& stages = pipeline.stages();
   for (std::size_t i = 0; i < stages.size(); ++i)
     if (stages[i].spec.name == name) return static_cast<int>(i);

@@ -61,7 +61,10 @@ inline std::optional<TestRunResult> run(Pipeline& pipeline, const Frame& frame) 
 
 /// Index of the stage called `name` in the pipeline, or -1 (recording a failure).
 int stage_index(Pipeline& pipeline, std::string_view name);
-/// Counters of the stage called `name` ("dispatcher" for the dispatcher's); a failure on error.
+/// What counters() calls the whole pipeline's total (Pipeline::counters(-1)).
+inline constexpr std::string_view kPipelineTotal = "(pipeline)";
+
+/// Counters of the stage called `name` (kPipelineTotal for the whole pipeline's); a failure on error.
 CounterTotals counters(Pipeline& pipeline, std::string_view name);
 /// The packet context as the last run on CPU 0 left it; a failure on error.
 xdpp_packet packet_context(Pipeline& pipeline);

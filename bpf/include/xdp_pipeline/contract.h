@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /*
- * The one contract between the dispatcher, every stage and the host.
+ * The one contract between the stages of a chain and the host.
  *
  * Included by BPF C (clang -target bpf) and by the C++ host alike, so it uses only fixed-width types
  * from <linux/types.h>. The host static_asserts the sizes and offsets below (host/contract_check.cpp);
@@ -16,23 +16,25 @@
  * the next daemon knows whether it adopts its own kind or upgrades. Only the test build that rehearses
  * such an upgrade (tests/live/CMakeLists.txt) defines it on the command line. */
 #ifndef XDPP_CONTRACT_VERSION
-#define XDPP_CONTRACT_VERSION 1
+#define XDPP_CONTRACT_VERSION 2
 #endif
 
-/* The kernel allows 33 tail calls per packet (MAX_TAIL_CALL_CNT). The dispatcher enters slot 0 with the
- * first one and each stage spends one more to reach the next, so a chain holds at most 33 stages. */
+/* The kernel allows 33 tail calls per packet (MAX_TAIL_CALL_CNT). The interface runs the stage of slot 0
+ * itself (no tail call) and each stage spends one to reach the next, so a chain of 33 stages uses 32. The
+ * limit stays 33 (what contract 1 allowed with its dispatcher hop). */
 #define XDPP_MAX_STAGES 33
 
 /* Value of xdpp_next_slot for the last stage: it ends the chain itself instead of tail-calling an empty
  * slot, so a packet that leaves the last stage is a verdict, not a "fell off". */
 #define XDPP_NO_NEXT 0xffffffffu
 
-/* Names of the maps every object shares with the dispatcher (bpf_map__reuse_fd before load). */
+/* Names of the maps every stage of a chain shares (bpf_map__reuse_fd before load). The chain's root object
+ * (bpf/dispatcher/dispatcher.bpf.c, pinned as NAME/dispatcher/) creates them; it is never attached. */
 #define XDPP_CHAIN_MAP_NAME "xdpp_chain"
 #define XDPP_SCRATCH_MAP_NAME "xdpp_scratch"
 #define XDPP_COUNTERS_MAP_NAME "xdpp_counters"
 
-/* The dispatcher's packets per interface, when one pipeline is attached to several (the host sets
+/* Packets per receiving interface, counted by the entry stage when one pipeline is attached to several (the host sets
  * xdpp_count_interfaces), indexed by the receiving ifindex; an interface whose ifindex is XDPP_MAX_IFINDEX
  * or above is counted in the totals only. */
 #define XDPP_IF_COUNTERS_MAP_NAME "xdpp_if_packets"
@@ -56,8 +58,8 @@ enum xdpp_packet_flags {
 
 /*
  * What parse learnt about the packet, for every later stage. Lives in a per-CPU array (one entry) that
- * the dispatcher resets (flags = 0) on entry: an XDP program runs to completion on one CPU, so the entry
- * belongs to this packet until the chain ends.
+ * the first stage of the chain resets (flags = 0) on entry: an XDP program runs to completion on one CPU,
+ * so the entry belongs to this packet until the chain ends.
  *
  * Offsets are from ctx->data. Addresses are in network byte order (IPv4 in the first 4 bytes of the 16);
  * ports in host byte order, 0 where the protocol has none or the packet is a non-first fragment.
@@ -77,7 +79,7 @@ struct xdpp_packet {
 	__u8 tcp_flags;         /* FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 URG=0x20 */
 	__u8 ttl;               /* IPv4 TTL or IPv6 hop limit */
 	__u32 pkt_len;          /* bytes of the frame: the whole frame (all buffers) once parse ran; before
-	                         * that, the first buffer (data_end - data), which the dispatcher sets */
+	                         * that, the first buffer (data_end - data), which the first stage sets */
 	__u8 saddr[16];
 	__u8 daddr[16];
 };
@@ -85,17 +87,23 @@ struct xdpp_packet {
 /* Verdict slots in the counters; the index is the XDP action (XDP_ABORTED=0 .. XDP_REDIRECT=4). */
 #define XDPP_VERDICTS 5
 
+/* Entries of each stage's counters map. A chain writes one of them (the load-time constant
+ * xdpp_counters_slot); the host gives each new chain (a reload that adds, removes or reorders stages) the
+ * other one, so that what the old chain counted, also by packets still in it during the switch, stays apart
+ * from what the new one counts: the host derives "packets in" from the order of the chain that counted. */
+#define XDPP_COUNTER_SLOTS 2
+
 /*
  * Per-stage, per-CPU counters, kept by the framework (bpf/include/xdp_pipeline/stage.h), never by hand.
- * Every packet is counted once in `packets` of each stage it enters and exactly once in one `verdict`
- * somewhere in the chain (or the dispatcher's), so the verdicts of all stages add up to the packets
- * that entered the dispatcher.
+ * Written once per packet, by the stage where the packet's way ends (its verdict, or the default after
+ * falling off), in one map update. Every packet ends in exactly one stage, so the packets that entered
+ * stage i are those that ended in stage i or after it: the host derives them exactly (host/pipeline.cpp,
+ * chain_totals()). 64 bytes: one cache line per CPU and slot.
  */
 struct xdpp_counters {
-	__u64 packets;                  /* entered this stage */
-	__u64 bytes;                    /* pkt_len of those packets: whole frames from parse on; the
-	                                 * dispatcher, which runs before parse, counts first buffers */
-	__u64 verdict[XDPP_VERDICTS];   /* decided here, by XDP action */
+	__u64 bytes;                    /* pkt_len of the packets that ended here: whole frames once parse ran,
+	                                 * first buffers before */
+	__u64 verdict[XDPP_VERDICTS];   /* ended here, by XDP action (those that fell off included) */
 	__u64 fell_off;                 /* tail call to the next slot failed (empty slot); verdict = default */
 	__u64 events_lost;              /* events dropped because a ring buffer was full */
 };

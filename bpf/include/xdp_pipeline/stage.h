@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /*
- * What a stage (and the dispatcher) includes: the shared maps, the load-time constants the host sets,
- * and XDPP_STAGE(), which keeps the counters and the chain so that a stage body only decides.
+ * What a stage includes: the shared maps, the load-time constants the host sets, and XDPP_STAGE(), which
+ * keeps the counters and the chain so that a stage body only decides.
  *
  *     XDPP_STAGE(port_filter)(struct xdp_md *xdp, struct xdpp_packet *pkt)
  *     {
@@ -11,6 +11,12 @@
  *     }
  *
  * The body returns an XDP action to end the chain here, or XDPP_CONTINUE to hand the packet on.
+ *
+ * What a stage costs per packet (contract 2; docs/benchmarks.md has the measurements): one inlined per-CPU
+ * lookup of the packet context, the body, and either the tail call to the next stage (a direct jump: the
+ * key is a load-time constant) or, in the stage where the packet's way ends, one update of that stage's
+ * counters. The stage of slot 0 is what the interface runs (there is no dispatcher program in front of
+ * it); the host loads it with xdpp_entry = 1, which makes it start the packet's context.
  *
  * Multi-buffer frames. Every program is SEC("xdp.frags") (BPF_F_XDP_HAS_FRAGS): the kernel requires all
  * programs of one prog array to agree, and only such programs attach natively where the MTU needs more
@@ -38,8 +44,15 @@
 const volatile __u32 xdpp_contract_version = XDPP_CONTRACT_VERSION;
 const volatile __u32 xdpp_next_slot = XDPP_NO_NEXT;
 const volatile __u32 xdpp_default_verdict = XDP_PASS;
+/* 1 for the stage in slot 0, the one the interface runs: it starts the packet's context. */
+const volatile __u32 xdpp_entry = 0;
+/* The entry of xdpp_counters this chain writes (0 or 1, XDPP_COUNTER_SLOTS in contract.h). */
+const volatile __u32 xdpp_counters_slot = 0;
+/* 1 for the entry stage of a pipeline attached to more than one interface: it counts packets per receiving
+ * interface. With one interface the verifier removes the counting (its packets are the pipeline's). */
+const volatile __u32 xdpp_count_interfaces = 0;
 
-/* The chain. Created by the dispatcher's object; every stage reuses the same map. */
+/* The chain. Created by the chain's root object (bpf/dispatcher/); every stage reuses the same map. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
 	__uint(max_entries, XDPP_MAX_STAGES);
@@ -47,7 +60,8 @@ struct {
 	__type(value, __u32);
 } xdpp_chain SEC(".maps");
 
-/* The parsed packet, one per CPU. Created by the dispatcher's object, shared by all. */
+/* The parsed packet, one per CPU. Created by the chain's root object, shared by all. (Carrying it in the
+ * XDP metadata area instead was measured and costs more here: docs/benchmarks.md.) */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -55,18 +69,27 @@ struct {
 	__type(value, struct xdpp_packet);
 } xdpp_scratch SEC(".maps");
 
+/* Packets per receiving interface (xdpp_count_interfaces), indexed by ifindex: an array rather than a hash,
+ * so that the verifier inlines the per-CPU lookup. Created by the chain's root object, shared by all. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XDPP_MAX_IFINDEX);
+	__type(key, __u32);
+	__type(value, struct xdpp_if_counters);
+} xdpp_if_packets SEC(".maps");
+
 /* This object's own counters: they belong to the stage, so they survive a swap of its program. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, XDPP_COUNTER_SLOTS);
 	__type(key, __u32);
 	__type(value, struct xdpp_counters);
 } xdpp_counters SEC(".maps");
 
 static __always_inline struct xdpp_counters *xdpp_stage_counters(void)
 {
-	__u32 zero = 0;
-	return bpf_map_lookup_elem(&xdpp_counters, &zero);
+	__u32 slot = xdpp_counters_slot;
+	return bpf_map_lookup_elem(&xdpp_counters, &slot);
 }
 
 /* Count an event that a full ring buffer refused. The packet goes on regardless. */
@@ -87,23 +110,40 @@ static __always_inline int xdpp_emit(void *ringbuf, void *event, __u64 size, __u
 }
 
 /*
- * Ends the packet's way through this stage: counts `verdict` here, or hands the packet to the next slot.
- * A tail call that returns failed (the slot is empty), so the packet "fell off" and takes the default.
+ * Ends the packet's way through this stage: hands it to the next slot, or ends it here and counts it (the
+ * one counters update of the packet). A tail call that returns failed (the slot is empty), so the packet
+ * "fell off" and takes the default verdict here.
  */
-static __always_inline int xdpp_finish(struct xdp_md *xdp, struct xdpp_counters *counters, int verdict)
+static __always_inline int xdpp_finish(struct xdp_md *xdp, const struct xdpp_packet *pkt, int verdict)
 {
+	__u64 fell_off = 0;
+
 	if (verdict == XDPP_CONTINUE) {
 		if (xdpp_next_slot != XDPP_NO_NEXT) {
 			bpf_tail_call(xdp, &xdpp_chain, xdpp_next_slot);
-			counters->fell_off++;
+			fell_off = 1;
 		}
 		verdict = xdpp_default_verdict;
 	}
 	/* The verifier needs the index bounded; anything out of range is the program's error. */
 	if (verdict < XDP_ABORTED || verdict > XDP_REDIRECT)
 		verdict = XDP_ABORTED;
-	counters->verdict[verdict]++;
+	struct xdpp_counters *counters = xdpp_stage_counters();
+	if (counters) {
+		counters->bytes += pkt->pkt_len;
+		counters->verdict[verdict]++;
+		counters->fell_off += fell_off;
+	}
 	return verdict;
+}
+
+/* The entry's count of the packet on its receiving interface. */
+static __always_inline void xdpp_count_interface(struct xdp_md *xdp)
+{
+	__u32 ifindex = xdp->ingress_ifindex;
+	struct xdpp_if_counters *by_interface = bpf_map_lookup_elem(&xdpp_if_packets, &ifindex);
+	if (by_interface)
+		by_interface->packets++;
 }
 
 /* The section of every pipeline program: multi-buffer aware (see the top of this file). Overridable only so
@@ -113,23 +153,30 @@ static __always_inline int xdpp_finish(struct xdp_md *xdp, struct xdpp_counters 
 #endif
 
 /*
- * Defines SEC("xdp.frags") program NAME around the body that follows the macro. The wrapper counts the
- * packet in, runs the body, counts its bytes (pkt_len, which the body may have set: the dispatcher sets the
- * first buffer's length, parse the whole frame's), and finishes it (verdict or next stage).
+ * Defines SEC("xdp.frags") program NAME around the body that follows the macro. The wrapper finds the packet
+ * context (and, in the entry stage, starts it), runs the body, and finishes the packet (next stage, or its
+ * verdict counted here).
+ *
+ * Entry duties: only the flag word and the length. parse fills every other field before it sets
+ * XDPP_F_PARSED. The first buffer's length stands for the frame's until parse learns the whole length:
+ * asking the kernel (bpf_xdp_get_buff_len) on every packet would cost a helper call where most frames have
+ * one buffer.
  */
 #define XDPP_STAGE(NAME)                                                                        \
 	static __always_inline int NAME##_body(struct xdp_md *xdp, struct xdpp_packet *pkt);   \
 	SEC(XDPP_SEC) int NAME(struct xdp_md *xdp)                                              \
 	{                                                                                       \
 		__u32 zero = 0;                                                                 \
-		struct xdpp_counters *counters = bpf_map_lookup_elem(&xdpp_counters, &zero);    \
 		struct xdpp_packet *pkt = bpf_map_lookup_elem(&xdpp_scratch, &zero);            \
-		if (!counters || !pkt)                                                          \
+		if (!pkt)                                                                       \
 			return XDP_ABORTED;                                                     \
-		counters->packets++;                                                            \
-		int verdict = NAME##_body(xdp, pkt);                                            \
-		counters->bytes += pkt->pkt_len;                                                \
-		return xdpp_finish(xdp, counters, verdict);                                     \
+		if (xdpp_entry) {                                                               \
+			pkt->flags = 0;                                                         \
+			pkt->pkt_len = xdp->data_end - xdp->data;                               \
+			if (xdpp_count_interfaces)                                              \
+				xdpp_count_interface(xdp);                                      \
+		}                                                                               \
+		return xdpp_finish(xdp, pkt, NAME##_body(xdp, pkt));                            \
 	}                                                                                       \
 	static __always_inline int NAME##_body
 
