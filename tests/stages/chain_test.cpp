@@ -16,26 +16,31 @@
 namespace xdpp::test {
 namespace {
 
-const std::string kFourStages = std::string(kParseFirst) + R"(
+// The stages after parse, one table each, so that tests can put them in other orders.
+const std::string kNo8080 = R"(
 [[stage]]
 name = "no-8080"
 plugin = "port_filter"
 drop_tcp_dst = [8080, "9000-9100"]
 drop_udp_dst = [53]
 fragments = "drop"
-
+)";
+const std::string kPingLb = R"(
 [[stage]]
 name = "ping-lb"
 plugin = "icmp_lb"
 vip = "192.168.1.2"
 backends = [ { ip = "192.168.1.3", mac = "52:54:00:ff:ff:55" }, { ip = "192.168.1.4", mac = "52:54:00:5d:6e:a1" } ]
-
+)";
+const std::string kFlows = R"(
 [[stage]]
 name = "flows"
 plugin = "metadata"
 format = "text"
 sample = 1
 )";
+
+const std::string kFourStages = std::string(kParseFirst) + kNo8080 + kPingLb + kFlows;
 
 const std::vector<std::string> kStageNames = {"parse", "no-8080", "ping-lb", "flows"};
 
@@ -265,26 +270,7 @@ TEST_F(ChainStreamTest, CountersStayExactAcrossReorderAndSwaps) {
   const std::uint32_t first_slot = pipeline->counter_bases().slot;
 
   // no-8080 after ping-lb now.
-  const std::string reordered = std::string(kParseFirst) + R"(
-[[stage]]
-name = "ping-lb"
-plugin = "icmp_lb"
-vip = "192.168.1.2"
-backends = [ { ip = "192.168.1.3", mac = "52:54:00:ff:ff:55" }, { ip = "192.168.1.4", mac = "52:54:00:5d:6e:a1" } ]
-
-[[stage]]
-name = "no-8080"
-plugin = "port_filter"
-drop_tcp_dst = [8080, "9000-9100"]
-drop_udp_dst = [53]
-fragments = "drop"
-
-[[stage]]
-name = "flows"
-plugin = "metadata"
-format = "text"
-sample = 1
-)";
+  const std::string reordered = std::string(kParseFirst) + kPingLb + kNo8080 + kFlows;
   auto spec = parse_pipeline(reordered, "reordered.toml", Overrides{}, test_search_paths());
   ASSERT_TRUE(spec) << spec.error().message;
   auto rebuilt = pipeline->rebuild(std::move(*spec));
