@@ -514,7 +514,7 @@ int pipeline_ring_fd(Pipeline& pipeline) {
   die("pipeline has no ring buffer");
 }
 
-std::uint64_t pipeline_packets(const Pipeline& pipeline) { return must(pipeline.counters(-1), "counters").packets; }
+std::uint64_t pipeline_packets(const Pipeline& pipeline) { return must(stage_counters(pipeline, -1), "counters").packets; }
 
 // ---------------------------------------------------------------------------------------------------------
 // Output.
@@ -608,7 +608,7 @@ void section_per_packet() {
     }
     progress("  round %d/%d", round + 1, opt.rounds);
   }
-  auto lost = must(pipeline->counters(3), "metadata counters").events_lost;
+  auto lost = must(stage_counters(*pipeline, 3), "metadata counters").events_lost;
   md << "### Time per packet\n\n"
      << "BPF_PROG_TEST_RUN, repeat = " << repeat << ", " << opt.rounds
      << " rounds, the three programs interleaved in each round (order reversed every other round); medians of the "
@@ -1144,7 +1144,7 @@ void section_live() {
     const std::string ev64 = pipeline_toml("bench-ev64", lab.if_r, "drop", "wakeup_batch = 64");
     std::unique_ptr<Pipeline> pipes[2] = {load_pipeline(ev0, lab.r), load_pipeline(ev64, lab.r)};
     // As `run` does with text output: the plugin decodes each event into its text line only.
-    for (auto& pipe : pipes) pipe->set_events_need_json(false);
+    for (auto& pipe : pipes) pipe->events().set_need_json(false);
     const char* names[2] = {"wakeup_batch = 0 (wake on every event)", "wakeup_batch = 64"};
     std::vector<double> delivered_rate[2], lost_share[2], pkt_rate[2];
     std::uint64_t unaccounted[2] = {}, total_lost[2] = {}, total_delivered[2] = {}, total_meta[2] = {};
@@ -1155,8 +1155,8 @@ void section_live() {
         Pipeline& p = *pipes[which];
         // Empty the ring first (left-overs from the previous measurement).
         EventHandler ignore = [](const std::string&, EventRecord) {};
-        while (must(p.poll_events(0, ignore), "poll") > 0) {}
-        auto meta_before = must(p.counters(3), "metadata counters");
+        while (must(p.events().poll(0, ignore), "poll") > 0) {}
+        auto meta_before = must(stage_counters(p, 3), "metadata counters");
         lab.enter(lab.ns_r);
         auto mode = p.attach(AttachMode::native);
         lab.leave();
@@ -1166,7 +1166,7 @@ void section_live() {
         std::thread poller([&] {
           pin_to_cpu(gen_cpu + 1);  // the other CPU
           EventHandler count_it = [&](const std::string&, EventRecord) { ++delivered; };
-          while (!stop.load(std::memory_order_relaxed)) must(p.poll_events(50, count_it), "poll");
+          while (!stop.load(std::memory_order_relaxed)) must(p.events().poll(50, count_it), "poll");
         });
         double seconds = generate(lab, tx_fd, frame, count, gen_cpu);
         std::uint64_t delivered_in_window = delivered;  // read racily: only for the rate below
@@ -1174,8 +1174,8 @@ void section_live() {
         poller.join();
         p.detach();
         EventHandler count_rest = [&](const std::string&, EventRecord) { ++delivered; };
-        while (must(p.poll_events(0, count_rest), "poll") > 0) {}
-        auto meta_after = must(p.counters(3), "metadata counters");
+        while (must(p.events().poll(0, count_rest), "poll") > 0) {}
+        auto meta_after = must(stage_counters(p, 3), "metadata counters");
         std::uint64_t seen = meta_after.packets - meta_before.packets;
         std::uint64_t lost = meta_after.events_lost - meta_before.events_lost;
         delivered_rate[which].push_back(delivered_in_window / seconds / 1e6);
@@ -1197,7 +1197,7 @@ void section_live() {
       RingDrain raw(pipeline_ring_fd(p));
       for (int round = 0; round < std::max(3, opt.rounds / 2); ++round) {
         raw.drain();
-        auto meta_before = must(p.counters(3), "metadata counters");
+        auto meta_before = must(stage_counters(p, 3), "metadata counters");
         lab.enter(lab.ns_r);
         auto mode = p.attach(AttachMode::native);
         lab.leave();
@@ -1213,7 +1213,7 @@ void section_live() {
         stop = true;
         poller.join();
         p.detach();
-        auto meta_after = must(p.counters(3), "metadata counters");
+        auto meta_after = must(stage_counters(p, 3), "metadata counters");
         std::uint64_t seen = meta_after.packets - meta_before.packets;
         raw_rate.push_back(in_window / seconds / 1e6);
         raw_pkt.push_back(seen / seconds / 1e6);
@@ -1225,7 +1225,7 @@ void section_live() {
     md << "### 4. Events under live load\n\n"
        << "The pipeline with metadata at sample = 1 (default ring of 1 MiB) and `default_verdict = \"drop\"`, so that "
           "every packet (UDP to an unfiltered port) makes an event and is then dropped: the event path is the load, "
-          "not the stack. Same generator as above. A thread on the other CPU calls `Pipeline::poll_events(50, ...)` "
+          "not the stack. Same generator as above. A thread on the other CPU calls `EventReader::poll(50, ...)` "
           "in a loop: each record goes through the metadata plugin's `on_event` (decoded to its text line only, as `run` does) to a "
           "handler that counts it. Delivered = events handed to the handler while the generator ran, per second; "
           "lost = the metadata stage's `events_lost` counter (a full ring). "

@@ -20,6 +20,7 @@
 #include "json_text.h"
 #include "log.h"
 #include "pipeline.h"
+#include "test_runner.h"
 #include <xdp_pipeline/net.h>
 
 namespace xdpp {
@@ -231,14 +232,14 @@ void print_summary(const Tally& tally, const CommandOptions& options) {
 // One packet of the capture through the chain: printed, counted and (--out) written.
 Status replay_packet(Pipeline& pipeline, const pcap_pkthdr& header, std::span<const std::uint8_t> frame,
                      std::size_t index, const CommandOptions& options, Output& output, Tally& tally) {
-  auto result = pipeline.test_run(frame);
+  auto result = TestRunner(pipeline).run(frame);
   if (!result) return fail("packet ", std::to_string(index), ": ", result.error().message);
   ++tally.packets;
-  // The dispatcher clears the per-CPU context on entry and parse flags what it could not read; every
+  // The entry stage clears the per-CPU context and parse flags what it could not read; every
   // packet of a replay runs on this one CPU (pin_to_one_cpu), so its context is this packet's.
   bool malformed = false;
   if (int cpu = sched_getcpu(); cpu >= 0)
-    if (auto context = pipeline.packet_context(cpu)) malformed = context->flags & XDPP_F_MALFORMED;
+    if (auto context = packet_context(pipeline, cpu)) malformed = context->flags & XDPP_F_MALFORMED;
   if (malformed) ++tally.malformed;
   const std::uint64_t capture_ns =
       std::uint64_t(header.ts.tv_sec) * 1000000000ull + std::uint64_t(header.ts.tv_usec) * 1000ull;

@@ -7,6 +7,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "pipeline.h"
+#include "stage_loader.h"
 
 namespace xdpp {
 

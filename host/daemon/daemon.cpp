@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "persist.h"
+#include "live_changes.h"
 #include "pipeline.h"
 #include "run_lock.h"
 #include "state.h"
@@ -138,24 +139,13 @@ Status apply_assignment(toml::table& settings, const std::string& assignment) {
   return {};
 }
 
-bool same_shape(const PipelineSpec& running, const PipelineSpec& edited) {
-  if (running.stages.size() != edited.stages.size() || running.default_verdict != edited.default_verdict) return false;
-  for (std::size_t i = 0; i < running.stages.size(); ++i) {
-    const auto& a = running.stages[i];
-    const auto& b = edited.stages[i];
-    if (a.name != b.name || a.plugin_name != b.plugin_name || a.object_path != b.object_path) return false;
-  }
-  return true;
-}
-
 // The running pipeline and what changes it: the event loop, the control channel and SIGHUP.
 class Runner {
  public:
   Runner(std::unique_ptr<Pipeline> pipeline, Overrides overrides, std::shared_ptr<DaemonHealth> health)
       : pipeline_(std::move(pipeline)), overrides_(std::move(overrides)), name_(pipeline_->spec().name),
         health_(std::move(health)) {
-    pipeline_->set_swap_event_handler(print_event);
-    pipeline_->set_events_need_json(false);  // run prints the text only
+    watch_events();
   }
 
   Pipeline& pipeline() { return *pipeline_; }
@@ -236,14 +226,11 @@ class Runner {
   // `reset_hint` tells, in the terms of the refused command, how to start a map that changed shape afresh.
   Status apply(PipelineSpec edited, const std::string& new_chain, bool fresh_if_changed, std::string& what,
                const std::string& reset_hint) {
-    const PipelineSpec& running = pipeline_->spec();
-    if (new_chain.empty() && same_shape(running, edited)) {
-      std::vector<std::pair<std::string, toml::table>> changed;
-      for (std::size_t i = 0; i < edited.stages.size(); ++i)
-        if (!(edited.stages[i].settings == running.stages[i].settings))
-          changed.emplace_back(edited.stages[i].name, edited.stages[i].settings);
+    const auto in_place = new_chain.empty() ? in_place_changes(pipeline_->spec(), edited) : std::nullopt;
+    if (in_place) {
+      const SettingsChanges& changed = *in_place;
       std::lock_guard lock(mutex_);
-      XDPP_TRY(with_reset_hint(pipeline_->reconfigure_stages(changed, edited.file), reset_hint));
+      XDPP_TRY(with_reset_hint(LiveChanges(*pipeline_).reconfigure_stages(changed, edited.file), reset_hint));
       live_at_ = std::chrono::steady_clock::now();
       // A changed load-time constant replaces a program: the state file (and a persisted run's pins) follow.
       if (!changed.empty()) publish_or_remember(false);
@@ -253,15 +240,14 @@ class Runner {
     // Stages added, removed or reordered, other objects or another contract: a whole new chain.
     std::lock_guard lock(mutex_);
     const bool persist = edited.persist;
-    auto next = pipeline_->rebuild(std::move(edited), fresh_if_changed,
-                                   persist ? std::function<Status(Pipeline&)>(pin_pending_chain) : nullptr);
+    auto next = LiveChanges(*pipeline_).rebuild(std::move(edited), fresh_if_changed,
+                                                persist ? std::function<Status(Pipeline&)>(pin_pending_chain) : nullptr);
     if (!next) return with_reset_hint(next.error(), reset_hint);
     live_at_ = std::chrono::steady_clock::now();
-    (void)pipeline_->consume_events(print_event);  // the leaving plugins' last events
+    (void)pipeline_->events().consume(print_event);  // the leaving plugins' last events
     std::unique_ptr<Pipeline> old = std::move(pipeline_);
     pipeline_ = std::move(*next);
-    pipeline_->set_swap_event_handler(print_event);
-    pipeline_->set_events_need_json(false);
+    watch_events();
     old.reset();
     publish_or_remember(true);
     what = "reloaded " + pipeline_->spec().file + ": new chain of " + std::to_string(pipeline_->stages().size()) +
@@ -307,32 +293,14 @@ class Runner {
   Status swap(const control::Swap& request) {
     const std::string& stage = request.stage;
     std::lock_guard lock(mutex_);
-    LiveStage* live = pipeline_->find_stage(stage);
-    if (!live) return invalid(no_stage(stage));
-    SwapRequest swap;
-    swap.reset_state = request.reset_state;
-    if (request.object) {
-      swap.object = *request.object;
-      std::error_code error;
-      if (!std::filesystem::is_regular_file(*swap.object, error))
-        return invalid(fail("--object ", swap.object->string(), ": not found (no such regular file)"));
-    }
-    // Always a fresh plugin instance: the one named, or the stage's own file as rebuilt on disk.
-    std::filesystem::path plugin_file = request.plugin ? std::filesystem::path(*request.plugin) : live->spec.plugin_file;
+    if (!pipeline_->find_stage(stage)) return invalid(no_stage(stage));
     const auto t0 = std::chrono::steady_clock::now();
-    // The stage's own plugin file, unchanged on disk since it was loaded: keep the loaded code (a copy and a
-    // dlopen cost about a millisecond). Anything else is loaded afresh.
-    const bool unchanged = !request.plugin && file_signature(plugin_file) == live->spec.plugin_signature &&
-                           !live->spec.plugin_signature.empty();
-    auto plugin = unchanged ? Result<std::shared_ptr<LoadedPlugin>>(live->spec.plugin)
-                            : load_plugin_fresh(plugin_file, pipeline_->spec().plugin_dirs);
-    if (!plugin) return invalid(plugin.error());
-    swap.plugin = *plugin;
-    swap.plugin_signature = file_signature(plugin_file);
-    swap.plugin_file = plugin_file;
-    const bool fresh_maps = swap.reset_state;
+    LiveChanges changes(*pipeline_);
+    auto swap = changes.prepare_swap(stage, request.object, request.plugin, request.reset_state);
+    if (!swap) return invalid(swap.error());
+    const bool fresh_maps = swap->reset_state;
     const auto t1 = std::chrono::steady_clock::now();
-    XDPP_TRY(with_reset_hint(pipeline_->swap_stage(stage, std::move(swap)),
+    XDPP_TRY(with_reset_hint(changes.swap_stage(stage, std::move(*swap)),
                              "`xdp-pipeline swap " + stage + " --reset-state` starts the stage with fresh maps"));
     const auto t2 = live_at_ = std::chrono::steady_clock::now();
     publish_or_remember(fresh_maps);
@@ -351,14 +319,21 @@ class Runner {
     for (const auto& assignment : request.assignments)
       if (auto applied = apply_assignment(settings, assignment); !applied) return invalid(applied.error());
     // Settings that came from a command line have no file position: "" keeps positions out of messages.
-    if (auto valid = pipeline_->validate_settings(stage, settings, ""); !valid) return invalid(valid.error());
+    LiveChanges changes(*pipeline_);
+    if (auto valid = changes.validate_settings(stage, settings, ""); !valid) return invalid(valid.error());
     const bool reset_state = request.reset_state;
-    XDPP_TRY(with_reset_hint(pipeline_->reconfigure_stages({{stage, settings}}, "", reset_state),
+    XDPP_TRY(with_reset_hint(changes.reconfigure_stages({{stage, settings}}, "", reset_state),
                              "add --reset-state to this `xdp-pipeline set` to start the stage with fresh maps "
                              "(its state and counters start from zero)"));
     live_at_ = std::chrono::steady_clock::now();
     publish_or_remember(reset_state);
     return {};
+  }
+
+  // Events print as text lines (run prints no JSON); a swapped-out plugin's last events print too.
+  void watch_events() {
+    pipeline_->events().set_swap_handler(print_event);
+    pipeline_->events().set_need_json(false);
   }
 
   // Names the stages there are, so that a typo is seen at once.
@@ -416,7 +391,7 @@ class MetricsFeed {
     if (!runner_) return all;
     std::lock_guard lock(runner_->mutex());
     Pipeline& live = runner_->pipeline();
-    auto counters = live.chain_counters();
+    auto counters = chain_counters(live);
     if (!counters) return all;
     // The whole pipeline under "(pipeline)", which no stage can be called (config.cpp).
     all.push_back({"(pipeline)", "", counters->pipeline});
@@ -579,8 +554,8 @@ class Daemon {
   int adopt(Adoption adoption) {
     // Events queued while no daemon ran go to the plugins first, in order, before anything changes.
     Pipeline& adopted = *adoption.pipeline;
-    adopted.set_events_need_json(false);
-    auto queued = adopted.consume_events(print_event);
+    adopted.events().set_need_json(false);
+    auto queued = adopted.events().consume(print_event);
     std::fflush(stdout);
     mode_name_ = read_run_state(name_)->json.value("mode", to_string(spec_.mode));
     log::info("pipeline '" + name_ + "': adopted from pid " + std::to_string(adoption.pid) + " on " + interface_list_ +
@@ -663,7 +638,7 @@ class Daemon {
       int event_fd;
       {
         std::lock_guard lock(running.mutex());  // a reload replaces the pipeline, and its event fd with it
-        event_fd = running.pipeline().event_fd();
+        event_fd = running.pipeline().events().fd();
       }
       pollfd fds[2] = {{.fd = event_fd, .events = POLLIN, .revents = 0},
                        {.fd = watcher_ ? watcher_->fd() : -1, .events = POLLIN, .revents = 0}};
@@ -686,7 +661,7 @@ class Daemon {
       Result<int> consumed = 0;
       {
         std::lock_guard lock(running.mutex());
-        consumed = running.pipeline().consume_events(print_event);
+        consumed = running.pipeline().events().consume(print_event);
       }
       if (!consumed) {
         log::error(consumed.error().message);

@@ -12,6 +12,7 @@
 #include "bpf_object.h"
 #include "log.h"
 #include "run_lock.h"
+#include "stage_loader.h"
 #include "state.h"
 
 namespace xdpp {

@@ -273,7 +273,7 @@ TEST_F(ChainStreamTest, CountersStayExactAcrossReorderAndSwaps) {
   const std::string reordered = std::string(kParseFirst) + kPingLb + kNo8080 + kFlows;
   auto spec = parse_pipeline(reordered, "reordered.toml", Overrides{}, test_search_paths());
   ASSERT_TRUE(spec) << spec.error().message;
-  auto rebuilt = pipeline->rebuild(std::move(*spec));
+  auto rebuilt = LiveChanges(*pipeline).rebuild(std::move(*spec));
   ASSERT_TRUE(rebuilt) << rebuilt.error().message;
   std::unique_ptr<Pipeline> next = std::move(*rebuilt);
   ASSERT_EQ(next->stages()[2].spec.name, "no-8080");
@@ -294,12 +294,12 @@ TEST_F(ChainStreamTest, CountersStayExactAcrossReorderAndSwaps) {
   EXPECT_EQ(counters(*next, "parse").bytes, 5 * (drop.size() + pass.size()));
 
   // Fresh maps for no-8080: its rules are rewritten by its plugin, its counters go on.
-  Status swapped = next->swap_stage("no-8080", SwapRequest{.reset_state = true});
+  Status swapped = LiveChanges(*next).swap_stage("no-8080", SwapRequest{.reset_state = true});
   ASSERT_TRUE(swapped.ok()) << swapped.error().message;
   expect("no-8080", 10, 5, 0);
   // The first stage, swapped: the chain runs through the new program, the counts go on.
   const std::uint32_t old_entry = next->entry_prog_id();
-  swapped = next->swap_stage("parse", SwapRequest{});
+  swapped = LiveChanges(*next).swap_stage("parse", SwapRequest{});
   ASSERT_TRUE(swapped.ok()) << swapped.error().message;
   EXPECT_NE(next->entry_prog_id(), old_entry);
   send(*next, 1);

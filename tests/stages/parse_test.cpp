@@ -301,7 +301,7 @@ TEST_F(ParseRuntTest, FramesShorterThanEthernetAreRefusedByTestRun) {
   for (std::size_t size : {1u, 6u, 13u}) {
     Bytes frame = build({.l3 = Ipv4{}, .l4 = Tcp{}, .truncate_to = size}).bytes;
     ASSERT_EQ(frame.size(), size);
-    auto result = pipeline->test_run(frame);
+    auto result = TestRunner(*pipeline).run(frame);
     EXPECT_FALSE(result.ok()) << size << "-byte frame: expected BPF_PROG_TEST_RUN to refuse it, got "
                               << action_name(result.ok() ? result.value().verdict : 0);
     if (!result.ok()) { EXPECT_FALSE(result.error().message.empty()); }

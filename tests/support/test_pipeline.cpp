@@ -58,7 +58,7 @@ std::unique_ptr<Pipeline> load_pipeline(std::string_view toml) {
 }
 
 std::optional<TestRunResult> run(Pipeline& pipeline, std::span<const std::uint8_t> frame, std::uint32_t first_buffer) {
-  auto result = pipeline.test_run(frame, first_buffer);
+  auto result = TestRunner(pipeline).run(frame, first_buffer);
   if (!result) {
     ADD_FAILURE() << "test_run of a " << frame.size() << "-byte frame failed: " << result.error().message;
     return std::nullopt;
@@ -76,7 +76,7 @@ int stage_index(Pipeline& pipeline, std::string_view name) {
 }
 
 CounterTotals counters(Pipeline& pipeline, std::string_view name) {
-  auto totals = pipeline.counters(stage_index(pipeline, name));
+  auto totals = stage_counters(pipeline, stage_index(pipeline, name));
   if (!totals) {
     ADD_FAILURE() << "counters of '" << name << "': " << totals.error().message;
     return {};
@@ -85,7 +85,7 @@ CounterTotals counters(Pipeline& pipeline, std::string_view name) {
 }
 
 xdpp_packet packet_context(Pipeline& pipeline) {
-  auto context = pipeline.packet_context(0);
+  auto context = xdpp::packet_context(pipeline, 0);
   if (!context) {
     ADD_FAILURE() << "packet_context(0): " << context.error().message;
     return {};

@@ -16,7 +16,9 @@
 
 #include "config.h"
 #include "packet.h"
+#include "live_changes.h"
 #include "pipeline.h"
+#include "test_runner.h"
 
 extern "C" {
 #include <xdp_pipeline/contract.h>
@@ -61,7 +63,7 @@ inline std::optional<TestRunResult> run(Pipeline& pipeline, const Frame& frame) 
 
 /// Index of the stage called `name` in the pipeline, or -1 (recording a failure).
 int stage_index(Pipeline& pipeline, std::string_view name);
-/// What counters() calls the whole pipeline's total (Pipeline::counters(-1)).
+/// What counters() calls the whole pipeline's total (stage_counters(pipeline, -1)).
 inline constexpr std::string_view kPipelineTotal = "(pipeline)";
 
 /// Counters of the stage called `name` (kPipelineTotal for the whole pipeline's); a failure on error.
