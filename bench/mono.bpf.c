@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /*
  * The monolithic comparator for the benchmarks: one XDP program doing the work of the pipeline parse ->
- * port_filter -> icmp_lb -> metadata (bpf/stages/), with the same semantics, written as someone who wants
+ * port_filter -> icmp_lb -> metadata (plugins/NAME/), with the same semantics, written as someone who wants
  * it fast would write it by hand:
  *   - the headers are walked by parse's own code (bpf/stages/parse_helpers.h) into a record on the stack;
  *   - the configuration is global data (.data, one struct and the 64 Ki port table, written by the harness

@@ -39,7 +39,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include <xdp_pipeline/contract.h>
-#include "parse.h"
+
+/* IPv6 extension headers the walk follows (hop-by-hop, routing, destination, fragment) before giving up. */
+#define PARSE_MAX_IPV6_EXT 6
 
 #define PARSE_OK 0
 #define PARSE_MALFORMED (-1)

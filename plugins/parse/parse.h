@@ -8,7 +8,4 @@
  * A malformed packet ends the chain at parse with that verdict. */
 #define PARSE_MALFORMED_VERDICT_NAME "parse_malformed_verdict"
 
-/* IPv6 extension headers parse walks (hop-by-hop, routing, destination, fragment) before giving up. */
-#define PARSE_MAX_IPV6_EXT 6
-
 #endif
