@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "commands.h"
+#include "config.h"
 #include "log.h"
 
 namespace xdpp {
@@ -315,17 +316,23 @@ std::string camel_case(const std::string& name) {
 }
 
 // Why NAME cannot be a stage's name, or "" when it can. NAME becomes a C identifier (the SEC("xdp.frags")
-// program and its maps), a file name and the plugin's name; a built-in's name would shadow the built-in,
-// since a pipeline's plugin_dir is searched first.
+// program and its maps), a file name and the plugin's name; a built-in's name would be refused on the
+// plugin path (plugin_loader.cpp: one name once).
 std::string name_problem(const std::string& name) {
   static const std::regex pattern("[a-z][a-z0-9_]*");
   if (!std::regex_match(name, pattern)) return "a stage name is [a-z][a-z0-9_]* (a C identifier in lower case)";
   if (name.size() > 32) return "a stage name has at most 32 characters";
   if (name.rfind("xdpp", 0) == 0 || name.rfind("bpf_", 0) == 0)
     return "names starting with 'xdpp' or 'bpf_' belong to the framework and libbpf";
-  static const std::array<std::string_view, 5> builtins = {"parse", "port_filter", "icmp_lb", "metadata", "dispatcher"};
-  for (auto builtin : builtins)
-    if (name == builtin) return "'" + name + "' is a built-in stage; its plugin would be shadowed";
+  // What this executable ships (its plugins and BPF objects, the chain's root object included), not a list
+  // kept here: a new built-in stage is covered by being built.
+  std::error_code error;
+  const SearchPaths builtin = SearchPaths::builtin();
+  for (const auto& dir : builtin.plugin_dirs)
+    if (std::filesystem::exists(dir / (name + ".so"), error))
+      return "'" + name + "' is a built-in stage; the plugin loader refuses a second plugin of that name";
+  for (const auto& dir : builtin.bpf_dirs)
+    if (std::filesystem::exists(dir / (name + ".bpf.o"), error)) return "'" + name + "' is a built-in BPF object";
   static const std::array<std::string_view, 44> keywords = {
       "auto",     "break",    "case",     "char",    "const",     "continue", "default",  "do",
       "double",   "else",     "enum",     "extern",  "float",     "for",      "goto",     "if",
