@@ -269,7 +269,7 @@ StageSpec read_stage(const toml::table& table, const std::string& file_name, con
   // last owner, unloads the plugin, and destroying that exception afterwards would jump into unmapped
   // memory: turn it into one of the host's while the plugin is still loaded.
   try {
-    stage.stage = adopt_stage(factory.create(settings), stage.plugin);
+    stage.instance = adopt_stage(factory.create(settings), stage.plugin);
   } catch (const ConfigError& error) {
     throw ConfigError(error.what());
   } catch (const std::exception& error) {

@@ -53,7 +53,7 @@ struct StageSpec {
   std::shared_ptr<LoadedPlugin> plugin;
   std::filesystem::path plugin_file;   // the plugin as found in the plugin path (swaps reload it)
   std::string plugin_signature;        // file_signature(plugin_file) when it was loaded
-  std::shared_ptr<Stage> stage;        // the plugin's validated, immutable stage
+  std::shared_ptr<Stage> instance;     // the plugin instance: its factory's validated, immutable Stage
   toml::table settings;                // the stage's table as written (for reload comparisons)
 };
 

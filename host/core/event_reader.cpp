@@ -37,7 +37,7 @@ int EventReader::on_record(void* context, void* data, std::size_t size) {
   TaggingSink sink(stage.spec.name, *reader.handler_, reader.need_json_);
   // A plugin that throws is contained: the event is reported as undecodable and the loop goes on.
   try {
-    stage.spec.stage->on_event(ring->map, {static_cast<const std::byte*>(data), size}, sink);
+    stage.spec.instance->on_event(ring->map, {static_cast<const std::byte*>(data), size}, sink);
   } catch (const std::exception& error) {
     sink.emit({.text = "stage '" + stage.spec.name + "': plugin failed on an event: " + error.what(), .json = {}});
   } catch (...) {

@@ -63,7 +63,7 @@ class RecordingObject final : public StageObject {
 Result<bool> needs_new_program(const LiveStage& live, Stage& next, const InterfaceInfo& interface) {
   const std::string& name = live.spec.name;
   RecordingObject before(name, interface), after(name, interface);
-  XDPP_TRY(call_plugin("stage '" + name + "'", [&] { return live.spec.stage->before_load(before); }));
+  XDPP_TRY(call_plugin("stage '" + name + "'", [&] { return live.spec.instance->before_load(before); }));
   XDPP_TRY(call_plugin("stage '" + name + "'", [&] { return next.before_load(after); }));
   return before.recorded() != after.recorded();
 }
@@ -128,12 +128,12 @@ Status LiveChanges::swap_stage(const std::string& name, SwapRequest request) {
   if (request.plugin_file) next.plugin_file = *request.plugin_file;
   if (request.plugin_signature) next.plugin_signature = *request.plugin_signature;
   if (request.settings) next.settings = *request.settings;
-  if (request.stage) {
-    next.stage = request.stage;
+  if (request.instance) {
+    next.instance = request.instance;
   } else {
-    auto stage = create_stage(next.plugin, next.settings, p.spec_.file, name);
-    if (!stage) return fail("stage '", name, "': ", stage.error().message);
-    next.stage = std::move(*stage);
+    auto instance = create_instance(next.plugin, next.settings, p.spec_.file, name);
+    if (!instance) return fail("stage '", name, "': ", instance.error().message);
+    next.instance = std::move(*instance);
   }
   auto shared = shared_maps_of(*p.dispatcher_, p.bases_.slot, p.spec_.interfaces.size());
   if (!shared) return shared.error();
@@ -189,7 +189,7 @@ Status LiveChanges::validate_settings(const std::string& name, const toml::table
                                       const std::string& source) const {
   const LiveStage* live = pipeline_.find_stage(name);
   if (!live) return no_such_stage(name, pipeline_.spec());
-  auto stage = create_stage(live->spec.plugin, settings, source, name);
+  auto stage = create_instance(live->spec.plugin, settings, source, name);
   if (!stage) return stage.error();
   return {};
 }
@@ -199,7 +199,7 @@ Status LiveChanges::reconfigure_stages(const SettingsChanges& changes, const std
   // Validate every change before applying any.
   struct Change {
     LiveStage* live;
-    std::shared_ptr<Stage> stage;
+    std::shared_ptr<Stage> instance;
     const toml::table* settings;
     bool needs_swap;
   };
@@ -207,7 +207,7 @@ Status LiveChanges::reconfigure_stages(const SettingsChanges& changes, const std
   for (const auto& [name, settings] : changes) {
     LiveStage* live = p.find_stage(name);
     if (!live) return no_such_stage(name, p.spec_);
-    auto created = create_stage(live->spec.plugin, settings, source, name);
+    auto created = create_instance(live->spec.plugin, settings, source, name);
     if (!created) return created.error();
     auto needs_swap = needs_new_program(*live, **created, p.interface_);
     if (!needs_swap) return needs_swap.error();
@@ -226,7 +226,7 @@ Status LiveChanges::reconfigure_stages(const SettingsChanges& changes, const std
       const StageSpec& old = undo->spec;
       Status restored = undo->swapped ? swap_stage(old.name, SwapRequest{.object = old.object_path,
                                                                          .plugin = old.plugin,
-                                                                         .stage = old.stage,
+                                                                         .instance = old.instance,
                                                                          .settings = old.settings,
                                                                          .plugin_file = old.plugin_file,
                                                                          .plugin_signature = old.plugin_signature})
@@ -244,10 +244,10 @@ Status LiveChanges::reconfigure_stages(const SettingsChanges& changes, const std
     Status done;
     if (change.needs_swap) {
       done = swap_stage(change.live->spec.name,
-                        SwapRequest{.stage = change.stage, .settings = *change.settings, .reset_state = reset_state});
+                        SwapRequest{.instance = change.instance, .settings = *change.settings, .reset_state = reset_state});
     } else {
       StageSpec next = change.live->spec;
-      next.stage = change.stage;
+      next.instance = change.instance;
       next.settings = *change.settings;
       done = configure_stage(next, *change.live->object);
       if (done) {

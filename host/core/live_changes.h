@@ -24,7 +24,7 @@ class Pipeline;  // pipeline.h
 struct SwapRequest {
   std::optional<std::filesystem::path> object;   // new BPF object; default: the stage's current one
   std::shared_ptr<LoadedPlugin> plugin;          // new plugin; default: the current one
-  std::shared_ptr<Stage> stage;                  // already validated stage; default: created from the settings
+  std::shared_ptr<Stage> instance;               // already validated plugin instance; default: made from the settings
   std::optional<toml::table> settings;           // the settings `stage` was made from; default: unchanged
   std::optional<std::filesystem::path> plugin_file;  // where `plugin` came from, for later reloads
   std::optional<std::string> plugin_signature;       // file_signature() of plugin_file when loaded

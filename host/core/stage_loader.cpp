@@ -13,14 +13,14 @@ extern "C" {
 
 namespace xdpp {
 
-Result<std::shared_ptr<Stage>> create_stage(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
+Result<std::shared_ptr<Stage>> create_instance(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
                                             const std::string& file, const std::string& name) {
   try {
     Settings reader(settings, file, name);
     for (const char* key : {"name", "plugin", "object"}) reader.find(key);
-    std::shared_ptr<Stage> stage = adopt_stage(plugin->factory().create(reader), plugin);
+    std::shared_ptr<Stage> instance = adopt_stage(plugin->factory().create(reader), plugin);
     reader.reject_unread_keys();
-    return stage;
+    return instance;
   } catch (const std::exception& failure) {
     return Error{failure.what()};
   } catch (...) {
@@ -127,7 +127,7 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, c
   XDPP_TRY(loaded.reuse_map(XDPP_CHAIN_MAP_NAME, shared.chain));
   XDPP_TRY(loaded.reuse_map(XDPP_SCRATCH_MAP_NAME, shared.scratch));
   XDPP_TRY(loaded.reuse_map(XDPP_IF_COUNTERS_MAP_NAME, shared.if_packets));
-  XDPP_TRY(call_plugin(where, [&] { return spec.stage->before_load(loaded); }).context(where));
+  XDPP_TRY(call_plugin(where, [&] { return spec.instance->before_load(loaded); }).context(where));
   if (origin.previous) XDPP_TRY(carry_over_maps(loaded, origin).context(where));
   XDPP_TRY(loaded.load());
   return std::move(*object);
@@ -135,7 +135,7 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, c
 
 Status configure_stage(const StageSpec& spec, LoadedObject& object) {
   const std::string where = "stage '" + spec.name + "'";
-  return call_plugin(where, [&] { return spec.stage->configure(object); }).context(where);
+  return call_plugin(where, [&] { return spec.instance->configure(object); }).context(where);
 }
 
 }  // namespace xdpp

@@ -17,9 +17,9 @@ namespace xdpp {
 
 class LoadedObject;  // bpf_object.h
 
-/// A plugin's stage from `settings` (a [[stage]] table), validated; the plugin's ConfigError when refused.
+/// A plugin instance from `settings` (a [[stage]] table), validated; the plugin's ConfigError when refused.
 /// `file` and `name` place errors.
-Result<std::shared_ptr<Stage>> create_stage(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
+Result<std::shared_ptr<Stage>> create_instance(const std::shared_ptr<LoadedPlugin>& plugin, const toml::table& settings,
                                             const std::string& file, const std::string& name);
 
 /// Opens (never loads) every stage's BPF object as `run` would, and checks what loading needs of it:

@@ -51,7 +51,7 @@ void print_stages(Pipeline& pipeline) {
   for (const LiveStage& stage : pipeline.stages()) {
     std::string line = "  [" + std::to_string(stage.slot) + "] " + stage.spec.name + " (plugin " +
                        stage.spec.plugin_name + ", prog id " + std::to_string(stage.prog_id) + ")";
-    std::string described = stage.spec.stage->describe();
+    std::string described = stage.spec.instance->describe();
     if (!described.empty()) line += ": " + described;
     log::info(line);
   }

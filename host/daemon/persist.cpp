@@ -129,9 +129,9 @@ Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const std::vecto
       stage.plugin_file = stage.plugin->path();
       stage.plugin_signature = file_signature(stage.plugin_file);
       stage.settings = toml::parse(recorded.at("settings").get<std::string>(), std::string_view("the running pipeline"));
-      auto created = create_stage(stage.plugin, stage.settings, "the running pipeline", stage.name);
+      auto created = create_instance(stage.plugin, stage.settings, "the running pipeline", stage.name);
       if (!created) return fail("stage '", stage.name, "' that runs: ", created.error().message);
-      stage.stage = std::move(*created);
+      stage.instance = std::move(*created);
       objects.push_back({.file = stage.object_path, .digest = recorded.value("object_sha256", "")});
       running.stages.push_back(std::move(stage));
     }
