@@ -231,11 +231,10 @@ The expectations follow @NAME@.toml.in (udp_port = 5353, action = "drop"). Needs
 BPF_PROG_TEST_RUN; exits 77 (skipped) otherwise. Frames and replay come from the SDK's xdpp_replay
 (on PYTHONPATH: XDPP_PYTHON_DIR of the XdpPipeline package).
 """
-import argparse
 import os
 import sys
 
-from xdpp_replay import ipv4, ipv6, replay, tcp, udp
+from xdpp_replay import ipv4, ipv6, replay, tcp, test_arguments, udp
 
 STAGE = "@NAME@"
 PORT = 5353
@@ -252,13 +251,8 @@ CASES = [
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--xdp-pipeline", required=True)
-    parser.add_argument("--pipeline", required=True)
-    parser.add_argument("--work-dir", required=True)
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("skipped: replay needs root (BPF_PROG_TEST_RUN)")
+    args = test_arguments()
+    if args is None:
         return 77
 
     pcap = os.path.join(args.work_dir, STAGE + "_test.pcap")

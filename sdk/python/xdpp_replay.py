@@ -1,11 +1,14 @@
 """Helpers for testing a stage with `xdp-pipeline replay`: crafted frames, a pcap of them, and the replay's
 JSON read back. Installed with the SDK (XdpPipeline's XDPP_PYTHON_DIR); standard library only.
 
+    args = test_arguments()          # --xdp-pipeline, --pipeline, --work-dir; None: not root, skip (77)
     frames = [ipv4("10.0.0.1", "10.0.0.2", 17, udp(40000, 53))]
-    packets, summary = replay(xdp_pipeline, pipeline_file, frames, "/tmp/test.pcap")
+    packets, summary = replay(args.xdp_pipeline, args.pipeline, frames, "/tmp/test.pcap")
 """
+import argparse
 import ipaddress
 import json
+import os
 import struct
 import subprocess
 
@@ -54,6 +57,22 @@ def write_pcap(path, frames):
             frame = frame + bytes(max(0, 60 - len(frame)))  # Ethernet minimum, as on the wire
             out.write(struct.pack("<IIII", 1700000000 + index, 0, len(frame), len(frame)))
             out.write(frame)
+
+
+def test_arguments():
+    """A stage test's command line (--xdp-pipeline, --pipeline, --work-dir, as CTest passes them), with the
+    work directory made. None, after saying why, when the test cannot run: replay needs root for
+    BPF_PROG_TEST_RUN (the test then exits 77, which CTest reports as skipped)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--xdp-pipeline", required=True)
+    parser.add_argument("--pipeline", required=True)
+    parser.add_argument("--work-dir", required=True)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("skipped: replay needs root (BPF_PROG_TEST_RUN)")
+        return None
+    os.makedirs(args.work_dir, exist_ok=True)
+    return args
 
 
 def replay(xdp_pipeline, pipeline, frames, pcap):

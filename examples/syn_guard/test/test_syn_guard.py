@@ -6,11 +6,10 @@ Thresholds from test/pipeline.toml.in: 1 SYN/s, burst 3, IPv6 per /64. The refil
 is far slower than the replay, so the outcome does not depend on timing. Needs root for
 BPF_PROG_TEST_RUN; exits 77 (skipped) otherwise. Frames and replay come from the SDK's xdpp_replay.
 """
-import argparse
 import os
 import sys
 
-from xdpp_replay import ACK, SYN, ipv4, ipv6, replay, tcp, udp
+from xdpp_replay import ACK, SYN, ipv4, ipv6, replay, tcp, test_arguments, udp
 
 
 def syn4(src):
@@ -43,16 +42,9 @@ CASES = [
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--xdp-pipeline", required=True)
-    parser.add_argument("--pipeline", required=True)
-    parser.add_argument("--work-dir", required=True)
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("skipped: replay needs root (BPF_PROG_TEST_RUN)")
+    args = test_arguments()
+    if args is None:
         return 77
-
-    os.makedirs(args.work_dir, exist_ok=True)
     pcap = os.path.join(args.work_dir, "syn_guard_test.pcap")
     packets, summary = replay(args.xdp_pipeline, args.pipeline, [case[1] for case in CASES], pcap)
     if packets is None:
