@@ -42,8 +42,92 @@ constexpr const char* kBytes = "bytes";
 constexpr const char* kFellOff = "fell_off";
 constexpr const char* kEventsLost = "events_lost";
 
-constexpr const char* kString = "a string";
-constexpr const char* kNumber = "a number";
+// Each object of the file as a list of its keys, each with its member and whether a reader requires it, in
+// the order they are read: one list for writing and reading alike. `visit(key, member, required)`.
+constexpr bool kRequired = true;
+
+constexpr auto kStageKeys = [](auto& stage, auto&& visit) {
+  visit(kName, stage.name, kRequired);
+  visit(kPlugin, stage.plugin, kRequired);
+  visit(kObject, stage.object, kRequired);
+  visit(kSettings, stage.settings, kRequired);
+  visit(kObjectSha256, stage.object_sha256, false);
+  visit(kProgTag, stage.prog_tag, false);
+  visit(kPluginFile, stage.plugin_file, false);
+  visit(kPins, stage.pins, false);
+  visit(kSlot, stage.slot, false);
+  visit(kProgId, stage.prog_id, false);
+  visit(kCountersMapId, stage.counters_map_id, false);
+};
+
+constexpr auto kInterfaceKeys = [](auto& interface, auto&& visit) {
+  visit(kName, interface.name, false);
+  visit(kIfindex, interface.ifindex, false);
+  visit(kMode, interface.mode, false);
+  visit(kLinkId, interface.link_id, false);
+};
+
+constexpr auto kDispatcherKeys = [](auto& dispatcher, auto&& visit) {
+  visit(kProgId, dispatcher.prog_id, false);
+  visit(kProgTag, dispatcher.prog_tag, false);
+  visit(kObject, dispatcher.object, false);
+  visit(kObjectSha256, dispatcher.object_sha256, false);
+  visit(kInterfacesMapId, dispatcher.interfaces_map_id, false);
+  visit(kPins, dispatcher.pins, false);
+};
+
+constexpr auto kTotalsKeys = [](auto& totals, auto&& visit) {
+  visit(kPackets, totals.packets, false);
+  visit(kBytes, totals.bytes, false);
+  visit(kFellOff, totals.fell_off, false);
+  visit(kEventsLost, totals.events_lost, false);
+  for (std::uint32_t v = 0; v < XDPP_VERDICTS; ++v) visit(verdict_name(v), totals.verdict[v], false);
+};
+
+// The file's own keys but for the nested objects and arrays (interfaces, counter_bases, dispatcher, stages).
+constexpr auto kFileKeys = [](auto& file, auto&& visit) {
+  visit(kName, file.name, kRequired);
+  visit(kPid, file.pid, kRequired);
+  visit(kFile, file.file, false);
+  visit(kInterface, file.interface, false);
+  visit(kIfindex, file.ifindex, false);
+  visit(kMode, file.mode, false);
+  visit(kLinkId, file.link_id, false);
+  visit(kPersist, file.persist, false);
+  visit(kContractVersion, file.contract_version, false);
+  visit(kDefaultVerdict, file.default_verdict, false);
+  visit(kEntryProgId, file.entry_prog_id, false);
+  visit(kVersion, file.version, false);
+  visit(kStarted, file.started, false);
+};
+
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+
+// What a value of type T is called in an error.
+template <class T>
+constexpr const char* type_name() {
+  if constexpr (is_optional<T>::value) return type_name<typename T::value_type>();
+  else if constexpr (std::is_same_v<T, bool>) return "a boolean";
+  else if constexpr (std::is_arithmetic_v<T>) return "a number";
+  else return "a string";
+}
+
+// `object` with the keys `keys` lists (an optional that is empty is left out).
+template <class T, class Keys>
+json write(const T& object, Keys keys) {
+  json out = json::object();
+  keys(object, [&](const char* key, const auto& member, bool) {
+    if constexpr (is_optional<std::decay_t<decltype(member)>>::value) {
+      if (member) out[key] = *member;
+    } else {
+      out[key] = member;
+    }
+  });
+  return out;
+}
 
 // Reads the keys of one object of the file; a key that fails keeps its default, and the first failure is kept
 // (with where in the file it was) for the caller.
@@ -53,13 +137,17 @@ class Reader {
     if (!object_.is_object()) note(fail("is not a JSON object"));
   }
 
-  template <class T>
-  void key(const char* key, T& out, const char* type, bool required = false) {
-    if (object_.is_object()) note(read_key(object_, key, out, required, type));
-  }
-  template <class T>
-  void optional(const char* key, std::optional<T>& out, const char* type) {
-    if (object_.is_object()) note(read_optional(object_, key, out, type));
+  // Every key `keys` lists, into `out`.
+  template <class T, class Keys>
+  void keys(T& out, Keys keys) {
+    if (!object_.is_object()) return;
+    keys(out, [&](const char* key, auto& member, bool required) {
+      using Member = std::decay_t<decltype(member)>;
+      if constexpr (is_optional<Member>::value)
+        note(read_optional(object_, key, member, type_name<Member>()));
+      else
+        note(read_key(object_, key, member, required, type_name<Member>()));
+    });
   }
   // The value of `key` when it is there (null otherwise), for a nested object or array.
   const json& nested(const char* key) const {
@@ -67,8 +155,17 @@ class Reader {
     auto it = object_.is_object() ? object_.find(key) : object_.end();
     return it == object_.end() ? null : *it;
   }
-  // `key` is there but of another type than the `type` it must be.
-  void wrong(const char* key, const char* type) { note(fail("key '", key, "' must be ", type)); }
+  // Each element of the array `key` (nothing when it is missing), read by `read_one(element, where)`.
+  template <class T, class ReadOne>
+  void array(const char* key, std::vector<T>& out, ReadOne read_one) {
+    const json& array = nested(key);
+    if (array.is_array()) {
+      for (std::size_t i = 0; i < array.size(); ++i)
+        out.push_back(read_one(array[i], std::string(key) + "[" + std::to_string(i) + "]"));
+    } else if (!array.is_null()) {
+      note(fail("key '", key, "' must be an array"));
+    }
+  }
   const std::string& where() const { return where_; }
 
  private:
@@ -81,75 +178,12 @@ class Reader {
   Status& first_;
 };
 
-json stage_json(const Stage& stage) {
-  return {{kName, stage.name},       {kObjectSha256, stage.object_sha256}, {kProgTag, stage.prog_tag},
-          {kSettings, stage.settings}, {kCountersMapId, stage.counters_map_id}, {kPlugin, stage.plugin},
-          {kSlot, stage.slot},       {kProgId, stage.prog_id},             {kObject, stage.object},
-          {kPluginFile, stage.plugin_file}, {kPins, stage.pins}};
-}
-
-Stage stage_from(const json& object, std::string where, Status& first) {
-  Stage stage;
-  Reader read(object, std::move(where), first);
-  read.key(kName, stage.name, kString, true);
-  read.key(kPlugin, stage.plugin, kString, true);
-  read.key(kObject, stage.object, kString, true);
-  read.key(kSettings, stage.settings, kString, true);
-  read.key(kObjectSha256, stage.object_sha256, kString);
-  read.key(kProgTag, stage.prog_tag, kString);
-  read.key(kPluginFile, stage.plugin_file, kString);
-  read.key(kPins, stage.pins, kString);
-  read.key(kSlot, stage.slot, kNumber);
-  read.key(kProgId, stage.prog_id, kNumber);
-  read.key(kCountersMapId, stage.counters_map_id, kNumber);
-  return stage;
-}
-
-json interface_json(const Interface& interface) {
-  return {{kName, interface.name}, {kIfindex, interface.ifindex}, {kMode, interface.mode}, {kLinkId, interface.link_id}};
-}
-
-Interface interface_from(const json& object, std::string where, Status& first) {
-  Interface interface;
-  Reader read(object, std::move(where), first);
-  read.key(kName, interface.name, kString);
-  read.key(kIfindex, interface.ifindex, kNumber);
-  read.key(kMode, interface.mode, kString);
-  read.key(kLinkId, interface.link_id, kNumber);
-  return interface;
-}
-
-json dispatcher_json(const Dispatcher& dispatcher) {
-  return {{kProgId, dispatcher.prog_id},
-          {kProgTag, dispatcher.prog_tag},
-          {kObject, dispatcher.object},
-          {kObjectSha256, dispatcher.object_sha256},
-          {kInterfacesMapId, dispatcher.interfaces_map_id},
-          {kPins, dispatcher.pins}};
-}
-
-Dispatcher dispatcher_from(const json& object, Status& first) {
-  Dispatcher dispatcher;
-  if (object.is_null()) return dispatcher;  // older or hand-written files have none
-  Reader read(object, kDispatcher, first);
-  read.key(kProgId, dispatcher.prog_id, kNumber);
-  read.key(kProgTag, dispatcher.prog_tag, kString);
-  read.key(kObject, dispatcher.object, kString);
-  read.key(kObjectSha256, dispatcher.object_sha256, kString);
-  read.key(kInterfacesMapId, dispatcher.interfaces_map_id, kNumber);
-  read.key(kPins, dispatcher.pins, kString);
-  return dispatcher;
-}
-
-CounterTotals totals_from(const json& object, std::string where, Status& first) {
-  CounterTotals totals;
-  Reader read(object, std::move(where), first);
-  read.key(kPackets, totals.packets, kNumber);
-  read.key(kBytes, totals.bytes, kNumber);
-  read.key(kFellOff, totals.fell_off, kNumber);
-  read.key(kEventsLost, totals.events_lost, kNumber);
-  for (std::uint32_t v = 0; v < XDPP_VERDICTS; ++v) read.key(verdict_name(v), totals.verdict[v], kNumber);
-  return totals;
+// An object `keys` lists, read from `object` (at `where` in the file).
+template <class T, class Keys>
+T read(const json& object, std::string where, Status& first, Keys keys) {
+  T out;
+  Reader(object, std::move(where), first).keys(out, keys);
+  return out;
 }
 
 json counter_bases_json(const CounterBases& bases) {
@@ -162,79 +196,46 @@ json counter_bases_json(const CounterBases& bases) {
 CounterBases counter_bases_from(const json& object, Status& first) {
   CounterBases bases;
   if (!object.is_object()) return bases;  // none recorded: no bases
-  Reader read(object, kCounterBases, first);
-  std::uint32_t slot = 0;
-  read.key(kSlot, slot, kNumber);
-  bases.slot = slot ? 1 : 0;
-  if (const json& pipeline = read.nested(kPipeline); !pipeline.is_null())
-    bases.pipeline = totals_from(pipeline, read.where() + "." + kPipeline, first);
-  if (const json& stages = read.nested(kStages); stages.is_object())
+  Reader reader(object, kCounterBases, first);
+  reader.keys(bases, [](auto& out, auto&& visit) { visit(kSlot, out.slot, false); });
+  bases.slot = bases.slot ? 1 : 0;
+  if (const json& pipeline = reader.nested(kPipeline); !pipeline.is_null())
+    bases.pipeline = read<CounterTotals>(pipeline, reader.where() + "." + kPipeline, first, kTotalsKeys);
+  if (const json& stages = reader.nested(kStages); stages.is_object())
     for (const auto& [name, totals] : stages.items())
-      bases.stages[name] = totals_from(totals, read.where() + "." + kStages + "." + name, first);
+      bases.stages[name] = read<CounterTotals>(totals, reader.where() + "." + kStages + "." + name, first, kTotalsKeys);
   return bases;
 }
 
 }  // namespace
 
-json counter_totals_json(const CounterTotals& totals) {
-  json out = {{kPackets, totals.packets}, {kBytes, totals.bytes}, {kFellOff, totals.fell_off},
-              {kEventsLost, totals.events_lost}};
-  for (std::uint32_t v = 0; v < XDPP_VERDICTS; ++v) out[verdict_name(v)] = totals.verdict[v];
-  return out;
-}
+json counter_totals_json(const CounterTotals& totals) { return write(totals, kTotalsKeys); }
 
 json to_json(const File& file) {
-  json interfaces = json::array(), stages = json::array();
-  for (const Interface& interface : file.interfaces) interfaces.push_back(interface_json(interface));
-  for (const Stage& stage : file.stages) stages.push_back(stage_json(stage));
-  json out = {{kName, file.name},
-              {kFile, file.file},
-              {kInterface, file.interface},
-              {kInterfaces, std::move(interfaces)},
-              {kIfindex, file.ifindex},
-              {kMode, file.mode},
-              {kLinkId, file.link_id},
-              {kPersist, file.persist},
-              {kContractVersion, file.contract_version},
-              {kEntryProgId, file.entry_prog_id},
-              {kCounterBases, counter_bases_json(file.counter_bases)},
-              {kDispatcher, dispatcher_json(file.dispatcher)},
-              {kPid, file.pid},
-              {kStarted, file.started},
-              {kStages, std::move(stages)}};
-  if (file.default_verdict) out[kDefaultVerdict] = *file.default_verdict;
-  if (file.version) out[kVersion] = *file.version;
+  json out = write(file, kFileKeys);
+  out[kInterfaces] = json::array();
+  for (const Interface& interface : file.interfaces) out[kInterfaces].push_back(write(interface, kInterfaceKeys));
+  out[kCounterBases] = counter_bases_json(file.counter_bases);
+  out[kDispatcher] = write(file.dispatcher, kDispatcherKeys);
+  out[kStages] = json::array();
+  for (const Stage& stage : file.stages) out[kStages].push_back(write(stage, kStageKeys));
   return out;
 }
 
 Status from_json(const json& json, File& out) {
   Status first;
-  Reader read(json, "", first);
-  read.key(kName, out.name, kString, true);
-  read.key(kPid, out.pid, kNumber, true);
-  read.key(kFile, out.file, kString);
-  read.key(kInterface, out.interface, kString);
-  if (const auto& interfaces = read.nested(kInterfaces); interfaces.is_array())
-    for (std::size_t i = 0; i < interfaces.size(); ++i)
-      out.interfaces.push_back(interface_from(interfaces[i], std::string(kInterfaces) + "[" + std::to_string(i) + "]", first));
-  else if (!interfaces.is_null())
-    read.wrong(kInterfaces, "an array");
-  read.key(kIfindex, out.ifindex, kNumber);
-  read.key(kMode, out.mode, kString);
-  read.key(kLinkId, out.link_id, kNumber);
-  read.key(kPersist, out.persist, "a boolean");
-  read.key(kContractVersion, out.contract_version, kNumber);
-  read.optional(kDefaultVerdict, out.default_verdict, kNumber);
-  read.key(kEntryProgId, out.entry_prog_id, kNumber);
-  out.counter_bases = counter_bases_from(read.nested(kCounterBases), first);
-  out.dispatcher = dispatcher_from(read.nested(kDispatcher), first);
-  read.optional(kVersion, out.version, kString);
-  read.key(kStarted, out.started, kNumber);
-  if (const auto& stages = read.nested(kStages); stages.is_array())
-    for (std::size_t i = 0; i < stages.size(); ++i)
-      out.stages.push_back(stage_from(stages[i], std::string(kStages) + "[" + std::to_string(i) + "]", first));
-  else if (!stages.is_null())
-    read.wrong(kStages, "an array");
+  Reader reader(json, "", first);
+  reader.keys(out, kFileKeys);
+  reader.array(kInterfaces, out.interfaces, [&](const nlohmann::json& element, std::string where) {
+    return read<Interface>(element, std::move(where), first, kInterfaceKeys);
+  });
+  out.counter_bases = counter_bases_from(reader.nested(kCounterBases), first);
+  // Older or hand-written files may have no dispatcher.
+  if (const auto& dispatcher = reader.nested(kDispatcher); !dispatcher.is_null())
+    out.dispatcher = read<Dispatcher>(dispatcher, kDispatcher, first, kDispatcherKeys);
+  reader.array(kStages, out.stages, [&](const nlohmann::json& element, std::string where) {
+    return read<Stage>(element, std::move(where), first, kStageKeys);
+  });
   return first;
 }
 

@@ -75,7 +75,7 @@ struct File {
 
 nlohmann::json to_json(const File& file);
 
-/// Fills `out` from `json`, key by key in the order of File (`name` and `pid` first). A missing key keeps
+/// Fills `out` from `json`, key by key (`name` and `pid` first, the nested objects last). A missing key keeps
 /// `out`'s value; a value of the wrong type, or a required key missing, is skipped the same way and the first
 /// one is returned as the error ("stages[1]: key 'settings' is missing"), `out` holding everything else read.
 Status from_json(const nlohmann::json& json, File& out);
