@@ -32,8 +32,10 @@ struct Command {
   std::function<int(const xdpp::CommandOptions&)> handler;
 };
 
-const std::vector<Command>& commands() {
-  static const std::vector<Command> list = {
+// The commands by group, in the order usage lists them: loading a pipeline file, changing a running
+// pipeline, and the rest (reading and removing what runs, writing a new stage).
+std::vector<Command> loading_commands() {
+  return {
       {"run",
        "run FILE [--interface IF[,IF...]] [--mode native|generic|offload|auto] [--persist] [--reset-state] [--watch] "
        "[--netns NS] [--metrics [ADDR:]PORT] [--metrics-netns host|pipeline] [--plugin-dir DIR]...",
@@ -71,6 +73,11 @@ const std::vector<Command>& commands() {
              "mac", po::value<std::string>(), "the interface's MAC, for stages that need it (overrides the file)");
        },
        xdpp::command_replay},
+  };
+}
+
+std::vector<Command> live_commands() {
+  return {
       {"swap", "swap STAGE [--object PATH] [--plugin PATH] [--reset-state] [--pipeline NAME] [--json]",
        "replace a running stage's program and/or plugin (default: reload its files); its maps carry over",
        "xdp-pipeline swap ping-lb --object build/lib/xdp-pipeline/bpf/icmp_lb.bpf.o",
@@ -101,6 +108,11 @@ const std::vector<Command>& commands() {
              "json", "print the reply as JSON");
        },
        xdpp::command_reload},
+  };
+}
+
+std::vector<Command> other_commands() {
+  return {
       {"status", "status [NAME] [--json] [--watch]",
        "counters and rates of running pipelines (all, or the one named), from their pinned maps",
        "xdp-pipeline status full --watch",
@@ -121,6 +133,15 @@ const std::vector<Command>& commands() {
        },
        xdpp::command_new_stage},
   };
+}
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> list = [] {
+    std::vector<Command> all;
+    for (auto group : {loading_commands, live_commands, other_commands})
+      for (Command& command : group()) all.push_back(std::move(command));
+    return all;
+  }();
   return list;
 }
 

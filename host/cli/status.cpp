@@ -36,16 +36,16 @@ const std::string kPipelineRow = "(pipeline)";
 Result<Sample> sample(const RunState& run) {
   Sample result;
   result.at = std::chrono::steady_clock::now();
-  const CounterBases bases = counter_bases_from_json(run.json.value("counter_bases", nlohmann::json()));
+  if (!run.problem.empty()) return fail("its state file cannot be read: ", run.problem);
+  const CounterBases& bases = run.counter_bases;
   std::vector<std::string> names;
   std::vector<xdpp_counters> ended;
-  for (const auto& stage : run.json["stages"]) {
-    std::uint32_t id = stage.value("counters_map_id", 0u);
-    UniqueFd fd(bpf_map_get_fd_by_id(id));
-    if (!fd) return fail("counters map id ", std::to_string(id), ": ", std::strerror(errno));
+  for (const state::Stage& stage : run.stages) {
+    UniqueFd fd(bpf_map_get_fd_by_id(stage.counters_map_id));
+    if (!fd) return fail("counters map id ", std::to_string(stage.counters_map_id), ": ", std::strerror(errno));
     auto counted = read_stage_counters(fd.get(), bases.slot);
     if (!counted) return counted.error();
-    names.push_back(stage["name"].get<std::string>());
+    names.push_back(stage.name);
     ended.push_back(*counted);
   }
   ChainCounters chain = derive_counters(names, ended, bases);
@@ -53,15 +53,14 @@ Result<Sample> sample(const RunState& run) {
   for (std::size_t i = 0; i < names.size(); ++i) result.counters[names[i]] = chain.stages[i];
   // What the pipeline received on each interface it is attached to: with one interface, everything it
   // received (the entry stage counts per interface only for several).
-  const auto interfaces = run.json.value("interfaces", nlohmann::json::array());
+  const auto& interfaces = run.interfaces;
   if (interfaces.size() == 1) {
-    result.interfaces[interfaces[0].value("name", "")] = {.packets = chain.pipeline.packets};
-  } else if (std::uint32_t id = run.json["dispatcher"].value("interfaces_map_id", 0u); id && interfaces.size() > 1) {
+    result.interfaces[interfaces[0].name] = {.packets = chain.pipeline.packets};
+  } else if (std::uint32_t id = run.dispatcher.interfaces_map_id; id && interfaces.size() > 1) {
     UniqueFd fd(bpf_map_get_fd_by_id(id));
     if (!fd) return fail("interface counters map id ", std::to_string(id), ": ", std::strerror(errno));
-    for (const auto& interface : interfaces)
-      if (auto totals = read_interface_counters(fd.get(), interface.value("ifindex", 0)))
-        result.interfaces[interface.value("name", "")] = *totals;
+    for (const state::Interface& interface : interfaces)
+      if (auto totals = read_interface_counters(fd.get(), interface.ifindex)) result.interfaces[interface.name] = *totals;
   }
   return result;
 }
@@ -77,18 +76,11 @@ Result<Sample> consistent_sample(RunState& run) {
     auto taken = sample(run);
     auto current = read_run_state(run.name);
     if (!current) return fail("the state file is gone: the pipeline stopped");
-    const bool unchanged = current->json == run.json;
+    const bool unchanged = state::to_json(*current) == state::to_json(run) && current->problem == run.problem;
     run = std::move(*current);
     if (unchanged) return taken;
     if (attempt == 20) return fail("the pipeline changed during each of 20 reads of its counters; try again");
   }
-}
-
-nlohmann::json counters_json(const CounterTotals& totals) {
-  nlohmann::json json = {{"packets", totals.packets}, {"bytes", totals.bytes}, {"fell_off", totals.fell_off},
-                         {"events_lost", totals.events_lost}};
-  for (std::uint32_t v = 0; v < XDPP_VERDICTS; ++v) json[verdict_name(v)] = totals.verdict[v];
-  return json;
 }
 
 double rate(const Sample& before, const Sample& after, const std::string& key) {
@@ -102,33 +94,32 @@ nlohmann::json status_json(const RunState& run, bool daemon, const Sample& befor
   nlohmann::json json = {{"name", run.name},
                          {"state", daemon ? "running" : "running, no daemon (persisted)"},
                          {"daemon", daemon},
-                         {"persist", run.json.value("persist", false)},
-                         {"interface", run.json["interface"]},
-                         {"mode", run.json["mode"]},
-                         {"link_id", run.json["link_id"]},
+                         {"persist", run.persist},
+                         {"interface", run.interface},
+                         {"mode", run.mode},
+                         {"link_id", run.link_id},
                          {"pid", run.pid},
-                         {"version", run.json.contains("version") ? run.json["version"] : nlohmann::json()},
-                         {"file", run.json["file"]},
+                         {"version", run.version ? nlohmann::json(*run.version) : nlohmann::json()},
+                         {"file", run.file},
                          {"pipeline",
-                          {{"prog_id", run.json.value("entry_prog_id", 0u)},
-                           {"counters", counters_json(after.counters.at(kPipelineRow))},
+                          {{"prog_id", run.entry_prog_id},
+                           {"counters", state::counter_totals_json(after.counters.at(kPipelineRow))},
                            {"packets_per_second", rate(before, after, kPipelineRow)}}}};
   nlohmann::json stages = nlohmann::json::array();
-  for (const auto& stage : run.json["stages"]) {
-    std::string name = stage["name"];
-    stages.push_back({{"name", name},
-                      {"plugin", stage["plugin"]},
-                      {"slot", stage["slot"]},
-                      {"prog_id", stage["prog_id"]},
-                      {"counters", counters_json(after.counters.at(name))},
-                      {"packets_per_second", rate(before, after, name)}});
+  for (const state::Stage& stage : run.stages) {
+    stages.push_back({{"name", stage.name},
+                      {"plugin", stage.plugin},
+                      {"slot", stage.slot},
+                      {"prog_id", stage.prog_id},
+                      {"counters", state::counter_totals_json(after.counters.at(stage.name))},
+                      {"packets_per_second", rate(before, after, stage.name)}});
   }
   json["stages"] = std::move(stages);
   nlohmann::json interfaces = nlohmann::json::array();
-  for (const auto& interface : run.json.value("interfaces", nlohmann::json::array())) {
-    const std::string name = interface["name"];
-    nlohmann::json entry = {{"name", name}, {"ifindex", interface["ifindex"]}, {"mode", interface["mode"]},
-                            {"link_id", interface["link_id"]}};
+  for (const state::Interface& interface : run.interfaces) {
+    const std::string& name = interface.name;
+    nlohmann::json entry = {{"name", name}, {"ifindex", interface.ifindex}, {"mode", interface.mode},
+                            {"link_id", interface.link_id}};
     if (after.interfaces.count(name)) {
       const InterfaceTotals& now = after.interfaces.at(name);
       double seconds = std::chrono::duration<double>(after.at - before.at).count();

@@ -97,8 +97,7 @@ std::string link_holders(std::uint32_t link_id) {
 std::string who_attached(std::uint32_t prog_id, int ifindex, const std::string& ifname, bool native) {
   for (const RunState& run : published_runs(std::nullopt)) {
     // What the link runs: the first stage (contract 2), or the dispatcher of a contract-1 run.
-    const auto& dispatcher = run.json.value("dispatcher", nlohmann::json::object());
-    if (run.json.value("entry_prog_id", 0u) == prog_id || dispatcher.value("prog_id", 0u) == prog_id)
+    if (run.entry_prog_id == prog_id || run.dispatcher.prog_id == prog_id)
       return "pipeline '" + run.name + "' (xdp-pipeline run, pid " + std::to_string(run.pid) +
              ") attached it; stop that run (Ctrl-C or kill " + std::to_string(run.pid) +
              "), or swap/reload it instead of starting another";

@@ -32,13 +32,12 @@ std::filesystem::path state_file(const std::string& name) { return kRunRoot / (n
 std::optional<RunState> read_state(const std::filesystem::path& file) {
   std::ifstream in(file);
   if (!in) return std::nullopt;
+  const auto json = nlohmann::json::parse(in, nullptr, false);
+  if (json.is_discarded()) return std::nullopt;
   RunState state;
-  try {
-    in >> state.json;
-    state.name = state.json.at("name").get<std::string>();
-    state.pid = state.json.at("pid").get<int>();
-  } catch (const std::exception&) {
-    return std::nullopt;
+  if (Status read = state::from_json(json, state); !read) {
+    if (state.name.empty() || state.pid == 0) return std::nullopt;  // not even whose it is: no run's state
+    state.problem = read.error().message;
   }
   return state;
 }
@@ -154,6 +153,79 @@ void remove_leftovers(const std::string& name, int pid) {
   if (pid > 0) std::filesystem::remove_all(kRunRoot / ("plugins." + std::to_string(pid)), error);
 }
 
+// Pins every map of the pipeline under kPinRoot/NAME (with persist also chain, programs and links) and
+// removes whatever else is pinned there.
+Status pin_pipeline(Pipeline& pipeline) {
+  const std::string& name = pipeline.spec().name;
+  const bool persist = pipeline.spec().persist;
+  const auto root = kPinRoot / name;
+  std::set<std::filesystem::path> pinned;
+  XDPP_TRY(ensure_private_dir(kPinRoot, 0700));
+  XDPP_TRY(pin_object(pipeline.dispatcher_object(), root / "dispatcher", persist, pinned));
+  for (const LiveStage& stage : pipeline.stages())
+    XDPP_TRY(pin_object(*stage.object, root / stage.spec.name, persist, pinned));
+  if (persist && pipeline.attached()) {
+    XDPP_TRY(ensure_private_dir(root / "links", 0700));
+    for (const AttachedLink& link : pipeline.links())
+      XDPP_TRY(pin_replacing(link.fd, link_pin(name, link.interface.name), pinned));
+  }
+  prune(root, pinned);
+  return {};
+}
+
+// What the state file says of `pipeline`, attached in `mode`, its maps pinned or not.
+state::File state_record(Pipeline& pipeline, const std::string& mode, bool pinning) {
+  const auto root = kPinRoot / pipeline.spec().name;
+  const auto pins = [&](const std::string& dir) { return pinning ? (root / dir).string() : ""; };
+  // One entry per attached interface (a pipeline may serve several); "interface" lists their names.
+  std::vector<state::Interface> interfaces;
+  std::string names;
+  for (const AttachedLink& link : pipeline.links()) {
+    interfaces.push_back({.name = link.interface.name,
+                          .ifindex = link.interface.ifindex,
+                          .mode = to_string(link.mode),
+                          .link_id = link_id_of(link.fd)});
+    names += (names.empty() ? "" : ",") + link.interface.name;
+  }
+  if (names.empty()) names = pipeline.interface().name;
+  std::vector<state::Stage> stages;
+  for (const LiveStage& stage : pipeline.stages())
+    stages.push_back({.name = stage.spec.name,
+                      .plugin = stage.spec.plugin_name,
+                      .object = stage.object->file().string(),
+                      .object_sha256 = stage.object->digest(),
+                      .prog_tag = prog_tag(stage.object->prog_fd()),
+                      .settings = toml_text(stage.spec.settings),
+                      .plugin_file = stage.spec.plugin_file.string(),
+                      .pins = pins(stage.spec.name),
+                      .slot = stage.slot,
+                      .prog_id = stage.prog_id,
+                      .counters_map_id = counters_map_id(*stage.object)});
+  const LoadedObject& dispatcher = pipeline.dispatcher_object();
+  return {.name = pipeline.spec().name,
+          .pid = ::getpid(),
+          .file = pipeline.spec().file,
+          .interface = names,
+          .interfaces = std::move(interfaces),
+          .ifindex = pipeline.interface().ifindex,
+          .mode = mode,
+          .link_id = pipeline.link_id(),
+          .persist = pipeline.spec().persist,
+          .contract_version = XDPP_CONTRACT_VERSION,
+          .default_verdict = pipeline.spec().default_verdict,
+          .entry_prog_id = pipeline.entry_prog_id(),
+          .counter_bases = pipeline.counter_bases(),
+          .dispatcher = {.prog_id = pipeline.dispatcher_prog_id(),
+                         .prog_tag = prog_tag(pipeline.dispatcher_fd()),
+                         .object = dispatcher.file().string(),
+                         .object_sha256 = dispatcher.digest(),
+                         .interfaces_map_id = counters_map_id(dispatcher, XDPP_IF_COUNTERS_MAP_NAME),
+                         .pins = pins("dispatcher")},
+          .version = XDPP_VERSION,
+          .started = static_cast<long long>(::time(nullptr)),
+          .stages = std::move(stages)};
+}
+
 }  // namespace
 
 bool RunState::alive() const { return RunLock::held(name); }
@@ -162,54 +234,20 @@ std::filesystem::path link_pin(const std::string& name, const std::string& inter
   return kPinRoot / name / "links" / pin_component(interface);
 }
 
-std::vector<std::string> RunState::interfaces() const {
+std::vector<std::string> RunState::interface_names() const {
   std::vector<std::string> names;
-  for (const auto& interface : json.value("interfaces", nlohmann::json::array()))
-    if (interface.contains("name") && interface["name"].is_string()) names.push_back(interface["name"]);
-  if (names.empty() && json.contains("interface") && json["interface"].is_string()) names.push_back(json["interface"]);
+  for (const state::Interface& entry : interfaces)
+    if (!entry.name.empty()) names.push_back(entry.name);
+  if (names.empty() && !interface.empty()) names.push_back(interface);
   return names;
 }
 
 bool RunState::persisted() const {
-  if (!json.value("persist", false)) return false;
+  if (!persist) return false;
   std::error_code error;
-  for (const std::string& interface : interfaces())
+  for (const std::string& interface : interface_names())
     if (std::filesystem::exists(link_pin(name, interface), error)) return true;
   return false;
-}
-
-namespace {
-nlohmann::json totals_json(const CounterTotals& totals) {
-  nlohmann::json json = {{"packets", totals.packets}, {"bytes", totals.bytes}, {"fell_off", totals.fell_off},
-                         {"events_lost", totals.events_lost}};
-  for (std::uint32_t v = 0; v < XDPP_VERDICTS; ++v) json[verdict_name(v)] = totals.verdict[v];
-  return json;
-}
-CounterTotals totals_from_json(const nlohmann::json& json) {
-  CounterTotals totals;
-  totals.packets = json.value("packets", std::uint64_t{0});
-  totals.bytes = json.value("bytes", std::uint64_t{0});
-  totals.fell_off = json.value("fell_off", std::uint64_t{0});
-  totals.events_lost = json.value("events_lost", std::uint64_t{0});
-  for (std::uint32_t v = 0; v < XDPP_VERDICTS; ++v) totals.verdict[v] = json.value(verdict_name(v), std::uint64_t{0});
-  return totals;
-}
-}  // namespace
-
-nlohmann::json counter_bases_json(const CounterBases& bases) {
-  nlohmann::json stages = nlohmann::json::object();
-  for (const auto& [name, totals] : bases.stages) stages[name] = totals_json(totals);
-  return {{"slot", bases.slot}, {"pipeline", totals_json(bases.pipeline)}, {"stages", stages}};
-}
-
-CounterBases counter_bases_from_json(const nlohmann::json& json) {
-  CounterBases bases;
-  if (!json.is_object()) return bases;
-  bases.slot = json.value("slot", 0u) ? 1 : 0;
-  if (json.contains("pipeline")) bases.pipeline = totals_from_json(json["pipeline"]);
-  if (json.contains("stages") && json["stages"].is_object())
-    for (const auto& [name, totals] : json["stages"].items()) bases.stages[name] = totals_from_json(totals);
-  return bases;
 }
 
 std::optional<RunState> read_run_state(const std::string& name) { return read_state(state_file(name)); }
@@ -224,7 +262,6 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
     remove_leftovers(name, existing->pid);
   }
   XDPP_TRY(ensure_private_dir(kRunRoot, 0700));
-  const auto root = kPinRoot / name;
   // `ip netns exec` remounts /sys, hiding the host's bpffs: then nothing is pinned (status reads the
   // counters by map id all the same), and the operator is told how to get the pins.
   struct statfs filesystem {};
@@ -235,71 +272,12 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
   // The state file stays until it is replaced (rename below), so a `status` during a reload never finds
   // the pipeline missing.
   if (pinning && (repin || persist)) {
-    std::set<std::filesystem::path> pinned;
-    XDPP_TRY(ensure_private_dir(kPinRoot, 0700));
-    XDPP_TRY(pin_object(pipeline.dispatcher_object(), root / "dispatcher", persist, pinned));
-    for (const LiveStage& stage : pipeline.stages())
-      XDPP_TRY(pin_object(*stage.object, root / stage.spec.name, persist, pinned));
-    if (persist && pipeline.attached()) {
-      XDPP_TRY(ensure_private_dir(root / "links", 0700));
-      for (const AttachedLink& link : pipeline.links())
-        XDPP_TRY(pin_replacing(link.fd, link_pin(name, link.interface.name), pinned));
-    }
-    prune(root, pinned);
+    XDPP_TRY(pin_pipeline(pipeline));
   } else if (!pinning) {
     log::warn("pipeline '" + name + "': /sys/fs/bpf is no bpffs in this mount namespace (ip netns exec remounts "
               "/sys), so nothing is pinned; use `run --netns NS` instead of `ip netns exec NS` to get the pins");
   }
-
-  nlohmann::json stages = nlohmann::json::array();
-  for (const LiveStage& stage : pipeline.stages()) {
-    stages.push_back({{"name", stage.spec.name},
-                      {"object_sha256", stage.object->digest()},
-                      {"prog_tag", prog_tag(stage.object->prog_fd())},
-                      {"settings", toml_text(stage.spec.settings)},
-                      {"counters_map_id", counters_map_id(*stage.object)},
-                      {"plugin", stage.spec.plugin_name},
-                      {"slot", stage.slot},
-                      {"prog_id", stage.prog_id},
-                      {"object", stage.object->file().string()},
-                      {"plugin_file", stage.spec.plugin_file.string()},
-                      {"pins", pinning ? (root / stage.spec.name).string() : ""}});
-  }
-  // One entry per attached interface (a pipeline may serve several); "interface" lists their names.
-  nlohmann::json interfaces = nlohmann::json::array();
-  std::string names;
-  for (const AttachedLink& link : pipeline.links()) {
-    interfaces.push_back({{"name", link.interface.name},
-                          {"ifindex", link.interface.ifindex},
-                          {"mode", to_string(link.mode)},
-                          {"link_id", link_id_of(link.fd)}});
-    names += (names.empty() ? "" : ",") + link.interface.name;
-  }
-  if (names.empty()) names = pipeline.interface().name;
-  nlohmann::json state = {{"name", name},
-                          {"file", pipeline.spec().file},
-                          {"interface", names},
-                          {"interfaces", interfaces},
-                          {"ifindex", pipeline.interface().ifindex},
-                          {"mode", mode},
-                          {"link_id", pipeline.link_id()},
-                          {"persist", persist},
-                          {"contract_version", XDPP_CONTRACT_VERSION},
-                          {"default_verdict", pipeline.spec().default_verdict},
-                          {"entry_prog_id", pipeline.entry_prog_id()},
-                          {"counter_bases", counter_bases_json(pipeline.counter_bases())},
-                          {"dispatcher",
-                           {{"prog_id", pipeline.dispatcher_prog_id()},
-                            {"prog_tag", prog_tag(pipeline.dispatcher_fd())},
-                            {"object", pipeline.dispatcher_object().file().string()},
-                            {"object_sha256", pipeline.dispatcher_object().digest()},
-                            {"interfaces_map_id", counters_map_id(pipeline.dispatcher_object(), XDPP_IF_COUNTERS_MAP_NAME)},
-                            {"pins", pinning ? (root / "dispatcher").string() : ""}}},
-                          {"pid", ::getpid()},
-                          {"version", XDPP_VERSION},
-                          {"started", static_cast<long long>(::time(nullptr))},
-                          {"stages", stages}};
-  return write_state_file(state_file(name), json_text(state, 2) + "\n");
+  return write_state_file(state_file(name), json_text(state::to_json(state_record(pipeline, mode, pinning)), 2) + "\n");
 }
 
 Status pin_pending_chain(const Pipeline& next) {

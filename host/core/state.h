@@ -16,36 +16,32 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "pipeline.h"
+#include "state_file.h"
 
 namespace xdpp {
 
 inline const std::filesystem::path kPinRoot = "/sys/fs/bpf/xdp-pipeline";
 inline const std::filesystem::path kRunRoot = "/run/xdp-pipeline";
 
-/// A run's published state, as written to NAME.json.
-struct RunState {
-  nlohmann::json json;
-  std::string name;
-  int pid = 0;
+/// A run's published state, as read from NAME.json (state_file.h has its fields).
+struct RunState : state::File {
+  /// Why the file is malformed beyond its name and pid ("" when it is not; see state::from_json): the
+  /// fields it names keep their defaults, and adoption refuses such a record rather than guess.
+  std::string problem;
   /// A daemon runs it (holds its run lock).
   bool alive() const;
-  /// The interfaces it is attached to, in order ("interfaces", or the one "interface" of older states).
-  std::vector<std::string> interfaces() const;
+  /// The names of the interfaces it is attached to, in order (of `interfaces`, or the one `interface` of
+  /// older states).
+  std::vector<std::string> interface_names() const;
   /// It was persisted and its link is still pinned: it runs, with or without a daemon.
   bool persisted() const;
 };
 
-/// The counter bases (CounterBases) as the state file records them, and back.
-nlohmann::json counter_bases_json(const CounterBases& bases);
-CounterBases counter_bases_from_json(const nlohmann::json& json);
-
 /// Where a persisted pipeline's link on `interface` is pinned.
 std::filesystem::path link_pin(const std::string& name, const std::string& interface);
 
-/// The state file of `name`, if there is one that can be read.
+/// The state file of `name`, if there is one that is JSON and names its run and pid.
 std::optional<RunState> read_run_state(const std::string& name);
 
 /// Pins every map of the pipeline under kPinRoot/NAME/STAGE/MAP (with persist also the chain, the

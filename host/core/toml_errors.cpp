@@ -172,6 +172,41 @@ std::optional<SyntaxError> explain_bad_value(const std::vector<std::string_view>
   return std::nullopt;
 }
 
+// "cannot redefine existing ...": a table header written twice ([stage] where [[stage]] is meant) or a key
+// set twice in one table.
+SyntaxError explain_redefinition(const std::vector<std::string_view>& lines, std::size_t line, std::size_t column,
+                                 std::string_view description) {
+  const std::string_view here = line >= 1 && line <= lines.size() ? lines[line - 1] : std::string_view();
+  auto says = [&](std::string_view part) { return description.find(part) != std::string_view::npos; };
+  auto at = [&](std::size_t l, std::size_t c, std::string message) { return SyntaxError{l, c, std::move(message)}; };
+  // [stage] where [[stage]] is meant (the second one, or one after [[stage]], is where the parser stops).
+  if (says("table header")) {
+    const std::string name = quoted_name(description);
+    const std::regex single("^\\s*\\[\\s*" + escape_for_regex(name) + "\\s*\\]");
+    const std::size_t first = find_line(lines, single);
+    if (name == "stage")
+      return at(first ? first : line, 1,
+                "[stage] is written [[stage]]: every stage is one table of the list of stages, in double brackets");
+    if (says("array"))
+      return at(line, column, "[" + name + "] after [[" + name + "]]: '" + name +
+                                  "' is a list of tables, so each of its tables is written [[" + name + "]]");
+    return at(line, column, "table [" + name + "] appears twice" +
+                                (first && first != line ? " (first at line " + std::to_string(first) + ")" : "") +
+                                ": put its keys under one [" + name + "]");
+  }
+
+  // The same key twice in one table.
+  const std::string name = quoted_name(description);
+  std::size_t first = 0;
+  for (std::size_t l = line; l-- > 1;) {
+    if (is_header(lines[l - 1])) break;
+    if (key_of(lines[l - 1]) == name) first = l;
+  }
+  return at(line, here.find_first_not_of(" \t") + 1,
+            "key '" + name + "' is set twice in this table" +
+                (first ? " (first at line " + std::to_string(first) + ")" : "") + ": keep one");
+}
+
 }  // namespace
 
 bool consists_of(std::string_view text, std::string_view first, std::string_view rest) {
@@ -193,34 +228,7 @@ SyntaxError explain_syntax_error(std::string_view text, std::size_t line, std::s
                                  here[quote - 1] + " on the same line");
   }
 
-  // [stage] where [[stage]] is meant (the second one, or one after [[stage]], is where the parser stops).
-  if (says("cannot redefine existing") && says("table header")) {
-    const std::string name = quoted_name(description);
-    const std::regex single("^\\s*\\[\\s*" + escape_for_regex(name) + "\\s*\\]");
-    const std::size_t first = find_line(lines, single);
-    if (name == "stage")
-      return at(first ? first : line, 1,
-                "[stage] is written [[stage]]: every stage is one table of the list of stages, in double brackets");
-    if (says("array"))
-      return at(line, column, "[" + name + "] after [[" + name + "]]: '" + name +
-                                  "' is a list of tables, so each of its tables is written [[" + name + "]]");
-    return at(line, column, "table [" + name + "] appears twice" +
-                                (first && first != line ? " (first at line " + std::to_string(first) + ")" : "") +
-                                ": put its keys under one [" + name + "]");
-  }
-
-  // The same key twice in one table.
-  if (says("cannot redefine existing")) {
-    const std::string name = quoted_name(description);
-    std::size_t first = 0;
-    for (std::size_t l = line; l-- > 1;) {
-      if (is_header(lines[l - 1])) break;
-      if (key_of(lines[l - 1]) == name) first = l;
-    }
-    return at(line, here.find_first_not_of(" \t") + 1,
-              "key '" + name + "' is set twice in this table" +
-                  (first ? " (first at line " + std::to_string(first) + ")" : "") + ": keep one");
-  }
+  if (says("cannot redefine existing")) return explain_redefinition(lines, line, column, description);
 
   // An inline table { ... } must end on its own line (TOML 1.0).
   if (says("inline table") && says("'\\n'")) {

@@ -557,7 +557,8 @@ class Daemon {
     adopted.events().set_need_json(false);
     auto queued = adopted.events().consume(print_event);
     std::fflush(stdout);
-    mode_name_ = read_run_state(name_)->json.value("mode", to_string(spec_.mode));
+    auto published = read_run_state(name_);
+    mode_name_ = published && !published->mode.empty() ? published->mode : to_string(spec_.mode);
     log::info("pipeline '" + name_ + "': adopted from pid " + std::to_string(adoption.pid) + " on " + interface_list_ +
               " (link id " + std::to_string(adopted.link_id()) + ", entry prog id " +
               std::to_string(adopted.entry_prog_id()) + "), " + std::to_string(queued ? *queued : 0) +

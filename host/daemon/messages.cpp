@@ -1,5 +1,7 @@
 #include "messages.h"
 
+#include "json_fields.h"
+
 namespace xdpp::control {
 namespace {
 
@@ -21,31 +23,6 @@ constexpr const char* kLive = "live";
 constexpr const char* kLatencyMs = "latency_ms";
 constexpr const char* kTotalMs = "total_ms";
 constexpr const char* kRoundTripMs = "round_trip_ms";
-
-// Reads `key` of `object` into `out` when present; a value of another type is an error naming the key.
-template <class T>
-Status read_key(const json& object, const char* key, T& out, bool required, const char* type) {
-  auto it = object.find(key);
-  if (it == object.end()) {
-    if (required) return fail("key '", key, "' is missing");
-    return {};
-  }
-  try {
-    out = it->get<T>();
-  } catch (const json::exception&) {
-    return fail("key '", key, "' must be ", type);
-  }
-  return {};
-}
-
-template <class T>
-Status read_optional(const json& object, const char* key, std::optional<T>& out, const char* type) {
-  if (!object.contains(key)) return {};
-  T value{};
-  XDPP_TRY(read_key(object, key, value, true, type));
-  out = std::move(value);
-  return {};
-}
 
 }  // namespace
 

@@ -57,24 +57,31 @@ std::string new_chain_reason(Pipeline& adopted, int contract, const PipelineSpec
   return "";
 }
 
-}  // namespace
+// How the error that leaves a persisted pipeline untouched ends: what the operator can do instead.
+std::string detach_hint(const std::string& name) {
+  return "; to start it afresh: xdp-pipeline detach " + name + ", then run again";
+}
 
-Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const std::vector<InterfaceInfo>& interfaces) {
-  const std::string& name = file_spec.name;
-  Adoption adoption;
-  auto state = read_run_state(name);
-  if (!state || !state->json.value("persist", false)) return adoption;
-  adoption.pid = state->pid;
-  const std::vector<std::string> ran_on = state->interfaces();
-  auto list = [](const auto& items, auto name_of) {
-    std::string text;
-    for (const auto& item : items) text += (text.empty() ? "" : ", ") + name_of(item);
-    return text;
-  };
-  const std::string ran_on_text = list(ran_on, [](const std::string& n) { return n; });
+template <class Items, class NameOf>
+std::string list(const Items& items, NameOf name_of) {
+  std::string text;
+  for (const auto& item : items) text += (text.empty() ? "" : ", ") + std::string(name_of(item));
+  return text;
+}
+
+std::string list(const std::vector<std::string>& names) {
+  return list(names, [](const std::string& name) { return name; });
+}
+
+// The links `state` ran on, one pinned link per interface, attached to `interfaces` in the mode each got.
+// None left (unpinned, or every interface gone): nothing runs, and no links are returned.
+Result<std::vector<AttachedLink>> pinned_links(const RunState& state, const PipelineSpec& file_spec,
+                                               const std::vector<InterfaceInfo>& interfaces,
+                                               std::vector<PinnedLink>& links) {
+  const std::string& name = state.name;
+  const std::vector<std::string> ran_on = state.interface_names();
+  const std::string ran_on_text = list(ran_on);
   const std::string wanted_text = list(interfaces, [](const InterfaceInfo& i) { return i.name; });
-  // One pinned link per interface it ran on. None left (unpinned, or every interface gone): nothing runs.
-  std::vector<PinnedLink> links;
   std::vector<std::string> defunct;
   for (const std::string& interface : ran_on) {
     auto link = open_link(link_pin(name, interface));
@@ -84,78 +91,102 @@ Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const std::vecto
     links.push_back(std::move(*link));
   }
   if (defunct.size() == ran_on.size()) {
-    log::warn("pipeline '" + name + "': persisted by pid " + std::to_string(state->pid) + ", but its link" +
+    log::warn("pipeline '" + name + "': persisted by pid " + std::to_string(state.pid) + ", but its link" +
               (ran_on.size() > 1 ? "s on " : " on ") + ran_on_text +
               (ran_on.size() > 1 ? " are" : " is") + " no longer pinned or defunct (the interface is gone): starting afresh");
-    return adoption;
+    return std::vector<AttachedLink>{};
   }
-  const std::string detach_hint = "; to start it afresh: xdp-pipeline detach " + name + ", then run again";
   if (!defunct.empty())
-    return fail("pipeline '", name, "' runs persisted on ", ran_on_text, ", but its link on ",
-                list(defunct, [](const std::string& n) { return n; }), " is gone (no longer pinned, or the interface went away)",
-                detach_hint);
+    return fail("pipeline '", name, "' runs persisted on ", ran_on_text, ", but its link on ", list(defunct),
+                " is gone (no longer pinned, or the interface went away)", detach_hint(name));
   if (ran_on_text != wanted_text)
-    return fail("pipeline '", name, "' runs persisted on ", ran_on_text, ", this file attaches to ", wanted_text, detach_hint);
+    return fail("pipeline '", name, "' runs persisted on ", ran_on_text, ", this file attaches to ", wanted_text,
+                detach_hint(name));
   // Each link in the mode it got, as recorded (older states record one mode for their one interface).
-  const auto recorded = state->json.value("interfaces", nlohmann::json::array());
   std::vector<AttachedLink> attached;
   for (std::size_t i = 0; i < interfaces.size(); ++i) {
-    const std::string mode = i < recorded.size() ? recorded[i].value("mode", "") : state->json.value("mode", "");
+    const std::string& mode = i < state.interfaces.size() ? state.interfaces[i].mode : state.mode;
     if (file_spec.mode != AttachMode::automatic && mode != to_string(file_spec.mode))
       return fail("pipeline '", name, "' runs persisted on ", interfaces[i].name, " in ", mode, " mode, this file asks for ",
-                  to_string(file_spec.mode), detach_hint);
+                  to_string(file_spec.mode), detach_hint(name));
     auto parsed = parse_attach_mode(mode);
     attached.push_back({.interface = interfaces[i],
                         .mode = parsed && *parsed != AttachMode::automatic ? *parsed : AttachMode::native,
                         .fd = links[i].fd.get()});
   }
+  return attached;
+}
 
-  // What runs, as recorded, with this executable's plugins for its stages (they decode its events).
-  PipelineSpec running = file_spec;
-  running.stages.clear();
-  running.default_verdict = state->json.value("default_verdict", file_spec.default_verdict);
-  RecordedObject dispatcher{.file = state->json["dispatcher"].value("object", ""),
-                            .digest = state->json["dispatcher"].value("object_sha256", "")};
-  std::vector<RecordedObject> objects;
+// One stage that runs, as recorded, with this executable's plugin of its name (it decodes the stage's events).
+Result<StageSpec> running_stage(const state::Stage& recorded, const PipelineSpec& file_spec) {
+  StageSpec stage;
+  stage.name = recorded.name;
+  stage.plugin_name = recorded.plugin;
+  stage.object_path = recorded.object;
+  auto plugin = find_plugin(stage.plugin_name, file_spec.plugin_dirs);
+  if (!plugin) return fail("stage '", stage.name, "' that runs: ", plugin.error().message);
+  stage.plugin = *plugin;
+  stage.plugin_file = stage.plugin->path();
+  stage.plugin_signature = file_signature(stage.plugin_file);
   try {
-    for (const auto& recorded : state->json.at("stages")) {
-      StageSpec stage;
-      stage.name = recorded.at("name").get<std::string>();
-      stage.plugin_name = recorded.at("plugin").get<std::string>();
-      stage.object_path = recorded.at("object").get<std::string>();
-      auto plugin = find_plugin(stage.plugin_name, file_spec.plugin_dirs);
-      if (!plugin) return fail("stage '", stage.name, "' that runs: ", plugin.error().message);
-      stage.plugin = *plugin;
-      stage.plugin_file = stage.plugin->path();
-      stage.plugin_signature = file_signature(stage.plugin_file);
-      stage.settings = toml::parse(recorded.at("settings").get<std::string>(), std::string_view("the running pipeline"));
-      auto created = create_instance(stage.plugin, stage.settings, "the running pipeline", stage.name);
-      if (!created) return fail("stage '", stage.name, "' that runs: ", created.error().message);
-      stage.instance = std::move(*created);
-      objects.push_back({.file = stage.object_path, .digest = recorded.value("object_sha256", "")});
-      running.stages.push_back(std::move(stage));
-    }
+    stage.settings = toml::parse(recorded.settings, std::string_view("the running pipeline"));
   } catch (const std::exception& error) {
-    return fail("pipeline '", name, "': its state file cannot be read: ", error.what(), detach_hint);
+    return fail("pipeline '", file_spec.name, "': its state file cannot be read: ", error.what(), detach_hint(file_spec.name));
   }
+  auto created = create_instance(stage.plugin, stage.settings, "the running pipeline", stage.name);
+  if (!created) return fail("stage '", stage.name, "' that runs: ", created.error().message);
+  stage.instance = std::move(*created);
+  return stage;
+}
 
-  const int contract = state->json.value("contract_version", 0);
-  auto adopted = Pipeline::adopt(std::move(running), SearchPaths::builtin(), interfaces.front(), kPinRoot / name,
-                                 dispatcher, objects, attached, contract,
-                                 counter_bases_from_json(state->json.value("counter_bases", nlohmann::json())));
-  if (!adopted) return fail("pipeline '", name, "' runs persisted, but not as recorded: ", adopted.error().message, detach_hint);
-  // The programs that run are the ones that were loaded: their tags are the kernel's hash of the code.
-  auto check_tag = [&](const LoadedObject& object, const nlohmann::json& recorded) -> Status {
-    const std::string tag = prog_tag(object.prog_fd()), expected = recorded.value("prog_tag", "");
+// The programs that run are the ones that were loaded: their tags are the kernel's hash of the code.
+Status check_tags(Pipeline& adopted, const RunState& state) {
+  auto check = [&](const LoadedObject& object, const std::string& expected) -> Status {
+    const std::string tag = prog_tag(object.prog_fd());
     if (tag != expected)
-      return fail("pipeline '", name, "': ", object.stage_name(), " runs program tag ", tag, ", the record says ", expected,
-                  detach_hint);
+      return fail("pipeline '", state.name, "': ", object.stage_name(), " runs program tag ", tag, ", the record says ",
+                  expected, detach_hint(state.name));
     return {};
   };
-  XDPP_TRY(check_tag((*adopted)->dispatcher_object(), state->json["dispatcher"]));
-  for (std::size_t i = 0; i < (*adopted)->stages().size(); ++i)
-    XDPP_TRY(check_tag(*(*adopted)->stages()[i].object, state->json["stages"][i]));
-  adoption.new_chain_reason = new_chain_reason(**adopted, state->json.value("contract_version", 0), file_spec);
+  XDPP_TRY(check(adopted.dispatcher_object(), state.dispatcher.prog_tag));
+  for (std::size_t i = 0; i < adopted.stages().size(); ++i)
+    XDPP_TRY(check(*adopted.stages()[i].object, i < state.stages.size() ? state.stages[i].prog_tag : ""));
+  return {};
+}
+
+}  // namespace
+
+Result<Adoption> adopt_persisted(const PipelineSpec& file_spec, const std::vector<InterfaceInfo>& interfaces) {
+  const std::string& name = file_spec.name;
+  Adoption adoption;
+  auto state = read_run_state(name);
+  if (!state || !state->persist) return adoption;
+  adoption.pid = state->pid;
+  std::vector<PinnedLink> links;
+  auto attached = pinned_links(*state, file_spec, interfaces, links);
+  if (!attached) return attached.error();
+  if (attached->empty()) return adoption;
+
+  // What runs, as recorded.
+  if (!state->problem.empty())
+    return fail("pipeline '", name, "': its state file cannot be read: ", state->problem, detach_hint(name));
+  PipelineSpec running = file_spec;
+  running.stages.clear();
+  running.default_verdict = state->default_verdict.value_or(file_spec.default_verdict);
+  std::vector<RecordedObject> objects;
+  for (const state::Stage& recorded : state->stages) {
+    auto stage = running_stage(recorded, file_spec);
+    if (!stage) return stage.error();
+    objects.push_back({.file = recorded.object, .digest = recorded.object_sha256});
+    running.stages.push_back(std::move(*stage));
+  }
+  const RecordedObject dispatcher{.file = state->dispatcher.object, .digest = state->dispatcher.object_sha256};
+  auto adopted = Pipeline::adopt(std::move(running), SearchPaths::builtin(), interfaces.front(), kPinRoot / name,
+                                 dispatcher, objects, *attached, state->contract_version, state->counter_bases);
+  if (!adopted)
+    return fail("pipeline '", name, "' runs persisted, but not as recorded: ", adopted.error().message, detach_hint(name));
+  XDPP_TRY(check_tags(**adopted, *state));
+  adoption.new_chain_reason = new_chain_reason(**adopted, state->contract_version, file_spec);
   adoption.pipeline = std::move(*adopted);
   return adoption;
 }

@@ -8,6 +8,8 @@
 #   - metadata events of packets sent while no daemon ran are delivered by the next one: as many as packets;
 #   - a zombie (a killed daemon its parent has not reaped) does not keep the name: the next run adopts; a
 #     second run while a daemon lives is refused before it loads anything, and removes nothing;
+#   - a run over a record that cannot be read (a key of the wrong type) is refused, naming the key, and
+#     leaves the pipeline running;
 #   - detach leaves the interface without a program and /sys/fs/bpf and /run clean; a second detach says
 #     there is nothing to detach.
 # Usage (root): persist_restarts.sh XDP_PIPELINE_EXECUTABLE
@@ -107,6 +109,21 @@ ok "a second run while the daemon lives is refused before loading anything: $(he
 expect_exit1 "detach while a daemon runs" "$XDPP" detach "$PIPELINE_NAME"
 grep -q "has a daemon" <<<"$OUT" || fail "detach while a daemon runs does not say why: $OUT"
 end_daemon TERM
+# A record that cannot be read (a stage's settings not a string) is refused by the next run, naming the key,
+# and what runs is left as it is.
+state=/run/xdp-pipeline/$PIPELINE_NAME.json
+cp "$state" "$T/state.json"
+jq '.stages[0].settings = 7' "$T/state.json" >"$state"
+xdp_before=$(ip -n "$LAB_NS_LB" -j link show dev "$LAB_IF_LB" | jq -r '.[0].xdp.prog.id // 0')
+expect_exit1 "a run over a malformed record" \
+  "$XDPP" run "$T/p.toml" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode native
+grep -q "its state file cannot be read: stages\[0\]: key 'settings' must be a string; to start it afresh: xdp-pipeline detach" \
+  <<<"$OUT" || fail "a run over a malformed record does not name the key: $OUT"
+xdp_after=$(ip -n "$LAB_NS_LB" -j link show dev "$LAB_IF_LB" | jq -r '.[0].xdp.prog.id // 0')
+((xdp_after == xdp_before && xdp_after != 0)) || fail "the refused run changed what runs: program $xdp_before -> $xdp_after"
+[[ -e /sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME/links ]] || fail "the refused run removed the pinned links"
+cp "$T/state.json" "$state"
+ok "a run over a malformed record is refused, naming the key, and leaves the pipeline running: $(head -n 1 <<<"$OUT")"
 out=$("$XDPP" detach "$PIPELINE_NAME" 2>&1) || fail "detach failed: $out"
 ok "detach: $out"
 xdp=$(ip -n "$LAB_NS_LB" -j link show dev "$LAB_IF_LB" | jq -r '.[0].xdp.prog.id // 0')
