@@ -19,8 +19,16 @@
 #include <xdp_pipeline/stage.h>
 #include "icmp_lb.h"
 
-/* The stage's configuration and round-robin position (layout in icmp_lb.h), written in place by the plugin. */
+/* The stage's configuration (layout in icmp_lb.h), written in place by the plugin. */
 struct icmp_lb_data icmp_lb_data XDPP_STAGE_DATA;
+
+/* The round-robin position (icmp_lb.h says why it is a map of its own). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} icmp_lb_rr SEC(".maps");
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -70,9 +78,13 @@ XDPP_STAGE(icmp_lb)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 	if (iph->daddr != set->vip)
 		return XDPP_CONTINUE;
 
+	__u32 zero = 0;
+	__u64 *rr = bpf_map_lookup_elem(&icmp_lb_rr, &zero);
+	if (!rr)
+		return XDPP_CONTINUE;
 	/* One atomic counter for all CPUs: consecutive requests get consecutive backends, whichever CPU
 	 * they arrive on. */
-	__u32 idx = __sync_fetch_and_add(&icmp_lb_data.rr, 1) % backend_count;
+	__u32 idx = __sync_fetch_and_add(rr, 1) % backend_count;
 	/* idx < backend_count <= ICMP_LB_MAX_BACKENDS already; the verifier does not track a modulo. */
 	if (idx >= ICMP_LB_MAX_BACKENDS)
 		return XDPP_CONTINUE;

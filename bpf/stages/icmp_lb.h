@@ -27,20 +27,22 @@ struct icmp_lb_set {
 #endif
 
 /*
- * The stage's configuration and state, in its global data (XDPP_STAGE_DATA, section
- * XDPP_STAGE_DATA_SECTION): the program reads it with plain loads, the plugin writes it in place. A change
- * writes the set that is not active and then flips `active`, so no packet sees a VIP from one
- * configuration and backends from another.
+ * The stage's configuration, in its global data (XDPP_STAGE_DATA, section XDPP_STAGE_DATA_SECTION): the
+ * program reads it with plain loads, the plugin writes it in place. A change writes the set that is not
+ * active and then flips `active`, so no packet sees a VIP from one configuration and backends from another.
  */
 struct icmp_lb_data {
 	__u32 active;                          /* the set in use, < ICMP_LB_SETS */
 	__u32 pad;
-	/* Requests balanced so far. Shared by all CPUs and advanced atomically, so one ping stream alternates
-	 * strictly and many CPUs still spread evenly. State: it survives a reconfiguration and a swap of the
-	 * program (the data carries over like a map). */
-	__u64 rr;
 	struct icmp_lb_set sets[ICMP_LB_SETS];
 };
+
+/* icmp_lb_rr: BPF_MAP_TYPE_ARRAY, 1 entry, __u64 = requests balanced so far. Shared by all CPUs and
+ * advanced atomically, so one ping stream alternates strictly and many CPUs still spread evenly. It is state,
+ * kept apart from the configuration on purpose: it survives a swap of the program and also a new program
+ * whose configuration changed shape (an upgrade), where the data section starts afresh. One inlined array
+ * lookup, on balanced packets only. */
+#define ICMP_LB_RR_MAP "icmp_lb_rr"
 
 #ifdef __bpf__
 /* BPF side only: the checksum update of the rewrite, shared with the monolithic comparator (bench/mono.bpf.c). */

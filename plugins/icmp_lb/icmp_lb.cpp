@@ -62,7 +62,7 @@ class IcmpLbStage final : public Stage {
       std::memcpy(set.backends[i].mac, config_.backends[i].mac.data(), sizeof set.backends[i].mac);
     }
     data.sets[inactive] = set;
-    // data.rr is left alone on purpose: it is the round-robin position, state that outlives both a
+    // icmp_lb_rr is left alone on purpose: it is the round-robin position, state that outlives both a
     // reconfiguration and a swap of the program. The flip is one aligned 4-byte store, after the set.
     std::atomic_ref(data.active).store(inactive, std::memory_order_release);
     return {};
