@@ -976,6 +976,13 @@ struct LiveBench {
   // The generator's veth needs an XDP program of its own (its rx queue registered for XDP_TX).
   void attach_generator() { gen_link = attach_link(lab, lab.ns_g, lab.ifindex_g, bare->prog("bench_pass")); }
   void detach_generator() { ::close(gen_link); gen_link = -1; }
+  // Attaches a pipeline to the receiving veth, in native mode, from the receiver's namespace.
+  void attach_receiver(Pipeline& p) const {
+    lab.enter(lab.ns_r);
+    auto mode = p.attach(AttachMode::native);
+    lab.leave();
+    if (!mode) die("attaching the pipeline: %s", mode.error().message.c_str());
+  }
 };
 
 // A program that receives on the receiver veth, by turns.
@@ -994,13 +1001,7 @@ Receiver link_receiver(const LiveBench& bench, const char* name, int prog_fd, st
 }
 
 Receiver pipeline_receiver(const LiveBench& bench) {
-  return Receiver{"pipeline",
-                  [&bench] {
-                    bench.lab.enter(bench.lab.ns_r);
-                    auto mode = bench.pipeline->attach(AttachMode::native);
-                    bench.lab.leave();
-                    if (!mode) die("attaching the pipeline: %s", mode.error().message.c_str());
-                  },
+  return Receiver{"pipeline", [&bench] { bench.attach_receiver(*bench.pipeline); },
                   [&bench] { bench.pipeline->detach(); }, [&bench] { return pipeline_packets(*bench.pipeline); }};
 }
 
@@ -1033,7 +1034,11 @@ LiveResult measure_live_case(LiveBench& bench, LiveCase& c, Receiver& mono_rx, R
       mono_ring.drain();
       pipe_ring.drain();
       r.attach();
-      if (napi) napi->find(bench.lab.if_r, 1 - bench.gen_cpu);
+      if (napi) {
+        // veth has a NAPI instance only while XDP is attached: threaded mode is set after every attach.
+        sh("ip netns exec " + bench.lab.ns_r + " sh -c 'echo 1 > /sys/class/net/" + bench.lab.if_r + "/threaded'");
+        napi->find(bench.lab.if_r, 1 - bench.gen_cpu);
+      }
       const std::uint64_t before = r.packets();
       const std::uint64_t napi_before = napi ? napi->cpu_ns() : 0;
       const double seconds = bench.generate(frame);
@@ -1119,7 +1124,6 @@ void section_live_rates(LiveBench& bench) {
 
   Napi napi;
   std::ostringstream threaded;
-  sh("ip netns exec " + bench.lab.ns_r + " sh -c 'echo 1 > /sys/class/net/" + bench.lab.if_r + "/threaded'");
   live_threaded_header(threaded, bench);
   for (LiveCase& c : cases)
     live_threaded_row(threaded, c, measure_live_case(bench, c, mono_rx, pipe_rx, &napi, mono_ring, pipe_ring));
@@ -1145,10 +1149,7 @@ void events_round(LiveBench& bench, Pipeline& p, const char* name, EventTotals& 
   EventHandler ignore = [](const std::string&, EventRecord) {};
   while (must(p.poll_events(0, ignore), "poll") > 0) {}  // left-overs of the previous measurement
   auto meta_before = must(p.counters(3), "metadata counters");
-  bench.lab.enter(bench.lab.ns_r);
-  auto mode = p.attach(AttachMode::native);
-  bench.lab.leave();
-  if (!mode) die("attaching: %s", mode.error().message.c_str());
+  bench.attach_receiver(p);
   std::atomic<bool> stop{false};
   std::uint64_t delivered = 0;
   std::thread poller([&] {
@@ -1185,10 +1186,7 @@ std::array<double, 3> events_raw_consumer(LiveBench& bench, Pipeline& p, const s
   for (int round = 0; round < std::max(3, opt.rounds / 2); ++round) {
     raw.drain();
     auto meta_before = must(p.counters(3), "metadata counters");
-    bench.lab.enter(bench.lab.ns_r);
-    auto mode = p.attach(AttachMode::native);
-    bench.lab.leave();
-    if (!mode) die("attaching: %s", mode.error().message.c_str());
+    bench.attach_receiver(p);
     std::atomic<bool> stop{false};
     const std::uint64_t start = raw.records;
     std::thread poller([&] {

@@ -339,7 +339,7 @@ class Stage {
   virtual ~Stage() = default;
   /// Between open and load: set load-time constants with object.set_constant().
   virtual Status before_load(StageObject&) { return {}; }
-  /// After load, and again on a live reconfiguration: write the stage's maps from the settings.
+  /// After load, and again on a live reconfiguration: write the stage's maps and global data from the settings.
   virtual Status configure(StageObject& object) = 0;
   /// One record from ring buffer `map`. Runs on the event thread; must not throw (it is contained).
   virtual void on_event(std::string_view /*map*/, std::span<const std::byte> /*data*/, EventSink& /*sink*/) {}
