@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -168,21 +169,11 @@ std::string fmt(const char* format, ...) {
 // ---------------------------------------------------------------------------------------------------------
 // Packets.
 
-constexpr std::uint8_t kMacG[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x01};  // generator side (set on the veth)
-constexpr std::uint8_t kMacR[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x02};  // receiver side
-constexpr std::uint8_t kIpG[4] = {10, 201, 0, 1};
-constexpr std::uint8_t kIpR[4] = {10, 201, 0, 2};
-constexpr std::uint8_t kVip[4] = {192, 168, 1, 2};
-
-std::uint16_t csum_fold(std::uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<std::uint16_t>(~sum);
-}
-std::uint32_t csum_add(std::uint32_t sum, const std::uint8_t* p, std::size_t n) {
-  for (std::size_t i = 0; i + 1 < n; i += 2) sum += (p[i] << 8) | p[i + 1];
-  if (n % 2) sum += p[n - 1] << 8;
-  return sum;
-}
+constexpr test::Mac kMacG = {0x02, 0x00, 0x00, 0x00, 0x00, 0x01};  // generator side (set on the veth)
+constexpr test::Mac kMacR = {0x02, 0x00, 0x00, 0x00, 0x00, 0x02};  // receiver side
+constexpr const char* kIpG = "10.201.0.1";
+constexpr const char* kIpR = "10.201.0.2";
+constexpr const char* kVip = "192.168.1.2";
 
 enum class Kind { tcp_drop, tcp_pass, tcp_drop_vlan, ipv6_pass, icmp_vip, udp_meta, tcp_rst_pass };
 
@@ -200,86 +191,70 @@ const char* kind_name(Kind kind) {
 }
 
 // A 64-byte Ethernet frame (without FCS; 86 bytes for IPv6), valid checksums, from the generator side to the
-// receiver. The VLAN and IPv6 frames come from the tests' packet builder (tests/support/packet.h).
+// receiver, built by the tests' packet builder (tests/support/packet.h). The IPv4 datagrams fill the 64 bytes
+// (payload after the L4 header); the VLAN-tagged one is padded with a trailer.
 std::vector<std::uint8_t> make_frame(Kind kind) {
-  if (kind == Kind::tcp_drop_vlan || kind == Kind::ipv6_pass) {
-    test::Packet packet{.vlans = {}, .l3 = {}, .l4 = test::Tcp{.dport = 22, .flags = test::kTcpAck}};
-    packet.eth.dst = {kMacR[0], kMacR[1], kMacR[2], kMacR[3], kMacR[4], kMacR[5]};
-    packet.eth.src = {kMacG[0], kMacG[1], kMacG[2], kMacG[3], kMacG[4], kMacG[5]};
-    if (kind == Kind::tcp_drop_vlan) {
-      packet.vlans = {{.id = 100}};
-      packet.l3 = test::Ipv4{.src = "10.201.0.1", .dst = "10.201.0.2"};
-      packet.l4 = test::Tcp{.dport = 8080, .flags = test::kTcpAck};
-      packet.trailer = test::Bytes(6, 0);  // to 64 bytes, as the others
-    } else {
-      packet.l3 = test::Ipv6{};
-    }
-    return test::build(packet).bytes;
-  }
-  std::vector<std::uint8_t> f(64, 0);
-  std::memcpy(&f[0], kMacR, 6);
-  std::memcpy(&f[6], kMacG, 6);
-  f[12] = 0x08;
-  f[13] = 0x00;
-  std::uint8_t* ip = &f[14];
-  ip[0] = 0x45;
-  const std::size_t ip_len = f.size() - 14;
-  ip[2] = ip_len >> 8;
-  ip[3] = ip_len & 0xff;
-  ip[4] = 0x12;
-  ip[5] = 0x34;
-  ip[6] = 0x40;  // DF
-  ip[8] = 64;
-  std::memcpy(&ip[12], kIpG, 4);
-  std::memcpy(&ip[16], kind == Kind::icmp_vip ? kVip : kIpR, 4);
-  std::uint8_t* l4 = ip + 20;
-  const std::size_t l4_len = ip_len - 20;
-  std::uint32_t pseudo = 0;
-  auto pseudo_sum = [&](std::uint8_t proto) {
-    std::uint32_t s = csum_add(0, &ip[12], 8);
-    return s + proto + static_cast<std::uint32_t>(l4_len);
-  };
+  // Assigned field by field: the builder's structs have many defaults (no -Wmissing-field-initializers).
+  test::Packet packet;
+  packet.eth.dst = kMacR;
+  packet.eth.src = kMacG;
+  test::Ipv4 ipv4;
+  ipv4.src = kIpG;
+  ipv4.dst = kIpR;
+  ipv4.id = 0x1234;
+  ipv4.dont_fragment = true;
+  packet.l3 = ipv4;
+  test::Tcp tcp;
+  tcp.sport = 40000;
+  tcp.seq = 1;
+  tcp.flags = test::kTcpAck;
+  tcp.window = 0xffff;
   switch (kind) {
-    case Kind::tcp_drop_vlan:
-    case Kind::ipv6_pass: break;  // built above
     case Kind::tcp_drop:
     case Kind::tcp_pass:
     case Kind::tcp_rst_pass: {
-      ip[9] = 6;
-      const std::uint16_t sport = 40000;
-      const std::uint16_t dport = kind == Kind::tcp_drop ? 8080 : kind == Kind::tcp_pass ? 22 : 9;
-      l4[0] = sport >> 8, l4[1] = sport & 0xff, l4[2] = dport >> 8, l4[3] = dport & 0xff;
-      l4[7] = 1;                                      // seq
-      l4[12] = 5 << 4;                                // doff
-      l4[13] = kind == Kind::tcp_rst_pass ? 0x04 : 0x10;  // RST (no answer from the stack) / ACK
-      l4[14] = 0xff;
-      l4[15] = 0xff;
-      pseudo = pseudo_sum(6);
-      std::uint16_t c = csum_fold(csum_add(pseudo, l4, l4_len));
-      l4[16] = c >> 8, l4[17] = c & 0xff;
+      test::Tcp header = tcp;
+      header.dport = kind == Kind::tcp_drop ? 8080 : kind == Kind::tcp_pass ? 22 : 9;
+      if (kind == Kind::tcp_rst_pass) header.flags = test::kTcpRst;  // no answer from the stack
+      packet.l4 = header;
+      packet.payload = test::Bytes(10, 0);
+      break;
+    }
+    case Kind::tcp_drop_vlan: {
+      test::Tcp header = tcp;
+      header.dport = 8080;
+      test::Vlan vlan;
+      vlan.id = 100;
+      packet.vlans = {vlan};
+      packet.l4 = header;
+      packet.trailer = test::Bytes(6, 0);
+      break;
+    }
+    case Kind::ipv6_pass: {
+      test::Tcp header;
+      header.flags = test::kTcpAck;
+      packet.l3 = test::Ipv6{};
+      packet.l4 = header;
       break;
     }
     case Kind::udp_meta: {
-      ip[9] = 17;
-      l4[0] = 0x9c, l4[1] = 0x40, l4[2] = 0x13, l4[3] = 0x88;  // 40000 -> 5000
-      l4[4] = l4_len >> 8, l4[5] = l4_len & 0xff;
-      pseudo = pseudo_sum(17);
-      std::uint16_t c = csum_fold(csum_add(pseudo, l4, l4_len));
-      l4[6] = c >> 8, l4[7] = c & 0xff;
+      test::Udp udp;
+      udp.sport = 40000;
+      udp.dport = 5000;
+      packet.l4 = udp;
+      packet.payload = test::Bytes(22, 0);
       break;
     }
     case Kind::icmp_vip: {
-      ip[9] = 1;
-      l4[0] = 8;  // echo request
-      l4[4] = 0x12, l4[5] = 0x34, l4[7] = 1;
-      std::uint16_t c = csum_fold(csum_add(0, l4, l4_len));
-      l4[2] = c >> 8, l4[3] = c & 0xff;
+      std::get<test::Ipv4>(packet.l3).dst = kVip;
+      test::Icmp echo;  // an echo request
+      echo.id = 0x1234;
+      packet.l4 = echo;
+      packet.payload = test::Bytes(22, 0);
       break;
     }
   }
-  std::uint16_t c = csum_fold(csum_add(0, ip, 20));
-  ip[10] = c >> 8, ip[11] = c & 0xff;
-  return f;
+  return test::build(packet).bytes;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -457,7 +432,7 @@ std::unique_ptr<Mono> load_mono(std::uint32_t default_verdict, std::uint32_t rin
   config->port_lists = PORT_FILTER_TCP_DST;
   config->ports[8080] = PORT_FILTER_TCP_DST;
   config->nonfirst_frag_verdict = XDP_PASS;
-  std::memcpy(&config->vip, kVip, 4);
+  std::memcpy(&config->vip, test::ipv4(kVip).data(), 4);
   config->backend_count = 2;
   const std::uint8_t lb_mac[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x02};
   std::memcpy(config->lb_mac, lb_mac, 6);
@@ -496,14 +471,11 @@ void mono_backends_to_vip(const Mono& mono) {
 // configuration), which makes the rewrite idempotent: every iteration is a balanced echo request ending in
 // XDP_TX, with the same work (atomic round robin, checksum update, MAC rewrite).
 void backends_to_vip(const LoadedObject& object) {
-  int sets = must(object.map("icmp_lb_sets"), "icmp_lb_sets").fd;
-  int active_fd = must(object.map("icmp_lb_active"), "icmp_lb_active").fd;
-  std::uint32_t zero = 0, active = 0;
-  if (bpf_map_lookup_elem(active_fd, &zero, &active) != 0) die("icmp_lb_active: %s", std::strerror(errno));
-  icmp_lb_set set{};
-  if (bpf_map_lookup_elem(sets, &active, &set) != 0) die("icmp_lb_sets: %s", std::strerror(errno));
+  MapHandle map = must(object.map(XDPP_STAGE_DATA_SECTION), "icmp_lb data");
+  MappedData mapped = must(map.mmap<icmp_lb_data>(), "icmp_lb data");
+  icmp_lb_data& data = mapped.as<icmp_lb_data>();
+  icmp_lb_set& set = data.sets[data.active % ICMP_LB_SETS];
   for (std::uint32_t i = 0; i < set.backend_count; ++i) set.backends[i].ip = set.vip;
-  if (bpf_map_update_elem(sets, &active, &set, BPF_ANY) != 0) die("icmp_lb_sets: %s", std::strerror(errno));
 }
 
 int pipeline_ring_fd(Pipeline& pipeline) {
@@ -914,10 +886,10 @@ Lab make_lab() {
   sh("ip netns add " + lab.ns_g);
   g_namespaces.push_back(lab.ns_r);
   sh("ip netns add " + lab.ns_r);
-  sh("ip link add " + lab.if_g + " netns " + lab.ns_g + " address " + mac_text(kMacG) + " type veth peer name " +
-     lab.if_r + " netns " + lab.ns_r + " address " + mac_text(kMacR));
-  sh("ip -n " + lab.ns_g + " addr add 10.201.0.1/24 dev " + lab.if_g);
-  sh("ip -n " + lab.ns_r + " addr add 10.201.0.2/24 dev " + lab.if_r);
+  sh("ip link add " + lab.if_g + " netns " + lab.ns_g + " address " + mac_text(kMacG.data()) + " type veth peer name " +
+     lab.if_r + " netns " + lab.ns_r + " address " + mac_text(kMacR.data()));
+  sh("ip -n " + lab.ns_g + " addr add " + std::string(kIpG) + "/24 dev " + lab.if_g);
+  sh("ip -n " + lab.ns_r + " addr add " + std::string(kIpR) + "/24 dev " + lab.if_r);
   sh("ip -n " + lab.ns_g + " link set " + lab.if_g + " up");
   sh("ip -n " + lab.ns_r + " link set " + lab.if_r + " up");
   sh("ip -n " + lab.ns_g + " link set lo up");
@@ -989,67 +961,127 @@ struct Napi {
   }
 };
 
-void section_live() {
-  progress("3. live traffic on a veth pair");
-  Lab lab = make_lab();
-  auto bare = load_bare();
-  // Ring of 128 MiB, drained before each measurement (identical in both programs); metadata is reached only by
-  // the passing packet.
-  const std::string toml = pipeline_toml("bench-live", lab.if_r, "pass", "ring_size = 134217728");
-  auto mono = load_mono(XDP_PASS, 134217728);
-  auto pipeline = load_pipeline(toml, lab.r);
-  RingDrain mono_ring(mono->ring_fd()), pipe_ring(pipeline_ring_fd(*pipeline));
+// What sections 3 and 4 share: the lab, the generator and the programs under test.
+struct LiveBench {
+  Lab lab;
+  std::unique_ptr<Bare> bare;
+  std::unique_ptr<Mono> mono;
+  std::unique_ptr<Pipeline> pipeline;
+  int tx_fd = -1;
+  int gen_link = -1;
+  std::uint32_t count = 0;  // frames per measurement
+  int gen_cpu = 1;
 
+  double generate(const std::vector<std::uint8_t>& frame) const { return ::generate(lab, tx_fd, frame, count, gen_cpu); }
   // The generator's veth needs an XDP program of its own (its rx queue registered for XDP_TX).
-  int gen_link = attach_link(lab, lab.ns_g, lab.ifindex_g, bare->prog("bench_pass"));
-  const std::uint32_t count = opt.quick ? 1000000 : 4000000;
-  const int gen_cpu = 1;
-  progress("  veth %s (%s) -> %s (%s), %u frames per measurement", lab.if_g.c_str(), lab.ns_g.c_str(),
-           lab.if_r.c_str(), lab.ns_r.c_str(), count);
+  void attach_generator() { gen_link = attach_link(lab, lab.ns_g, lab.ifindex_g, bare->prog("bench_pass")); }
+  void detach_generator() { ::close(gen_link); gen_link = -1; }
+  // Attaches a pipeline to the receiving veth, in native mode, from the receiver's namespace.
+  void attach_receiver(Pipeline& p) const {
+    lab.enter(lab.ns_r);
+    auto mode = p.attach(AttachMode::native);
+    lab.leave();
+    if (!mode) die("attaching the pipeline: %s", mode.error().message.c_str());
+  }
+};
 
-  struct Receiver {
-    const char* name;
-    std::function<int()> attach;   // returns a link fd, or -1 for the pipeline (which owns its link)
-    std::function<void()> detach;
-    std::function<std::uint64_t()> packets;
-  };
-  auto link_receiver = [&](const char* name, int prog_fd, std::function<std::uint64_t()> packets) {
-    auto fd = std::make_shared<int>(-1);
-    return Receiver{name, [&lab, prog_fd, fd] { return *fd = attach_link(lab, lab.ns_r, lab.r.ifindex, prog_fd); },
-                    [fd] { ::close(*fd); *fd = -1; }, packets};
-  };
-  int count_fd = bare->count_map();
-  Receiver pipe_rx{"pipeline",
-                   [&] {
-                     lab.enter(lab.ns_r);
-                     auto mode = pipeline->attach(AttachMode::native);
-                     lab.leave();
-                     if (!mode) die("attaching the pipeline: %s", mode.error().message.c_str());
-                     return -1;
-                   },
-                   [&] { pipeline->detach(); }, [&] { return pipeline_packets(*pipeline); }};
-  Receiver mono_rx = link_receiver("monolithic", mono->fd(), [&] { return mono->packets_and_lost().first; });
+// A program that receives on the receiver veth, by turns.
+struct Receiver {
+  const char* name;
+  std::function<void()> attach;
+  std::function<void()> detach;
+  std::function<std::uint64_t()> packets;  // what the receiving program counted so far
+};
 
-  struct Case {
-    Kind kind;
-    Receiver base;
-    const char* base_name;
-  };
-  std::vector<Case> cases = {
-      {Kind::tcp_drop, link_receiver("bare XDP_DROP", bare->prog("bench_drop"), [&] { return sum_percpu_u64(count_fd); }),
-       "bare XDP_DROP"},
-      {Kind::icmp_vip, link_receiver("bare XDP_DROP", bare->prog("bench_drop"), [&] { return sum_percpu_u64(count_fd); }),
-       "bare XDP_DROP"},
-      {Kind::tcp_rst_pass,
-       link_receiver("bare XDP_PASS (counted)", bare->prog("bench_pass_counted"), [&] { return sum_percpu_u64(count_fd); }),
-       "bare XDP_PASS"},
-  };
-  int tx_fd = bare->prog("bench_tx");
+Receiver link_receiver(const LiveBench& bench, const char* name, int prog_fd, std::function<std::uint64_t()> packets) {
+  auto fd = std::make_shared<int>(-1);
+  const Lab* lab = &bench.lab;
+  return Receiver{name, [lab, prog_fd, fd] { *fd = attach_link(*lab, lab->ns_r, lab->r.ifindex, prog_fd); },
+                  [fd] { ::close(*fd); *fd = -1; }, std::move(packets)};
+}
 
+Receiver pipeline_receiver(const LiveBench& bench) {
+  return Receiver{"pipeline", [&bench] { bench.attach_receiver(*bench.pipeline); },
+                  [&bench] { bench.pipeline->detach(); }, [&bench] { return pipeline_packets(*bench.pipeline); }};
+}
+
+// One packet kind measured against its baseline, the monolithic program and the pipeline (indices 0, 1, 2).
+struct LiveCase {
+  Kind kind;
+  Receiver base;
+  const char* base_name;
+};
+
+struct LiveResult {
+  std::vector<double> rate[3];   // Mpps per round
+  std::vector<double> rx_ns[3];  // threaded NAPI: receiver CPU ns per packet
+  std::vector<double> pipe_base, mono_base, pipe_mono;  // per-round ratios
+};
+
+// Rounds of one case, receivers interleaved (order reversed every other round). With `napi`, the NAPI thread
+// is found and pinned after every attach and its CPU time per packet recorded.
+LiveResult measure_live_case(LiveBench& bench, LiveCase& c, Receiver& mono_rx, Receiver& pipe_rx, Napi* napi,
+                             RingDrain& mono_ring, RingDrain& pipe_ring) {
+  auto frame = make_frame(c.kind);
+  Receiver* rx[3] = {&c.base, &mono_rx, &pipe_rx};
+  LiveResult result;
+  for (int round = 0; round < opt.rounds; ++round) {
+    int order[3] = {0, 1, 2};
+    if (round % 2) std::reverse(order, order + 3);
+    double rate[3];
+    for (int which : order) {
+      Receiver& r = *rx[which];
+      mono_ring.drain();
+      pipe_ring.drain();
+      r.attach();
+      if (napi) {
+        // veth has a NAPI instance only while XDP is attached: threaded mode is set after every attach.
+        sh("ip netns exec " + bench.lab.ns_r + " sh -c 'echo 1 > /sys/class/net/" + bench.lab.if_r + "/threaded'");
+        napi->find(bench.lab.if_r, 1 - bench.gen_cpu);
+      }
+      const std::uint64_t before = r.packets();
+      const std::uint64_t napi_before = napi ? napi->cpu_ns() : 0;
+      const double seconds = bench.generate(frame);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let the last NAPI poll finish
+      const std::uint64_t got = r.packets() - before;
+      if (napi && napi->pid && got) result.rx_ns[which].push_back(double(napi->cpu_ns() - napi_before) / got);
+      r.detach();
+      rate[which] = got / seconds / 1e6;
+      result.rate[which].push_back(rate[which]);
+    }
+    result.pipe_base.push_back(rate[2] / rate[0]);
+    result.mono_base.push_back(rate[1] / rate[0]);
+    result.pipe_mono.push_back(rate[2] / rate[1]);
+    progress("  %s round %d: base %.2f mono %.2f pipeline %.2f Mpps", kind_name(c.kind), round + 1, rate[0], rate[1],
+             rate[2]);
+  }
+  return result;
+}
+
+void live_rate_row(const LiveCase& c, const LiveResult& r) {
+  const bool has_target = c.kind == Kind::tcp_drop || c.kind == Kind::icmp_vip;
+  const double pm = median(r.pipe_mono), pb = median(r.pipe_base);
+  md << "| " << kind_name(c.kind) << " | " << c.base_name << " | " << fmt("%.2f", median(r.rate[0])) << " | "
+     << fmt("%.2f", median(r.rate[1])) << " | " << fmt("%.2f", median(r.rate[2])) << " | **" << fmt("%.3f", pb)
+     << "** | " << fmt("%.3f", median(r.mono_base)) << " | **" << fmt("%.3f", pm) << "**"
+     << (has_target ? (pm >= 0.9 ? " met (target >= 0.90)" : " MISSED (target >= 0.90)") : " (no target)") << " |\n";
+  progress("  %s: pipeline/base %.3f pipeline/mono %.3f", kind_name(c.kind), pb, pm);
+}
+
+void live_threaded_row(std::ostringstream& out, const LiveCase& c, const LiveResult& r) {
+  auto at = [&](int which) { return r.rx_ns[which].empty() ? 0.0 : median(r.rx_ns[which]); };
+  const double b = at(0), m = at(1), p = at(2);
+  out << "| " << kind_name(c.kind) << " | " << fmt("%.1f", b) << " | " << fmt("%.1f", m) << " | " << fmt("%.1f", p)
+      << " | " << fmt("%+.1f", p - m) << " | **" << fmt("%.3f", p > 0 ? m / p : 0) << "** | "
+      << fmt("%.3f", p > 0 ? b / p : 0) << " |\n";
+  progress("  threaded NAPI %s: receiver %.1f / %.1f / %.1f ns", kind_name(c.kind), b, m, p);
+}
+
+void live_header(const LiveBench& bench) {
   md << "Two namespaces created by the harness, joined by a veth pair. Generator: `BPF_PROG_TEST_RUN` with "
         "`BPF_F_TEST_XDP_LIVE_FRAMES` of an XDP_TX program (bench_tx) on the generator's veth (which has a bare "
         "XDP_PASS attached so that its rx queue is registered), pinned to CPU "
-     << gen_cpu << ", " << count
+     << bench.gen_cpu << ", " << bench.count
      << " frames of 64 bytes per measurement. Receiver: the peer veth with, in turn, the baseline, the monolithic "
         "program and the pipeline, each attached through a bpf_link in native mode. Rate = packets counted by the "
         "receiving program itself (per-CPU counter of the bare programs, xdpp_counters of the monolithic program, "
@@ -1057,195 +1089,186 @@ void section_live() {
      << opt.rounds << " rounds, receivers interleaved, order reversed every other round; medians.\n\n"
      << "| packet | baseline | baseline Mpps | monolithic Mpps | pipeline Mpps | pipeline / baseline | "
         "monolithic / baseline | **pipeline / monolithic** |\n|---|---|---|---|---|---|---|---|\n";
+}
 
-  // Pass 0: NAPI in softirq, sharing the generator's CPU (the rate shows the receiver's nanoseconds almost one for
-  // one). Pass 1: threaded NAPI pinned to the other CPU, its CPU time divided by the packets it processed.
+void live_threaded_header(std::ostringstream& out, const LiveBench& bench) {
+  out << "\n#### Receiver cost per packet, threaded NAPI\n\nThe same, with the receiving veth's NAPI in threaded mode "
+         "(`echo 1 > /sys/class/net/IF/threaded` in its namespace), the NAPI kthread pinned to CPU "
+      << (1 - bench.gen_cpu) << " (the generator stays on CPU " << bench.gen_cpu
+      << "): receiver ns per packet = the thread's CPU time (/proc/PID/schedstat) / the packets the receiving "
+         "program counted. This is the receiver alone, whatever the generator's rate.\n\n"
+         "| packet | baseline ns | monolithic ns | pipeline ns | pipeline - mono ns | **mono / pipeline (as a rate)** "
+         "| pipeline / baseline (as a rate) |\n|---|---|---|---|---|---|---|\n";
+}
+
+// 3. Pass 0: NAPI in softirq, sharing the generator's CPU (the rate shows the receiver's nanoseconds almost one
+// for one). Pass 1: threaded NAPI pinned to the other CPU, its CPU time divided by the packets it processed.
+void section_live_rates(LiveBench& bench) {
+  progress("3. live traffic on a veth pair");
+  RingDrain mono_ring(bench.mono->ring_fd()), pipe_ring(pipeline_ring_fd(*bench.pipeline));
+  bench.attach_generator();
+  progress("  veth %s (%s) -> %s (%s), %u frames per measurement", bench.lab.if_g.c_str(), bench.lab.ns_g.c_str(),
+           bench.lab.if_r.c_str(), bench.lab.ns_r.c_str(), bench.count);
+  const int count_fd = bench.bare->count_map();
+  auto counted = [count_fd] { return sum_percpu_u64(count_fd); };
+  Receiver pipe_rx = pipeline_receiver(bench);
+  Receiver mono_rx = link_receiver(bench, "monolithic", bench.mono->fd(), [&bench] { return bench.mono->packets_and_lost().first; });
+  std::vector<LiveCase> cases = {
+      {Kind::tcp_drop, link_receiver(bench, "bare XDP_DROP", bench.bare->prog("bench_drop"), counted), "bare XDP_DROP"},
+      {Kind::icmp_vip, link_receiver(bench, "bare XDP_DROP", bench.bare->prog("bench_drop"), counted), "bare XDP_DROP"},
+      {Kind::tcp_rst_pass, link_receiver(bench, "bare XDP_PASS (counted)", bench.bare->prog("bench_pass_counted"), counted),
+       "bare XDP_PASS"},
+  };
+  live_header(bench);
+  for (LiveCase& c : cases) live_rate_row(c, measure_live_case(bench, c, mono_rx, pipe_rx, nullptr, mono_ring, pipe_ring));
+
   Napi napi;
-  std::ostringstream threaded_md;
-  for (int threaded = 0; threaded < 2; ++threaded) {
-  if (threaded) {
-    sh("ip netns exec " + lab.ns_r + " sh -c 'echo 1 > /sys/class/net/" + lab.if_r + "/threaded'");
-    threaded_md << "\n#### Receiver cost per packet, threaded NAPI\n\nThe same, with the receiving veth's NAPI in "
-                   "threaded mode (`echo 1 > /sys/class/net/IF/threaded` in its namespace), the NAPI kthread pinned "
-                   "to CPU " << (1 - gen_cpu) << " (the generator stays on CPU " << gen_cpu
-                << "): receiver ns per packet = the thread's CPU time (/proc/PID/schedstat) / the packets the "
-                   "receiving program counted. This is the receiver alone, whatever the generator's rate.\n\n"
-                   "| packet | baseline ns | monolithic ns | pipeline ns | pipeline - mono ns | **mono / pipeline "
-                   "(as a rate)** | pipeline / baseline (as a rate) |\n|---|---|---|---|---|---|---|\n";
-  }
-  for (Case& c : cases) {
-    auto frame = make_frame(c.kind);
-    Receiver* rx[3] = {&c.base, &mono_rx, &pipe_rx};
-    std::vector<double> rate[3], r_pb, r_mb, r_pm, rx_ns[3];
-    std::uint64_t sent_total = 0, received_total[3] = {};
-    for (int round = 0; round < opt.rounds; ++round) {
-      int order[3] = {0, 1, 2};
-      if (round % 2) std::reverse(order, order + 3);
-      double rr[3];
-      for (int which : order) {
-        Receiver& r = *rx[which];
-        mono_ring.drain();
-        pipe_ring.drain();
-        r.attach();
-        if (threaded) napi.find(lab.if_r, 1 - gen_cpu);
-        std::uint64_t before = r.packets();
-        const std::uint64_t napi_before = napi.cpu_ns();
-        double seconds = generate(lab, tx_fd, frame, count, gen_cpu);
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let the last NAPI poll finish
-        std::uint64_t got = r.packets() - before;
-        if (napi.pid && got) rx_ns[which].push_back(double(napi.cpu_ns() - napi_before) / got);
-        r.detach();
-        rr[which] = got / seconds / 1e6;
-        rate[which].push_back(rr[which]);
-        sent_total += which == 0 ? count : 0;
-        received_total[which] += got;
-      }
-      r_pb.push_back(rr[2] / rr[0]);
-      r_mb.push_back(rr[1] / rr[0]);
-      r_pm.push_back(rr[2] / rr[1]);
-      progress("  %s round %d: base %.2f mono %.2f pipeline %.2f Mpps", kind_name(c.kind), round + 1, rr[0], rr[1],
-               rr[2]);
-    }
-    double pb = median(r_pb);
-    bool is_drop = c.kind == Kind::tcp_drop;
-    if (threaded) {
-      double b = rx_ns[0].empty() ? 0 : median(rx_ns[0]), m = rx_ns[1].empty() ? 0 : median(rx_ns[1]),
-             p = rx_ns[2].empty() ? 0 : median(rx_ns[2]);
-      threaded_md << "| " << kind_name(c.kind) << " | " << fmt("%.1f", b) << " | " << fmt("%.1f", m) << " | "
-                  << fmt("%.1f", p) << " | " << fmt("%+.1f", p - m) << " | **" << fmt("%.3f", p > 0 ? m / p : 0)
-                  << "** | " << fmt("%.3f", p > 0 ? b / p : 0) << " |\n";
-      progress("  threaded NAPI %s: receiver %.1f / %.1f / %.1f ns", kind_name(c.kind), b, m, p);
-      continue;
-    }
-    const bool has_target = c.kind == Kind::tcp_drop || c.kind == Kind::icmp_vip;
-    const double pm = median(r_pm);
-    md << "| " << kind_name(c.kind) << " | " << c.base_name << " | " << fmt("%.2f", median(rate[0])) << " | "
-       << fmt("%.2f", median(rate[1])) << " | " << fmt("%.2f", median(rate[2])) << " | **" << fmt("%.3f", pb) << "**"
-       << (is_drop ? " (reported)" : "") << " | " << fmt("%.3f", median(r_mb)) << " | **" << fmt("%.3f", pm) << "**"
-       << (has_target ? (pm >= 0.9 ? " met (target >= 0.90)" : " MISSED (target >= 0.90)") : " (no target)") << " |\n";
-    progress("  %s: pipeline/base %.3f", kind_name(c.kind), pb);
-  }
-  }
-  md << threaded_md.str();
+  std::ostringstream threaded;
+  live_threaded_header(threaded, bench);
+  for (LiveCase& c : cases)
+    live_threaded_row(threaded, c, measure_live_case(bench, c, mono_rx, pipe_rx, &napi, mono_ring, pipe_ring));
+  md << threaded.str();
   md << "\nThe passing packet is a TCP RST to a closed port of the receiver's address with valid checksums: every "
         "receiver passes it to the stack, which runs IP and TCP input on it and drops it without an answer, so "
         "the rate is bounded by the stack, not by XDP (its baseline is a counted bare XDP_PASS). It reaches the "
         "metadata stage: an event per packet into the 128 MiB ring, which nobody reads during the run (drained "
         "before each measurement), in both programs alike.\n\n";
-  ::close(gen_link);
+  bench.detach_generator();
+}
 
-  // 4. Events under the same load.
-  if (opt.sections.find('4') != std::string::npos) {
-    progress("4. events under live load");
-    gen_link = attach_link(lab, lab.ns_g, lab.ifindex_g, bare->prog("bench_pass"));
-    // Every packet reaches metadata (UDP to an open port) and then ends with default_verdict = drop, so the
-    // event path, not the stack, is what is loaded. The ring is the default 1 MiB.
-    const std::string ev0 = pipeline_toml("bench-ev0", lab.if_r, "drop", "wakeup_batch = 0");
-    const std::string ev64 = pipeline_toml("bench-ev64", lab.if_r, "drop", "wakeup_batch = 64");
-    std::unique_ptr<Pipeline> pipes[2] = {load_pipeline(ev0, lab.r), load_pipeline(ev64, lab.r)};
-    // As `run` does with text output: the plugin decodes each event into its text line only.
-    for (auto& pipe : pipes) pipe->events().set_need_json(false);
-    const char* names[2] = {"wakeup_batch = 0 (wake on every event)", "wakeup_batch = 64"};
-    std::vector<double> delivered_rate[2], lost_share[2], pkt_rate[2];
-    std::uint64_t unaccounted[2] = {}, total_lost[2] = {}, total_delivered[2] = {}, total_meta[2] = {};
-    auto frame = make_frame(Kind::udp_meta);
-    for (int round = 0; round < opt.rounds; ++round) {
-      for (int k = 0; k < 2; ++k) {
-        int which = round % 2 ? 1 - k : k;
-        Pipeline& p = *pipes[which];
-        // Empty the ring first (left-overs from the previous measurement).
-        EventHandler ignore = [](const std::string&, EventRecord) {};
-        while (must(p.events().poll(0, ignore), "poll") > 0) {}
-        auto meta_before = must(stage_counters(p, 3), "metadata counters");
-        lab.enter(lab.ns_r);
-        auto mode = p.attach(AttachMode::native);
-        lab.leave();
-        if (!mode) die("attaching: %s", mode.error().message.c_str());
-        std::atomic<bool> stop{false};
-        std::uint64_t delivered = 0;
-        std::thread poller([&] {
-          pin_to_cpu(gen_cpu + 1);  // the other CPU
-          EventHandler count_it = [&](const std::string&, EventRecord) { ++delivered; };
-          while (!stop.load(std::memory_order_relaxed)) must(p.events().poll(50, count_it), "poll");
-        });
-        double seconds = generate(lab, tx_fd, frame, count, gen_cpu);
-        std::uint64_t delivered_in_window = delivered;  // read racily: only for the rate below
-        stop = true;
-        poller.join();
-        p.detach();
-        EventHandler count_rest = [&](const std::string&, EventRecord) { ++delivered; };
-        while (must(p.events().poll(0, count_rest), "poll") > 0) {}
-        auto meta_after = must(stage_counters(p, 3), "metadata counters");
-        std::uint64_t seen = meta_after.packets - meta_before.packets;
-        std::uint64_t lost = meta_after.events_lost - meta_before.events_lost;
-        delivered_rate[which].push_back(delivered_in_window / seconds / 1e6);
-        pkt_rate[which].push_back(seen / seconds / 1e6);
-        lost_share[which].push_back(seen ? double(lost) / seen : 0);
-        unaccounted[which] += seen - std::min(seen, lost + delivered);
-        total_lost[which] += lost;
-        total_delivered[which] += delivered;
-        total_meta[which] += seen;
-        progress("  %s: %.2f Mpps, %.2f M events/s delivered, %.1f%% lost", names[which], seen / seconds / 1e6,
-                 delivered_in_window / seconds / 1e6, 100.0 * lost / std::max<std::uint64_t>(seen, 1));
-      }
-    }
-    // For attribution: the same ring (wakeup_batch = 0) read by a bare libbpf consumer that only counts records,
-    // without the plugin's decoding.
-    std::vector<double> raw_rate, raw_lost, raw_pkt;
-    {
-      Pipeline& p = *pipes[0];
-      RingDrain raw(pipeline_ring_fd(p));
-      for (int round = 0; round < std::max(3, opt.rounds / 2); ++round) {
-        raw.drain();
-        auto meta_before = must(stage_counters(p, 3), "metadata counters");
-        lab.enter(lab.ns_r);
-        auto mode = p.attach(AttachMode::native);
-        lab.leave();
-        if (!mode) die("attaching: %s", mode.error().message.c_str());
-        std::atomic<bool> stop{false};
-        std::uint64_t start = raw.records;
-        std::thread poller([&] {
-          pin_to_cpu(gen_cpu + 1);
-          while (!stop.load(std::memory_order_relaxed)) raw.poll(50);
-        });
-        double seconds = generate(lab, tx_fd, frame, count, gen_cpu);
-        std::uint64_t in_window = raw.records - start;
-        stop = true;
-        poller.join();
-        p.detach();
-        auto meta_after = must(stage_counters(p, 3), "metadata counters");
-        std::uint64_t seen = meta_after.packets - meta_before.packets;
-        raw_rate.push_back(in_window / seconds / 1e6);
-        raw_pkt.push_back(seen / seconds / 1e6);
-        raw_lost.push_back(seen ? double(meta_after.events_lost - meta_before.events_lost) / seen : 0);
-        progress("  raw consumer: %.2f M events/s", raw_rate.back());
-      }
-    }
-    ::close(gen_link);
-    md << "### 4. Events under live load\n\n"
-       << "The pipeline with metadata at sample = 1 (default ring of 1 MiB) and `default_verdict = \"drop\"`, so that "
-          "every packet (UDP to an unfiltered port) makes an event and is then dropped: the event path is the load, "
-          "not the stack. Same generator as above. A thread on the other CPU calls `EventReader::poll(50, ...)` "
-          "in a loop: each record goes through the metadata plugin's `on_event` (decoded to its text line only, as `run` does) to a "
-          "handler that counts it. Delivered = events handed to the handler while the generator ran, per second; "
-          "lost = the metadata stage's `events_lost` counter (a full ring). "
-       << opt.rounds << " rounds, the two settings interleaved; medians.\n\n"
-       << "| setting | packets at metadata Mpps | events delivered M/s | events lost | delivered + lost = packets? |\n"
-          "|---|---|---|---|---|\n";
-    for (int which = 0; which < 2; ++which) {
-      md << "| " << names[which] << " | " << fmt("%.2f", median(pkt_rate[which])) << " | **"
-         << fmt("%.2f", median(delivered_rate[which])) << "** | " << fmt("%.1f%%", 100 * median(lost_share[which]))
-         << " of events | "
-         << (unaccounted[which] == 0 ? "yes, every one accounted (" : "NO, unaccounted: " + std::to_string(unaccounted[which]) + " (")
-         << total_delivered[which] << " delivered + " << total_lost[which] << " lost of " << total_meta[which]
-         << ") |\n";
-    }
-    md << "| for attribution: wakeup_batch = 0, ring read by a bare libbpf `ring_buffer__poll` consumer that only "
-          "counts (no plugin) | " << fmt("%.2f", median(raw_pkt)) << " | " << fmt("%.2f", median(raw_rate)) << " | " << fmt("%.1f%%", 100 * median(raw_lost))
-       << " of events | |\n";
-    md << "\nRatio delivered (batch 64 / batch 0): "
-       << fmt("%.2f", median(delivered_rate[1]) / median(delivered_rate[0])) << ".\n\n";
+// Per setting of section 4: rates and what was lost or delivered.
+struct EventTotals {
+  std::vector<double> delivered_rate, lost_share, pkt_rate;
+  std::uint64_t unaccounted = 0, lost = 0, delivered = 0, meta = 0;
+};
+
+// One measurement of section 4: the generator runs while a thread on the other CPU delivers events through the
+// plugin; then the ring is emptied and every event accounted (delivered or counted lost).
+void events_round(LiveBench& bench, Pipeline& p, const char* name, EventTotals& totals,
+                  const std::vector<std::uint8_t>& frame) {
+  EventHandler ignore = [](const std::string&, EventRecord) {};
+  while (must(p.events().poll(0, ignore), "poll") > 0) {}  // left-overs of the previous measurement
+  auto meta_before = must(stage_counters(p, 3), "metadata counters");
+  bench.attach_receiver(p);
+  std::atomic<bool> stop{false};
+  std::uint64_t delivered = 0;
+  std::thread poller([&] {
+    pin_to_cpu(1 - bench.gen_cpu);
+    EventHandler count_it = [&](const std::string&, EventRecord) { ++delivered; };
+    while (!stop.load(std::memory_order_relaxed)) must(p.events().poll(50, count_it), "poll");
+  });
+  const double seconds = bench.generate(frame);
+  const std::uint64_t delivered_in_window = delivered;  // read racily: only for the rate below
+  stop = true;
+  poller.join();
+  p.detach();
+  EventHandler count_rest = [&](const std::string&, EventRecord) { ++delivered; };
+  while (must(p.events().poll(0, count_rest), "poll") > 0) {}
+  auto meta_after = must(stage_counters(p, 3), "metadata counters");
+  const std::uint64_t seen = meta_after.packets - meta_before.packets;
+  const std::uint64_t lost = meta_after.events_lost - meta_before.events_lost;
+  totals.delivered_rate.push_back(delivered_in_window / seconds / 1e6);
+  totals.pkt_rate.push_back(seen / seconds / 1e6);
+  totals.lost_share.push_back(seen ? double(lost) / seen : 0);
+  totals.unaccounted += seen - std::min(seen, lost + delivered);
+  totals.lost += lost;
+  totals.delivered += delivered;
+  totals.meta += seen;
+  progress("  %s: %.2f Mpps, %.2f M events/s delivered, %.1f%% lost", name, seen / seconds / 1e6,
+           delivered_in_window / seconds / 1e6, 100.0 * lost / std::max<std::uint64_t>(seen, 1));
+}
+
+// For attribution: the same ring read by a bare libbpf consumer that only counts records, without the plugin's
+// decoding. Medians of packets Mpps, events M/s and the lost share.
+std::array<double, 3> events_raw_consumer(LiveBench& bench, Pipeline& p, const std::vector<std::uint8_t>& frame) {
+  std::vector<double> raw_rate, raw_lost, raw_pkt;
+  RingDrain raw(pipeline_ring_fd(p));
+  for (int round = 0; round < std::max(3, opt.rounds / 2); ++round) {
+    raw.drain();
+    auto meta_before = must(stage_counters(p, 3), "metadata counters");
+    bench.attach_receiver(p);
+    std::atomic<bool> stop{false};
+    const std::uint64_t start = raw.records;
+    std::thread poller([&] {
+      pin_to_cpu(1 - bench.gen_cpu);
+      while (!stop.load(std::memory_order_relaxed)) raw.poll(50);
+    });
+    const double seconds = bench.generate(frame);
+    const std::uint64_t in_window = raw.records - start;
+    stop = true;
+    poller.join();
+    p.detach();
+    auto meta_after = must(stage_counters(p, 3), "metadata counters");
+    const std::uint64_t seen = meta_after.packets - meta_before.packets;
+    raw_rate.push_back(in_window / seconds / 1e6);
+    raw_pkt.push_back(seen / seconds / 1e6);
+    raw_lost.push_back(seen ? double(meta_after.events_lost - meta_before.events_lost) / seen : 0);
+    progress("  raw consumer: %.2f M events/s", raw_rate.back());
   }
+  return {median(raw_pkt), median(raw_rate), median(raw_lost)};
+}
+
+void events_table(const char* const names[2], const EventTotals totals[2], const std::array<double, 3>& raw) {
+  md << "### 4. Events under live load\n\n"
+     << "The pipeline with metadata at sample = 1 (default ring of 1 MiB) and `default_verdict = \"drop\"`, so that "
+        "every packet (UDP to an unfiltered port) makes an event and is then dropped: the event path is the load, "
+        "not the stack. Same generator as above. A thread on the other CPU calls `EventReader::poll(50, ...)` "
+        "in a loop: each record goes through the metadata plugin's `on_event` (decoded to its text line only, as "
+        "`run` does) to a handler that counts it. Delivered = events handed to the handler while the generator ran, "
+        "per second; lost = the metadata stage's `events_lost` counter (a full ring). "
+     << opt.rounds << " rounds, the two settings interleaved; medians.\n\n"
+     << "| setting | packets at metadata Mpps | events delivered M/s | events lost | delivered + lost = packets? |\n"
+        "|---|---|---|---|---|\n";
+  for (int which = 0; which < 2; ++which) {
+    const EventTotals& t = totals[which];
+    md << "| " << names[which] << " | " << fmt("%.2f", median(t.pkt_rate)) << " | **"
+       << fmt("%.2f", median(t.delivered_rate)) << "** | " << fmt("%.1f%%", 100 * median(t.lost_share)) << " of events | "
+       << (t.unaccounted == 0 ? "yes, every one accounted (" : "NO, unaccounted: " + std::to_string(t.unaccounted) + " (")
+       << t.delivered << " delivered + " << t.lost << " lost of " << t.meta << ") |\n";
+  }
+  md << "| for attribution: wakeup_batch = 0, ring read by a bare libbpf `ring_buffer__poll` consumer that only "
+        "counts (no plugin) | " << fmt("%.2f", raw[0]) << " | " << fmt("%.2f", raw[1]) << " | "
+     << fmt("%.1f%%", 100 * raw[2]) << " of events | |\n";
+  md << "\nRatio delivered (batch 64 / batch 0): "
+     << fmt("%.2f", median(totals[1].delivered_rate) / median(totals[0].delivered_rate)) << ".\n\n";
+}
+
+// 4. Every packet reaches metadata (UDP to an open port) and then ends with default_verdict = drop, so the event
+// path, not the stack, is what is loaded. The ring is the default 1 MiB.
+void section_events(LiveBench& bench) {
+  progress("4. events under live load");
+  bench.attach_generator();
+  const std::string ev0 = pipeline_toml("bench-ev0", bench.lab.if_r, "drop", "wakeup_batch = 0");
+  const std::string ev64 = pipeline_toml("bench-ev64", bench.lab.if_r, "drop", "wakeup_batch = 64");
+  std::unique_ptr<Pipeline> pipes[2] = {load_pipeline(ev0, bench.lab.r), load_pipeline(ev64, bench.lab.r)};
+  // As `run` does with text output: the plugin decodes each event into its text line only.
+  for (auto& pipe : pipes) pipe->events().set_need_json(false);
+  const char* names[2] = {"wakeup_batch = 0 (wake on every event)", "wakeup_batch = 64"};
+  EventTotals totals[2];
+  auto frame = make_frame(Kind::udp_meta);
+  for (int round = 0; round < opt.rounds; ++round)
+    for (int k = 0; k < 2; ++k) {
+      const int which = round % 2 ? 1 - k : k;
+      events_round(bench, *pipes[which], names[which], totals[which], frame);
+    }
+  const auto raw = events_raw_consumer(bench, *pipes[0], frame);
+  bench.detach_generator();
+  events_table(names, totals, raw);
+}
+
+// Sections 3 and 4 (4 only when asked for), in one lab.
+void section_live() {
+  LiveBench bench;
+  bench.lab = make_lab();
+  bench.bare = load_bare();
+  // Ring of 128 MiB, drained before each measurement (identical in both programs); metadata is reached only by
+  // the passing packet.
+  bench.mono = load_mono(XDP_PASS, 134217728);
+  bench.pipeline = load_pipeline(pipeline_toml("bench-live", bench.lab.if_r, "pass", "ring_size = 134217728"), bench.lab.r);
+  bench.tx_fd = bench.bare->prog("bench_tx");
+  bench.count = opt.quick ? 1000000 : 4000000;
+  section_live_rates(bench);
+  if (opt.sections.find('4') != std::string::npos) section_events(bench);
   cleanup();
 }
 

@@ -68,6 +68,14 @@ std::string prog_tag(int prog_fd) {
   return text;
 }
 
+std::string map_pin_name(const std::string& map_name) {
+  return map_name == XDPP_STAGE_DATA_SECTION ? XDPP_STAGE_DATA_PIN : map_name;
+}
+
+std::string map_name_of_pin(const std::string& pin) {
+  return pin == XDPP_STAGE_DATA_PIN ? XDPP_STAGE_DATA_SECTION : pin;
+}
+
 Result<MapHandle> map_handle_from_fd(int fd, const std::string& name) {
   bpf_map_info info{};
   __u32 length = sizeof(info);
@@ -137,7 +145,7 @@ Result<std::unique_ptr<LoadedObject>> LoadedObject::adopt(const std::filesystem:
     if (name == kProgramPinName)
       self->adopted_program_ = std::move(fd);
     else
-      self->adopted_maps_.emplace(name, std::move(fd));
+      self->adopted_maps_.emplace(map_name_of_pin(name), std::move(fd));
   }
   if (error) return fail("stage '", self->stage_name_, "': ", pins.string(), ": ", error.message());
   if (!self->adopted_program_) return fail("stage '", self->stage_name_, "': no program pinned in ", pins.string());

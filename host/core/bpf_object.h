@@ -46,8 +46,16 @@ std::string file_sha256(const std::filesystem::path& file);
 /// A loaded program's tag (the kernel's hash of its instructions), in hex ("" on error).
 std::string prog_tag(int prog_fd);
 
-/// libbpf's maps for global data (.rodata, .bss, .data): not state, never pinned or carried over.
-inline bool is_internal_map(const std::string& name) { return name.find('.') != std::string::npos; }
+/// libbpf's maps for global data (.rodata, .bss, .data, .kconfig): not state, never pinned or carried over.
+/// A stage's own data section (XDPP_STAGE_DATA_SECTION, contract 3) is state like its maps.
+inline bool is_internal_map(const std::string& name) {
+  return name.find('.') != std::string::npos && name != XDPP_STAGE_DATA_SECTION;
+}
+
+/// The file name a map is pinned under: its name, except the stage data section's, whose dots bpffs refuses.
+std::string map_pin_name(const std::string& map_name);
+/// The map pinned under file name `pin` (the inverse of map_pin_name).
+std::string map_name_of_pin(const std::string& pin);
 
 /// A map's kernel-side identity.
 Result<MapHandle> map_handle_from_fd(int fd, const std::string& name);

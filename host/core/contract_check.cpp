@@ -9,7 +9,7 @@ extern "C" {
 
 // XDPP_CONTRACT_UPGRADE_REHEARSAL: the test-only build of tests/live that bumps the version, layouts unchanged.
 #ifndef XDPP_CONTRACT_UPGRADE_REHEARSAL
-static_assert(XDPP_CONTRACT_VERSION == 2, "contract changed: review the layouts below and bump them together");
+static_assert(XDPP_CONTRACT_VERSION == 3, "contract changed: review the layouts below and bump them together");
 #endif
 static_assert(XDPP_MAX_STAGES == 33, "the kernel allows 33 tail calls per packet");
 

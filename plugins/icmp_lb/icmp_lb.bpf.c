@@ -19,21 +19,10 @@
 #include <xdp_pipeline/stage.h>
 #include "icmp_lb.h"
 
-/* The stage's maps (the plugin opens them by name; layouts and names in icmp_lb.h). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, ICMP_LB_SETS);
-	__type(key, __u32);
-	__type(value, struct icmp_lb_set);
-} icmp_lb_sets SEC(".maps");
+/* The stage's configuration (layout in icmp_lb.h), written in place by the plugin. */
+struct icmp_lb_data icmp_lb_data XDPP_STAGE_DATA;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} icmp_lb_active SEC(".maps");
-
+/* The round-robin position (icmp_lb.h says why it is a map of its own). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -51,20 +40,18 @@ char LICENSE[] SEC("license") = "GPL";
 
 XDPP_STAGE(icmp_lb)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 {
-	/* Cheap tests on parse's record first: almost every packet leaves here without a map lookup. */
+	/* Cheap tests on parse's record first: almost every packet leaves here. */
 	const __u32 want = XDPP_F_PARSED | XDPP_F_IPV4 | XDPP_F_L4;
 	if ((pkt->flags & (want | XDPP_F_FRAGMENT | XDPP_F_MALFORMED)) != want)
 		return XDPP_CONTINUE;
 	if (pkt->l4_proto != IPPROTO_ICMP || pkt->icmp_type != ICMP_ECHO_REQUEST)
 		return XDPP_CONTINUE;
 
-	__u32 zero = 0;
-	__u32 *active = bpf_map_lookup_elem(&icmp_lb_active, &zero);
-	if (!active)
+	/* Read once: the plugin may flip it while we run. */
+	__u32 active = XDPP_READ_ONCE(icmp_lb_data.active);
+	if (active >= ICMP_LB_SETS)
 		return XDPP_CONTINUE;
-	struct icmp_lb_set *set = bpf_map_lookup_elem(&icmp_lb_sets, active);
-	if (!set)
-		return XDPP_CONTINUE;
+	const struct icmp_lb_set *set = &icmp_lb_data.sets[active];
 	__u32 backend_count = set->backend_count;
 	if (backend_count == 0 || backend_count > ICMP_LB_MAX_BACKENDS)
 		return XDPP_CONTINUE;
@@ -91,6 +78,7 @@ XDPP_STAGE(icmp_lb)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 	if (iph->daddr != set->vip)
 		return XDPP_CONTINUE;
 
+	__u32 zero = 0;
 	__u64 *rr = bpf_map_lookup_elem(&icmp_lb_rr, &zero);
 	if (!rr)
 		return XDPP_CONTINUE;
@@ -100,7 +88,7 @@ XDPP_STAGE(icmp_lb)(struct xdp_md *xdp, struct xdpp_packet *pkt)
 	/* idx < backend_count <= ICMP_LB_MAX_BACKENDS already; the verifier does not track a modulo. */
 	if (idx >= ICMP_LB_MAX_BACKENDS)
 		return XDPP_CONTINUE;
-	struct icmp_lb_backend *backend = &set->backends[idx];
+	const struct icmp_lb_backend *backend = &set->backends[idx];
 
 	__u32 old_daddr = iph->daddr;
 	__u32 new_daddr = backend->ip;

@@ -1,6 +1,7 @@
 // icmp_lb: host plugin. Round-robin balancing of ICMP echo requests sent to a VIP; the host writes one
-// complete configuration (VIP, backends, source MAC) into the inactive slot and then flips the active
-// index, so no packet sees a VIP from one configuration and backends from another.
+// complete configuration (VIP, backends, source MAC) into the inactive set of the stage's global data
+// (icmp_lb.h) and then flips the active index, so no packet sees a VIP from one configuration and backends
+// from another.
 //
 // Settings:
 //   vip = "192.168.1.2"                            the virtual IPv4 address (required)
@@ -15,6 +16,7 @@ extern "C" {
 #include "icmp_lb.h"
 }
 
+#include <atomic>
 #include <map>
 
 namespace {
@@ -42,15 +44,14 @@ class IcmpLbStage final : public Stage {
       return fail("the MAC address of interface '", object.interface().name,
                   "' is unknown; set lb_mac to the source MAC for rewritten frames");
 
-    auto sets = object.map(ICMP_LB_SETS_MAP);
-    if (!sets) return sets.error();
-    auto active_map = object.map(ICMP_LB_ACTIVE_MAP);
-    if (!active_map) return active_map.error();
+    auto map = object.map(XDPP_STAGE_DATA_SECTION);
+    if (!map) return map.error();
+    auto mapped = map->mmap<icmp_lb_data>();
+    if (!mapped) return mapped.error();
+    icmp_lb_data& data = mapped->as<icmp_lb_data>();
 
-    const std::uint32_t zero = 0;
-    std::uint32_t active = 0;
-    XDPP_TRY(active_map->lookup(zero, active));
-    const std::uint32_t inactive = active == 0 ? 1 : 0;
+    const std::uint32_t active = std::atomic_ref(data.active).load();
+    const std::uint32_t inactive = (active + 1) % ICMP_LB_SETS;
 
     struct icmp_lb_set set = {};
     std::memcpy(&set.vip, config_.vip.data(), sizeof set.vip);  // both in network order
@@ -60,10 +61,11 @@ class IcmpLbStage final : public Stage {
       std::memcpy(&set.backends[i].ip, config_.backends[i].ip.data(), sizeof set.backends[i].ip);
       std::memcpy(set.backends[i].mac, config_.backends[i].mac.data(), sizeof set.backends[i].mac);
     }
-    XDPP_TRY(sets->update(inactive, set));
+    data.sets[inactive] = set;
     // icmp_lb_rr is left alone on purpose: it is the round-robin position, state that outlives both a
-    // reconfiguration and a swap of the program.
-    return active_map->update(zero, inactive);
+    // reconfiguration and a swap of the program. The flip is one aligned 4-byte store, after the set.
+    std::atomic_ref(data.active).store(inactive, std::memory_order_release);
+    return {};
   }
 
   std::string describe() const override {

@@ -14,9 +14,7 @@ struct icmp_lb_backend {
 	__u8 pad[2];
 };
 
-/* One complete configuration. Two live in icmp_lb_sets (BPF_MAP_TYPE_ARRAY, 2 entries); a change writes
- * the inactive one and flips icmp_lb_active (BPF_MAP_TYPE_ARRAY, 1 entry, __u32), so no packet sees a
- * VIP from one configuration and backends from another. */
+/* One complete configuration. */
 struct icmp_lb_set {
 	__be32 vip;
 	__u32 backend_count;          /* 0 disables balancing: every packet continues */
@@ -24,15 +22,26 @@ struct icmp_lb_set {
 	__u8 pad[2];
 	struct icmp_lb_backend backends[ICMP_LB_MAX_BACKENDS];
 };
-#define ICMP_LB_SETS_MAP "icmp_lb_sets"
 #ifndef ICMP_LB_SETS
-#define ICMP_LB_SETS 2   /* overridable only to build a variant whose map has another shape (tests/live) */
+#define ICMP_LB_SETS 2   /* overridable only to build a variant whose data has another shape (tests/live) */
 #endif
-#define ICMP_LB_ACTIVE_MAP "icmp_lb_active"
+
+/*
+ * The stage's configuration, in its global data (XDPP_STAGE_DATA, section XDPP_STAGE_DATA_SECTION): the
+ * program reads it with plain loads, the plugin writes it in place. A change writes the set that is not
+ * active and then flips `active`, so no packet sees a VIP from one configuration and backends from another.
+ */
+struct icmp_lb_data {
+	__u32 active;                          /* the set in use, < ICMP_LB_SETS */
+	__u32 pad;
+	struct icmp_lb_set sets[ICMP_LB_SETS];
+};
 
 /* icmp_lb_rr: BPF_MAP_TYPE_ARRAY, 1 entry, __u64 = requests balanced so far. Shared by all CPUs and
- * advanced atomically, so one ping stream alternates strictly and many CPUs still spread evenly.
- * It is state: it survives a swap of the stage's program. */
+ * advanced atomically, so one ping stream alternates strictly and many CPUs still spread evenly. It is state,
+ * kept apart from the configuration on purpose: it survives a swap of the program and also a new program
+ * whose configuration changed shape (an upgrade), where the data section starts afresh. One inlined array
+ * lookup, on balanced packets only. */
 #define ICMP_LB_RR_MAP "icmp_lb_rr"
 
 #ifdef __bpf__

@@ -1,5 +1,6 @@
-// port_filter: host plugin. Drops packets by TCP/UDP port; the stage does one array lookup per port it
-// checks, so the host expands every list and range into a 65536-entry bitmask per rule set.
+// port_filter: host plugin. Drops packets by TCP/UDP port; the stage reads one byte of a table per port it
+// checks, so the host expands every list and range into a 65536-entry bitmask per rule set, written in place
+// into the stage's global data (port_filter.h).
 //
 // Settings:
 //   drop_tcp_dst, drop_udp_dst,    arrays of ports (integers 0..65535) and ranges ("9000-9100"; a
@@ -14,6 +15,7 @@ extern "C" {
 #include <linux/bpf.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <utility>
 
@@ -29,7 +31,7 @@ struct PortRange {
 struct PortList {
   std::string_view key;         // the setting's name
   std::string_view label;       // "tcp dst", for describe()
-  std::uint8_t bit;             // PORT_FILTER_* bit in port_rules values
+  std::uint8_t bit;             // PORT_FILTER_* bit in the rules table
   std::vector<PortRange> ranges;  // sorted, overlapping and adjacent ranges merged
 };
 
@@ -66,18 +68,15 @@ class PortFilterStage final : public Stage {
   explicit PortFilterStage(PortFilterConfig config) : config_(std::move(config)) {}
 
   Status configure(StageObject& object) override {
-    auto rules = object.map(PORT_FILTER_RULES_MAP);
-    if (!rules) return rules.error();
-    auto config_map = object.map(PORT_FILTER_CONFIG_MAP);
-    if (!config_map) return config_map.error();
-    auto active_map = object.map(PORT_FILTER_ACTIVE_MAP);
-    if (!active_map) return active_map.error();
+    auto map = object.map(XDPP_STAGE_DATA_SECTION);
+    if (!map) return map.error();
+    auto mapped = map->mmap<port_filter_data>();
+    if (!mapped) return mapped.error();
+    port_filter_data& data = mapped->as<port_filter_data>();
 
-    const std::uint32_t zero = 0;
-    std::uint32_t active = 0;
-    XDPP_TRY(active_map->lookup(zero, active));
+    const std::uint32_t active = std::atomic_ref(data.active).load() % PORT_FILTER_SETS;
     // Packets keep using the active set while the inactive one is rewritten completely; the flip at the
-    // end is a single 4-byte map write, so no packet ever sees half a rule set.
+    // end is one aligned 4-byte store, so no packet ever sees half a rule set.
     const std::uint32_t inactive = active == 0 ? 1 : 0;
 
     const std::vector<std::uint8_t> values = rule_values();
@@ -85,19 +84,17 @@ class PortFilterStage final : public Stage {
     for (const PortList& list : config_.lists)
       if (!list.ranges.empty()) set_config.lists |= list.bit;
     set_config.nonfirst_frag_verdict = config_.nonfirst_frag_verdict;
-    set_config.rules_digest = digest(values);
 
-    // The active set already holds exactly this (a swap of the program kept the maps, or a reload left
-    // this stage's rules alone): nothing to write. Saves rewriting 64 KiB of rules on every swap.
-    struct port_filter_config current = {};
-    if (active < PORT_FILTER_SETS && config_map->lookup(active, current).ok() &&
-        std::memcmp(&current, &set_config, sizeof current) == 0)
+    // The active set already holds exactly this (a swap of the program kept the data, or a reload left this
+    // stage's rules alone): nothing to write.
+    if (std::memcmp(&data.config[active], &set_config, sizeof set_config) == 0 &&
+        std::memcmp(data.rules[active], values.data(), values.size()) == 0)
       return {};
 
-    XDPP_TRY(write_rules(*rules, inactive, values));
-    XDPP_TRY(config_map->update(inactive, set_config));
-
-    return active_map->update(zero, inactive);
+    std::memcpy(data.rules[inactive], values.data(), values.size());
+    data.config[inactive] = set_config;
+    std::atomic_ref(data.active).store(inactive, std::memory_order_release);
+    return {};
   }
 
   std::string describe() const override {
@@ -127,40 +124,6 @@ class PortFilterStage final : public Stage {
       for (const PortRange& range : list.ranges)
         for (std::uint32_t port = range.first; port <= range.last; ++port) values[port] |= list.bit;
     return values;
-  }
-
-  static std::uint64_t digest(const std::vector<std::uint8_t>& values) {
-    std::uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a, 64 bit
-    for (std::uint8_t value : values) hash = (hash ^ value) * 0x100000001b3ull;
-    return hash;
-  }
-
-  // Writes all 65536 entries of rule set `set` (stale bits of an earlier configuration included).
-  Status write_rules(const MapHandle& rules, std::uint32_t set, const std::vector<std::uint8_t>& values) const {
-    if (rules.key_size != sizeof(std::uint32_t) || rules.value_size != sizeof(std::uint8_t))
-      return fail("map '", rules.name, "': key/value size ", std::to_string(rules.key_size), "/",
-                  std::to_string(rules.value_size), " is not 4/1");
-    if (rules.max_entries < PORT_FILTER_SETS * PORT_FILTER_PORTS)
-      return fail("map '", rules.name, "': ", std::to_string(rules.max_entries), " entries, need ",
-                  std::to_string(PORT_FILTER_SETS * PORT_FILTER_PORTS));
-
-    std::vector<std::uint32_t> keys(PORT_FILTER_PORTS);
-    for (std::uint32_t port = 0; port < PORT_FILTER_PORTS; ++port) keys[port] = set * PORT_FILTER_PORTS + port;
-
-    // One syscall for the whole set (array maps support batch updates since Linux 5.6); on older kernels
-    // or any error, fall back to one update per port: slower, same result.
-    std::uint32_t count = PORT_FILTER_PORTS;
-    bpf_map_batch_opts options{};
-    options.sz = sizeof(options);
-    options.elem_flags = BPF_ANY;
-    if (bpf_map_update_batch(rules.fd, keys.data(), values.data(), &count, &options) == 0 &&
-        count == PORT_FILTER_PORTS)
-      return {};
-    for (std::uint32_t port = 0; port < PORT_FILTER_PORTS; ++port)
-      if (bpf_map_update_elem(rules.fd, &keys[port], &values[port], BPF_ANY) != 0)
-        return fail("map '", rules.name, "': update of key ", std::to_string(keys[port]), ": ",
-                    std::strerror(errno));
-    return {};
   }
 
   const PortFilterConfig config_;

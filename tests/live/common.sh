@@ -26,6 +26,18 @@ live_require() {
   require_lab_host
 }
 
+# stage_data_bytes OBJECT: the size of a stage object's global data (section .data.stage, contract 3), which is
+# the value size of the map the host pins for it as data-stage.
+stage_data_bytes() {
+  local size
+  size=$(objdump -h "$1" | awk '$2 == ".data.stage" { print $3 }')
+  [[ -n $size ]] || fail "$1 has no .data.stage section"
+  echo $((16#$size))
+}
+
+# pinned_data_bytes STAGE_DIR: the value size of the stage data map pinned in STAGE_DIR.
+pinned_data_bytes() { bpftool -j map show pinned "$1/data-stage" | jq .bytes_value; }
+
 LIVE_LAB=
 T=
 

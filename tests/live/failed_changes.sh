@@ -68,7 +68,7 @@ refused() {
 
 refused 2 "$T/nonexistent.bpf.o.*(No such file|not found)" swap ping-lb --object "$T/nonexistent.bpf.o"
 refused 1 "no program named 'icmp_lb'" swap ping-lb --object "$BUILTIN_BPF/port_filter.bpf.o"
-refused 1 "map 'icmp_lb_sets' changed shape.*\`xdp-pipeline swap ping-lb --reset-state\` starts the stage with fresh maps" \
+refused 1 "map '\\.data\\.stage' changed shape.*\`xdp-pipeline swap ping-lb --reset-state\` starts the stage with fresh maps" \
   swap ping-lb --object "$SHAPE_OBJECT"
 mkdir -m 0700 "$T/elsewhere"
 cp "$BUILTIN_PLUGINS/icmp_lb.so" "$T/elsewhere/icmp_lb.so"
@@ -129,8 +129,9 @@ read -r s r < <(ping_chunk 10 "$T/reset.txt")
 assert_alternating "$T/reset.txt" "after --reset-state"
 after=$(status_json)
 (($(counter "$after" ping-lb tx) == tx_before + 10)) || fail "after --reset-state ping-lb tx is $(counter "$after" ping-lb tx), not $tx_before + 10"
-shape=$(bpftool -j map show pinned "/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME/ping-lb/icmp_lb_sets" | jq .max_entries)
-((shape == 3)) || fail "the pinned icmp_lb_sets has $shape entries, the new object's has 3"
+shape=$(pinned_data_bytes "/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME/ping-lb")
+((shape == $(stage_data_bytes "$SHAPE_OBJECT"))) ||
+  fail "the pinned data of ping-lb has $shape bytes, the new object's $(stage_data_bytes "$SHAPE_OBJECT")"
 ok "--reset-state: the shape-changed object went in with fresh maps (counters carried over, round robin from $LAB_IP_BE1, pins updated)"
 
 # A bare word is the string it obviously is (parse's malformed is a load-time constant: a swap).

@@ -52,16 +52,17 @@ expect_exit1 "adoption with a changed-shape object" \
   "$XDPP2" run "$T/shape.toml" --netns "$LAB_NS_LB" --interface "$LAB_IF_LB" --mode native
 out=$OUT
 grep -q "adoption refused, the running pipeline is left as it was" <<<"$out" || fail "no clear refusal: $out"
-grep -q "map 'icmp_lb_sets' changed shape" <<<"$out" || fail "the refusal does not say why: $out"
+grep -q "map '.data.stage' changed shape" <<<"$out" || fail "the refusal does not say why: $out"
 after=$(assert_no_daemon_status)
 [[ $(prog_ids "$before") == "$(prog_ids "$after")" ]] || fail "the refused adoption changed the programs: $(prog_ids "$before") -> $(prog_ids "$after")"
-ok "refused: $(grep -o "stage 'ping-lb': map 'icmp_lb_sets' changed shape[^;]*" <<<"$out")"
+ok "refused: $(grep -o "stage 'ping-lb': map '.data.stage' changed shape[^;]*" <<<"$out")"
 
 XDPP_RUN=$XDPP2 run_daemon "$T/shape.toml" --reset-state
 grep -q "switched in atomically" "$PIPELINE_LOG" || fail "--reset-state did not apply the new object: $(tail -n 5 "$PIPELINE_LOG")"
-entries=$(bpftool -j map show pinned "/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME/ping-lb/icmp_lb_sets" | jq .max_entries)
-((entries == 3)) || fail "after --reset-state icmp_lb_sets has $entries entries, the new object has 3"
-ok "with --reset-state the changed object is applied (icmp_lb_sets now has $entries entries)"
+bytes=$(pinned_data_bytes "/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME/ping-lb")
+((bytes == $(stage_data_bytes "$SHAPE"))) ||
+  fail "after --reset-state the data of ping-lb has $bytes bytes, the new object's $(stage_data_bytes "$SHAPE")"
+ok "with --reset-state the changed object is applied (its data now has $bytes bytes)"
 
 assert_pings_survived 1400 "through the upgrade"
 ok "pings: $sent sent, $received received through the upgrade, the refusal and the reset, strict alternation"

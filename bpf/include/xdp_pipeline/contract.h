@@ -16,7 +16,7 @@
  * the next daemon knows whether it adopts its own kind or upgrades. Only the test build that rehearses
  * such an upgrade (tests/live/CMakeLists.txt) defines it on the command line. */
 #ifndef XDPP_CONTRACT_VERSION
-#define XDPP_CONTRACT_VERSION 2
+#define XDPP_CONTRACT_VERSION 3
 #endif
 
 /* The kernel allows 33 tail calls per packet (MAX_TAIL_CALL_CNT). The interface runs the stage of slot 0
@@ -33,6 +33,15 @@
 #define XDPP_CHAIN_MAP_NAME "xdpp_chain"
 #define XDPP_SCRATCH_MAP_NAME "xdpp_scratch"
 #define XDPP_COUNTERS_MAP_NAME "xdpp_counters"
+
+/* A stage's own global data (contract 3): the variables a stage declares with XDPP_STAGE_DATA (stage.h) live
+ * in this ELF section, which libbpf loads as a one-entry, mmapable array map of this name. The program reads
+ * them with plain loads (no map lookup on the packet path); the plugin writes them in place through
+ * MapHandle::mmap() (host/include/xdp_pipeline/plugin.h). The host treats the map as the stage's state like
+ * its other maps: pinned (as XDPP_STAGE_DATA_PIN: bpffs refuses dots in names), carried over a swap of the
+ * program, taken over from the pin on adoption. */
+#define XDPP_STAGE_DATA_SECTION ".data.stage"
+#define XDPP_STAGE_DATA_PIN "data-stage"
 
 /* Packets per receiving interface, counted by the entry stage when one pipeline is attached to several (the host sets
  * xdpp_count_interfaces), indexed by the receiving ifindex; an interface whose ifindex is XDPP_MAX_IFINDEX

@@ -12,7 +12,7 @@
  *
  * The body returns an XDP action to end the chain here, or XDPP_CONTINUE to hand the packet on.
  *
- * What a stage costs per packet (contract 2; docs/benchmarks.md has the measurements): one inlined per-CPU
+ * What a stage costs per packet (contract 3; docs/benchmarks.md has the measurements): one inlined per-CPU
  * lookup of the packet context, the body, and either the tail call to the next stage (a direct jump: the
  * key is a load-time constant) or, in the stage where the packet's way ends, one update of that stage's
  * counters. The stage of slot 0 is what the interface runs (there is no dispatcher program in front of
@@ -77,6 +77,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct xdpp_if_counters);
 } xdpp_if_packets SEC(".maps");
+
+/*
+ * A stage's configuration and state in global data: declare them XDPP_STAGE_DATA, e.g.
+ *
+ *     struct port_filter_data port_filter_data XDPP_STAGE_DATA;
+ *
+ * The body reads them with plain loads, no map lookup. The plugin writes them in place while the program
+ * runs (object.map(XDPP_STAGE_DATA_SECTION) -> MapHandle::mmap()), so a setting that spans several fields
+ * must be double-buffered behind an index that the body reads once (READ_ONCE below) and the plugin flips
+ * last. They survive a swap of the program and a restart, like the stage's maps (contract.h).
+ */
+#define XDPP_STAGE_DATA SEC(XDPP_STAGE_DATA_SECTION)
+
+/* One load of a value the host may change while the program runs: the compiler must not read it twice. */
+#define XDPP_READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
 
 /* This object's own counters: they belong to the stage, so they survive a swap of its program. */
 struct {

@@ -12,6 +12,8 @@
 #pragma once
 
 #include <bpf/bpf.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
@@ -28,6 +30,7 @@
 #include <string>
 #include <string_view>
 #include <toml++/toml.h>
+#include <utility>
 #include <vector>
 
 #include <xdp_pipeline/result.h>
@@ -39,7 +42,7 @@ extern "C" {
 namespace xdpp {
 
 /// Revision of this header's interfaces; bumped with any change of their shape (a virtual added, ...).
-inline constexpr std::uint32_t kPluginInterfaceRevision = 2;
+inline constexpr std::uint32_t kPluginInterfaceRevision = 3;
 /// What a plugin was built against: this header's revision and the BPF contract's version.
 inline constexpr std::uint32_t kPluginAbiVersion = kPluginInterfaceRevision * 1000u + XDPP_CONTRACT_VERSION;
 
@@ -219,6 +222,26 @@ class Settings {
   mutable std::set<std::string> used_;
 };
 
+/// A one-entry BPF array map mapped into this process (MapHandle::mmap): the stage's global data
+/// (XDPP_STAGE_DATA). Writes reach the running program at once; unmapped when destroyed.
+class MappedData {
+ public:
+  MappedData(void* address, std::size_t size) : address_(address), size_(size) {}
+  MappedData(MappedData&& other) noexcept : address_(std::exchange(other.address_, nullptr)), size_(other.size_) {}
+  MappedData& operator=(MappedData&&) = delete;
+  ~MappedData() {
+    if (address_) ::munmap(address_, size_);
+  }
+
+  /// The data as the program's struct T (its size checked by MapHandle::mmap).
+  template <class T>
+  T& as() const { return *static_cast<T*>(address_); }
+
+ private:
+  void* address_;
+  std::size_t size_;
+};
+
 /// A loaded BPF map of the stage, by fd (not owned: the host owns the object).
 struct MapHandle {
   int fd = -1;
@@ -238,6 +261,23 @@ struct MapHandle {
     if (bpf_map_update_elem(fd, &key, &value, flags) != 0)
       return fail("map '", name, "': update: ", std::strerror(errno));
     return {};
+  }
+
+  /// Maps the value of a one-entry mmapable array map (a stage's global data, XDPP_STAGE_DATA_SECTION) into
+  /// this process, checked to hold at least a T (a program may have grown its data at the end). The plugin
+  /// writes the program's configuration there in place: a setting of several fields goes into a set the
+  /// program does not use, then one aligned 4-byte store (std::atomic_ref) flips the index the program reads.
+  template <class T>
+  Result<MappedData> mmap() const {
+    if (type != BPF_MAP_TYPE_ARRAY || max_entries != 1 || value_size < sizeof(T))
+      return fail("map '", name, "': not global data holding ", std::to_string(sizeof(T)), " bytes (type ",
+                  std::to_string(type), ", ", std::to_string(max_entries), " entries of ", std::to_string(value_size),
+                  " bytes); was the stage built against another layout?");
+    const long page = ::sysconf(_SC_PAGESIZE);
+    const std::size_t size = (value_size + page - 1) / page * page;
+    void* address = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (address == MAP_FAILED) return fail("map '", name, "': mmap: ", std::strerror(errno));
+    return MappedData(address, size);
   }
 
   /// bpf_map_lookup_elem with the same size check; for per-CPU maps use lookup_percpu.
@@ -299,7 +339,7 @@ class Stage {
   virtual ~Stage() = default;
   /// Between open and load: set load-time constants with object.set_constant().
   virtual Status before_load(StageObject&) { return {}; }
-  /// After load, and again on a live reconfiguration: write the stage's maps from the settings.
+  /// After load, and again on a live reconfiguration: write the stage's maps and global data from the settings.
   virtual Status configure(StageObject& object) = 0;
   /// One record from ring buffer `map`. Runs on the event thread; must not throw (it is contained).
   virtual void on_event(std::string_view /*map*/, std::span<const std::byte> /*data*/, EventSink& /*sink*/) {}
