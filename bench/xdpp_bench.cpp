@@ -505,28 +505,21 @@ Options opt;
 // ---------------------------------------------------------------------------------------------------------
 // 1. Per packet.
 
-void section_per_packet() {
-  progress("1. per packet (BPF_PROG_TEST_RUN)");
-  const std::uint32_t repeat = opt.quick ? 200000 : 1000000;
-  // A ring that holds every event of one run (1e6 x 80 bytes), drained between runs, in both programs.
-  const std::string toml = pipeline_toml("bench", "none", "pass", "ring_size = 134217728");
-  InterfaceInfo none{.name = "none", .ifindex = 0, .mac = std::nullopt};
-  auto bare = load_bare();
-  auto mono = load_mono(XDP_PASS, 134217728);
-  auto pipeline = load_pipeline(toml, none);
-  RingDrain mono_ring(mono->ring_fd());
-  RingDrain pipe_ring(pipeline_ring_fd(*pipeline));
+// The packets of section 1, one of each path.
+constexpr Kind kPerPacketKinds[] = {Kind::tcp_drop, Kind::tcp_pass, Kind::tcp_drop_vlan, Kind::ipv6_pass,
+                                    Kind::icmp_vip, Kind::udp_meta};
 
-  const Kind kinds[] = {Kind::tcp_drop, Kind::tcp_pass, Kind::tcp_drop_vlan, Kind::ipv6_pass, Kind::icmp_vip,
-                        Kind::udp_meta};
+// Same semantics before timing: one packet of each kind through both, same verdict, same bytes out, same event.
+void check_same_semantics(Mono& mono, Pipeline& pipeline, RingDrain& mono_ring, RingDrain& pipe_ring) {
+  const auto& kinds = kPerPacketKinds;
   // Same semantics first: one packet of each kind through both, same verdict, same bytes out, same event.
   md << "### Same semantics (checked before timing)\n\n| packet | verdict | frame out | events |\n|---|---|---|---|\n";
   for (Kind kind : kinds) {
     auto frame = make_frame(kind);
     mono_ring.drain();
     pipe_ring.drain();
-    auto a = test_run(mono->fd(), frame, 1);
-    auto b = test_run(pipeline->entry_fd(), frame, 1);
+    auto a = test_run(mono.fd(), frame, 1);
+    auto b = test_run(pipeline.entry_fd(), frame, 1);
     std::uint64_t ea = mono_ring.drain(), eb = pipe_ring.drain();
     bool same_event = ea == eb;
     for (std::size_t i = 0; same_event && i < mono_ring.kept.size(); ++i) {
@@ -544,6 +537,57 @@ void section_per_packet() {
        << (a.data == frame ? "unchanged" : "rewritten") << ", identical | " << ea << " each, identical |\n";
   }
   md << "\n";
+}
+
+// One run's figures of section 1 for one kind of packet, a value per round.
+struct PerPacketCell {
+  std::vector<double> floor, mono, pipe, ratio_pm, ratio_mf, diff;
+};
+
+// The bare program, the monolithic one and the pipeline, interleaved in each round (order reversed every other).
+std::map<Kind, PerPacketCell> time_per_packet(Bare& bare, Mono& mono, Pipeline& pipeline,
+                                              RingDrain& mono_ring, RingDrain& pipe_ring, std::uint32_t repeat) {
+  const auto& kinds = kPerPacketKinds;
+  std::map<Kind, PerPacketCell> cells;
+  for (int round = 0; round < opt.rounds; ++round) {
+    for (Kind kind : kinds) {
+      auto frame = make_frame(kind);
+      double t[3];
+      int order[3] = {0, 1, 2};
+      if (round % 2) std::reverse(order, order + 3);
+      for (int which : order) {
+        int fd = which == 0 ? bare.prog("bench_pass") : which == 1 ? mono.fd() : pipeline.entry_fd();
+        t[which] = test_run(fd, frame, repeat).duration;
+        if (which == 1) mono_ring.drain();
+        if (which == 2) pipe_ring.drain();
+      }
+      PerPacketCell& c = cells[kind];
+      c.floor.push_back(t[0]);
+      c.mono.push_back(t[1]);
+      c.pipe.push_back(t[2]);
+      c.ratio_pm.push_back(t[2] / t[1]);
+      c.ratio_mf.push_back(t[1] / t[0]);
+      c.diff.push_back(t[2] - t[1]);
+    }
+    progress("  round %d/%d", round + 1, opt.rounds);
+  }
+  return cells;
+}
+
+void section_per_packet() {
+  progress("1. per packet (BPF_PROG_TEST_RUN)");
+  const std::uint32_t repeat = opt.quick ? 200000 : 1000000;
+  // A ring that holds every event of one run (1e6 x 80 bytes), drained between runs, in both programs.
+  const std::string toml = pipeline_toml("bench", "none", "pass", "ring_size = 134217728");
+  InterfaceInfo none{.name = "none", .ifindex = 0, .mac = std::nullopt};
+  auto bare = load_bare();
+  auto mono = load_mono(XDP_PASS, 134217728);
+  auto pipeline = load_pipeline(toml, none);
+  RingDrain mono_ring(mono->ring_fd());
+  RingDrain pipe_ring(pipeline_ring_fd(*pipeline));
+
+  const auto& kinds = kPerPacketKinds;
+  check_same_semantics(*mono, *pipeline, mono_ring, pipe_ring);
   mono_backends_to_vip(*mono);
   backends_to_vip(*pipeline->stages()[2].object);
   for (auto* fd : {&mono_ring, &pipe_ring}) fd->drain();
@@ -554,32 +598,7 @@ void section_per_packet() {
       die("ICMP echo to the VIP, repeated: not balanced every time");
   }
 
-  struct Cell {
-    std::vector<double> floor, mono, pipe, ratio_pm, ratio_mf, diff;
-  };
-  std::map<Kind, Cell> cells;
-  for (int round = 0; round < opt.rounds; ++round) {
-    for (Kind kind : kinds) {
-      auto frame = make_frame(kind);
-      double t[3];
-      int order[3] = {0, 1, 2};
-      if (round % 2) std::reverse(order, order + 3);
-      for (int which : order) {
-        int fd = which == 0 ? bare->prog("bench_pass") : which == 1 ? mono->fd() : pipeline->entry_fd();
-        t[which] = test_run(fd, frame, repeat).duration;
-        if (which == 1) mono_ring.drain();
-        if (which == 2) pipe_ring.drain();
-      }
-      Cell& c = cells[kind];
-      c.floor.push_back(t[0]);
-      c.mono.push_back(t[1]);
-      c.pipe.push_back(t[2]);
-      c.ratio_pm.push_back(t[2] / t[1]);
-      c.ratio_mf.push_back(t[1] / t[0]);
-      c.diff.push_back(t[2] - t[1]);
-    }
-    progress("  round %d/%d", round + 1, opt.rounds);
-  }
+  auto cells = time_per_packet(*bare, *mono, *pipeline, mono_ring, pipe_ring, repeat);
   auto lost = must(stage_counters(*pipeline, 3), "metadata counters").events_lost;
   md << "### Time per packet\n\n"
      << "BPF_PROG_TEST_RUN, repeat = " << repeat << ", " << opt.rounds
@@ -594,7 +613,7 @@ void section_per_packet() {
         "**pipeline / monolithic** (target <= 1.25) | monolithic / floor |\n|---|---|---|---|---|---|---|\n";
   double worst = 0;
   for (Kind kind : kinds) {
-    Cell& c = cells[kind];
+    PerPacketCell& c = cells[kind];
     double r = median(c.ratio_pm);
     worst = std::max(worst, r);
     md << "| " << kind_name(kind) << " | " << fmt("%.1f", median(c.floor)) << " | " << fmt("%.1f", median(c.mono))
@@ -737,48 +756,64 @@ std::string jit_excerpt(int prog_fd, const std::map<std::uint64_t, std::string>&
   return out + "...\n";
 }
 
-void section_chain() {
-  progress("2. chain scaling");
-  const std::uint32_t repeat = opt.quick ? 200000 : 1000000;
-  // 1..33 stages: the interface runs slot 0, so 33 stages take 32 tail calls.
-  std::vector<int> ns;
-  for (int n = 1; n <= XDPP_MAX_STAGES; ++n) ns.push_back(n);
-  std::vector<int> ns_bss = {1, 2, 4, 8, 12, 16, 20, 24, 28, 33};
-  // Kinds 0, 1 and 3 at every length; the .bss key (2) at some.
-  constexpr int kKinds = 4;
-  const Noop kinds[kKinds] = {Noop::framework, Noop::direct, Noop::bss_key, Noop::contract1};
-  std::vector<Chain> chains[kKinds];
-  for (int k = 0; k < kKinds; ++k)
-    for (int n : k == 2 ? ns_bss : ns) chains[k].push_back(build_chain(n, kinds[k]));
-  progress("  %zu + %zu + %zu + %zu chains loaded", chains[0].size(), chains[1].size(), chains[2].size(),
-           chains[3].size());
+// Section 2's chains: no-op stages of four kinds, 1..33 long (the .bss kind at some lengths only).
+constexpr int kChainKinds = 4;
+struct ChainSet {
+  std::vector<int> ns;      // lengths of kinds 0, 1 and 3
+  std::vector<int> ns_bss;  // lengths of kind 2 (the .bss key)
+  std::vector<Chain> chains[kChainKinds];
+  const std::vector<int>& lengths(int kind) const { return kind == 2 ? ns_bss : ns; }
+};
 
-  auto frame = make_frame(Kind::tcp_pass);
+// What section 2 measured: per kind, ns per packet by length (each round's), and each round's fitted slope.
+struct ChainTimes {
+  std::vector<std::vector<double>> t[kChainKinds];
+  std::vector<double> slopes[kChainKinds];
+};
+
+ChainSet load_chains(const std::vector<std::uint8_t>& frame) {
+  ChainSet set;
+  // 1..33 stages: the interface runs slot 0, so 33 stages take 32 tail calls.
+  for (int n = 1; n <= XDPP_MAX_STAGES; ++n) set.ns.push_back(n);
+  set.ns_bss = {1, 2, 4, 8, 12, 16, 20, 24, 28, 33};
+  // Kinds 0, 1 and 3 at every length; the .bss key (2) at some.
+  const Noop kinds[kChainKinds] = {Noop::framework, Noop::direct, Noop::bss_key, Noop::contract1};
+  for (int k = 0; k < kChainKinds; ++k)
+    for (int n : set.lengths(k)) set.chains[k].push_back(build_chain(n, kinds[k]));
+  progress("  %zu + %zu + %zu + %zu chains loaded", set.chains[0].size(), set.chains[1].size(), set.chains[2].size(),
+           set.chains[3].size());
+
   // Every chain must end at its last stage (XDP_DROP), never fall off (XDP_PASS).
-  for (int k = 0; k < kKinds; ++k)
-    for (std::size_t i = 0; i < chains[k].size(); ++i) {
-      auto r = test_run(chains[k][i].entry_fd(), frame, 1);
+  for (int k = 0; k < kChainKinds; ++k)
+    for (std::size_t i = 0; i < set.chains[k].size(); ++i) {
+      auto r = test_run(set.chains[k][i].entry_fd(), frame, 1);
       if (r.retval != 1) die("chain kind %d of %zu stages: verdict %u, the packet did not reach the last stage", k,
-                             chains[k][i].stages.size(), r.retval);
+                             set.chains[k][i].stages.size(), r.retval);
     }
 
-  std::vector<std::vector<double>> t[kKinds];
-  std::vector<double> slopes[kKinds];
-  for (int k = 0; k < kKinds; ++k) t[k].resize(chains[k].size());
+  return set;
+}
+
+ChainTimes time_chains(const ChainSet& set, const std::vector<std::uint8_t>& frame, std::uint32_t repeat) {
+  const auto& ns = set.ns;
+  ChainTimes times;
+  auto& t = times.t;
+  auto& slopes = times.slopes;
+  for (int k = 0; k < kChainKinds; ++k) t[k].resize(set.chains[k].size());
   for (int round = 0; round < opt.rounds; ++round) {
     // The three kinds take turns at each length, the order of lengths reversed every other round.
     for (std::size_t step = 0; step < ns.size(); ++step) {
       std::size_t i = round % 2 ? ns.size() - 1 - step : step;
-      for (int k = 0; k < kKinds; ++k) {
-        int kk = round % 2 ? kKinds - 1 - k : k;
-        auto& list = chains[kk];
-        auto at = kk == 2 ? std::find(ns_bss.begin(), ns_bss.end(), ns[i]) - ns_bss.begin() : std::ptrdiff_t(i);
+      for (int k = 0; k < kChainKinds; ++k) {
+        int kk = round % 2 ? kChainKinds - 1 - k : k;
+        const auto& list = set.chains[kk];
+        auto at = kk == 2 ? std::find(set.ns_bss.begin(), set.ns_bss.end(), ns[i]) - set.ns_bss.begin() : std::ptrdiff_t(i);
         if (at >= static_cast<std::ptrdiff_t>(list.size())) continue;
         t[kk][at].push_back(test_run(list[at].entry_fd(), frame, repeat).duration);
       }
     }
-    for (int k = 0; k < kKinds; ++k) {
-      const auto& xs = k == 2 ? ns_bss : ns;
+    for (int k = 0; k < kChainKinds; ++k) {
+      const auto& xs = set.lengths(k);
       std::vector<double> x(xs.begin(), xs.end()), y;
       for (auto& v : t[k]) y.push_back(v.back());
       slopes[k].push_back(fit(x, y).first);
@@ -787,14 +822,49 @@ void section_chain() {
              "(contract 1 wrapper)", round + 1, opt.rounds, slopes[0].back(), slopes[1].back(), slopes[2].back(),
              slopes[3].back());
   }
-  double slope[kKinds], fitted[kKinds], intercept[kKinds];
-  std::vector<double> y[kKinds];
-  for (int k = 0; k < kKinds; ++k) {
-    const auto& xs = k == 2 ? ns_bss : ns;
+  return times;
+}
+
+// The JIT's code for the tail call: a middle stage of the longest chain of each kind.
+void report_chain_jit(const ChainSet& set) {
+  const auto& chains_bss = set.chains[2];
+  const auto& chains_framework = set.chains[0];
+  auto symbols = kernel_symbols();
+  std::string direct = jit_excerpt(chains_framework.back().stages[5]->prog_fd(), symbols);
+  std::string indirect = jit_excerpt(chains_bss.back().stages[5]->prog_fd(), symbols);
+  md << "JIT output at the tail call. This bpftool (7.1, Debian) is built without libbfd, so `bpftool prog dump "
+        "jited` cannot disassemble here; the harness reads the same JIT image bpftool would (BPF_OBJ_GET_INFO_BY_FD, "
+        "jited_prog_insns and jited_ksyms), disassembles it with `objdump -b binary --adjust-vma=<its kernel "
+        "address>` and names jump targets from /proc/kallsyms. The excerpt starts at the tail-call counter check "
+        "(`cmpq $0x21,(%rax)`: the tail-call counter, behind a pointer on this kernel, against 33).\n\n"
+        "The framework's no-op stage (key = `const volatile` xdpp_next_slot in .rodata): the JIT emitted "
+        "`emit_bpf_tail_call_direct`: after the counter check the 5-byte bypass jump is patched to a `nopl` (the "
+        "slot is filled), the counter is incremented, the callee-saved registers popped, and a patched direct "
+        "`jmp rel32` goes straight into the next stage's program past its prologue (`<bpf_prog_..._noop+0xc>`): "
+        "no load from the prog array, no indirect branch, no retpoline.\n\n```\n"
+     << direct
+     << "```\n\nThe comparison stage (key from `.bss`): bounds check of the index against the prog array, load "
+        "of the program pointer from it, then the jump through the retpoline thunk (spectre_v2 = retpolines "
+        "here).\n\n```\n"
+     << indirect << "```\n\n";
+}
+
+void section_chain() {
+  progress("2. chain scaling");
+  const std::uint32_t repeat = opt.quick ? 200000 : 1000000;
+  auto frame = make_frame(Kind::tcp_pass);
+  const ChainSet set = load_chains(frame);
+  const ChainTimes times = time_chains(set, frame, repeat);
+  const auto& ns = set.ns;
+  const auto& ns_bss = set.ns_bss;
+  double slope[kChainKinds], fitted[kChainKinds], intercept[kChainKinds];
+  std::vector<double> y[kChainKinds];
+  for (int k = 0; k < kChainKinds; ++k) {
+    const auto& xs = set.lengths(k);
     std::vector<double> x(xs.begin(), xs.end());
-    for (auto& v : t[k]) y[k].push_back(median(v));
+    for (auto& v : times.t[k]) y[k].push_back(median(v));
     std::tie(fitted[k], intercept[k]) = fit(x, y[k]);
-    slope[k] = median(slopes[k]);
+    slope[k] = median(times.slopes[k]);
   }
   const double s = slope[0];
   md << "BPF_PROG_TEST_RUN of chains of N = 1..33 no-op stages, built as host/pipeline.cpp builds a chain (the "
@@ -832,27 +902,7 @@ void section_chain() {
        << fmt("%.1f", y[3][i]) << " | " << (it != ns_bss.end() ? fmt("%.1f", y[2][it - ns_bss.begin()]) : std::string("")) << " |\n";
   }
   md << "\n</details>\n\n";
-  auto& chains_bss = chains[2];
-  std::vector<Chain>& chains_framework = chains[0];
-  // The JIT's code for the tail call: a middle stage of the longest chain of each kind.
-  auto symbols = kernel_symbols();
-  std::string direct = jit_excerpt(chains_framework.back().stages[5]->prog_fd(), symbols);
-  std::string indirect = jit_excerpt(chains_bss.back().stages[5]->prog_fd(), symbols);
-  md << "JIT output at the tail call. This bpftool (7.1, Debian) is built without libbfd, so `bpftool prog dump "
-        "jited` cannot disassemble here; the harness reads the same JIT image bpftool would (BPF_OBJ_GET_INFO_BY_FD, "
-        "jited_prog_insns and jited_ksyms), disassembles it with `objdump -b binary --adjust-vma=<its kernel "
-        "address>` and names jump targets from /proc/kallsyms. The excerpt starts at the tail-call counter check "
-        "(`cmpq $0x21,(%rax)`: the tail-call counter, behind a pointer on this kernel, against 33).\n\n"
-        "The framework's no-op stage (key = `const volatile` xdpp_next_slot in .rodata): the JIT emitted "
-        "`emit_bpf_tail_call_direct`: after the counter check the 5-byte bypass jump is patched to a `nopl` (the "
-        "slot is filled), the counter is incremented, the callee-saved registers popped, and a patched direct "
-        "`jmp rel32` goes straight into the next stage's program past its prologue (`<bpf_prog_..._noop+0xc>`): "
-        "no load from the prog array, no indirect branch, no retpoline.\n\n```\n"
-     << direct
-     << "```\n\nThe comparison stage (key from `.bss`): bounds check of the index against the prog array, load "
-        "of the program pointer from it, then the jump through the retpoline thunk (spectre_v2 = retpolines "
-        "here).\n\n```\n"
-     << indirect << "```\n\n";
+  report_chain_jit(set);
   progress("  slope %.2f ns/stage (framework), %.2f (direct), %.2f (.bss)", s, slope[1], slope[2]);
 }
 
