@@ -47,29 +47,10 @@ struct {
 	__uint(max_entries, METADATA_DEFAULT_RING_SIZE);   /* the harness may resize it before load */
 } metadata_events SEC(".maps");
 
-/* port_filter's decision: XDP_DROP or CONTINUE. */
+/* port_filter's decision: XDP_DROP or CONTINUE (port_filter.h, the stage's own code). */
 static __always_inline int filter_ports(const struct xdpp_packet *pkt)
 {
-	__u32 dst_bit, src_bit;
-	if (pkt->l4_proto == IPPROTO_TCP) {
-		dst_bit = PORT_FILTER_TCP_DST;
-		src_bit = PORT_FILTER_TCP_SRC;
-	} else if (pkt->l4_proto == IPPROTO_UDP) {
-		dst_bit = PORT_FILTER_UDP_DST;
-		src_bit = PORT_FILTER_UDP_SRC;
-	} else {
-		return CONTINUE;
-	}
-	if ((pkt->flags & (XDPP_F_FRAGMENT | XDPP_F_FIRST_FRAG)) == XDPP_F_FRAGMENT)
-		return mono_cfg.nonfirst_frag_verdict == XDP_DROP ? XDP_DROP : CONTINUE;
-	if (!(pkt->flags & XDPP_F_L4))
-		return CONTINUE;
-	__u32 lists = mono_cfg.port_lists;
-	if ((lists & dst_bit) && (mono_cfg.ports[pkt->dport] & dst_bit))
-		return XDP_DROP;
-	if ((lists & src_bit) && (mono_cfg.ports[pkt->sport] & src_bit))
-		return XDP_DROP;
-	return CONTINUE;
+	return port_filter_decide(pkt, mono_cfg.port_lists, mono_cfg.nonfirst_frag_verdict, mono_cfg.ports);
 }
 
 /* icmp_lb's decision: XDP_TX after the rewrite, or CONTINUE. First-buffer headers only (what the
