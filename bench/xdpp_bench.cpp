@@ -1413,7 +1413,7 @@ void section_multi_buffer() {
   };
   auto before = load(before_paths);
   auto after = load(after_paths);
-  if (before->dispatcher_object().multi_buffer() || !after->dispatcher_object().multi_buffer())
+  if (before->root_object().multi_buffer() || !after->root_object().multi_buffer())
     die("section 6: the baseline must be single-buffer (SEC(\"xdp\")) and this build multi-buffer aware");
   RingDrain before_ring(pipeline_ring_fd(*before));
   RingDrain after_ring(pipeline_ring_fd(*after));
@@ -1421,7 +1421,7 @@ void section_multi_buffer() {
   const Kind kinds[] = {Kind::tcp_drop, Kind::tcp_pass, Kind::icmp_vip, Kind::udp_meta};
   for (Kind kind : kinds) {
     auto frame = make_frame(kind);
-    auto a = test_run(before->dispatcher_fd(), frame, 1), b = test_run(after->dispatcher_fd(), frame, 1);
+    auto a = test_run(before->root_fd(), frame, 1), b = test_run(after->root_fd(), frame, 1);
     if (a.retval != b.retval || a.data != b.data || before_ring.drain() != after_ring.drain())
       die("section 6: before and after differ on '%s'", kind_name(kind));
   }
@@ -1436,7 +1436,7 @@ void section_multi_buffer() {
       int order[2] = {0, 1};
       if (round % 2) std::swap(order[0], order[1]);
       for (int which : order) {
-        t[which] = test_run(which == 0 ? before->dispatcher_fd() : after->dispatcher_fd(), frame, repeat).duration;
+        t[which] = test_run(which == 0 ? before->root_fd() : after->root_fd(), frame, repeat).duration;
         (which == 0 ? before_ring : after_ring).drain();
       }
       t_before[kind].push_back(t[0]);

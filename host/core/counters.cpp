@@ -51,7 +51,7 @@ Result<CounterTotals> read_counters_v1(int map_fd) {
 // An adopted contract-1 pipeline: every stage and the dispatcher counted what entered them.
 Result<ChainCounters> chain_counters_v1(const Pipeline& pipeline) {
   ChainCounters result;
-  auto map = pipeline.dispatcher_object().map(XDPP_COUNTERS_MAP_NAME);
+  auto map = pipeline.root_object().map(XDPP_COUNTERS_MAP_NAME);
   if (!map) return map.error();
   auto total = read_counters_v1(map->fd);
   if (!total) return total.error();
@@ -161,13 +161,13 @@ Result<InterfaceTotals> read_interface_counters(int map_fd, int ifindex) {
 }
 
 Result<InterfaceTotals> interface_counters(const Pipeline& pipeline, int ifindex) {
-  auto map = pipeline.dispatcher_object().map(XDPP_IF_COUNTERS_MAP_NAME);
+  auto map = pipeline.root_object().map(XDPP_IF_COUNTERS_MAP_NAME);
   if (!map) return map.error();
   return read_interface_counters(map->fd, ifindex);
 }
 
 Result<xdpp_packet> packet_context(const Pipeline& pipeline, int cpu) {
-  auto map = pipeline.dispatcher_object().map(XDPP_SCRATCH_MAP_NAME);
+  auto map = pipeline.root_object().map(XDPP_SCRATCH_MAP_NAME);
   if (!map) return map.error();
   auto values = read_percpu<xdpp_packet>(map->fd, "packet context");
   if (!values) return values.error();

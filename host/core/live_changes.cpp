@@ -135,7 +135,7 @@ Status LiveChanges::swap_stage(const std::string& name, SwapRequest request) {
     if (!instance) return fail("stage '", name, "': ", instance.error().message);
     next.instance = std::move(*instance);
   }
-  auto shared = shared_maps_of(*p.dispatcher_, p.bases_.slot, p.spec_.interfaces.size());
+  auto shared = shared_maps_of(*p.root_, p.bases_.slot, p.spec_.interfaces.size());
   if (!shared) return shared.error();
   const StagePlace place{.slot = static_cast<std::uint32_t>(live->slot), .count = p.stages_.size(),
                          .default_verdict = p.spec_.default_verdict};
@@ -171,10 +171,10 @@ Status LiveChanges::swap_stage(const std::string& name, SwapRequest request) {
 // the interface runs: its links switch; the chain slot follows (no packet enters through it, but the chain
 // stays a faithful record for adoption).
 Status LiveChanges::switch_stage(const std::string& name, std::uint32_t slot, int from, int to) {
-  auto chain = pipeline_.dispatcher_->map(XDPP_CHAIN_MAP_NAME);
+  auto chain = pipeline_.root_->map(XDPP_CHAIN_MAP_NAME);
   if (!chain) return chain.error();
   if (slot == 0)
-    if (auto switched = switch_links(pipeline_.entry_fd(), to); !switched)
+    if (auto switched = switch_links(from, to); !switched)
       return fail("stage '", name, "': ", switched.error().message);
   if (bpf_map_update_elem(chain->fd, &slot, &to, BPF_ANY) != 0) {
     const int err = errno;

@@ -55,10 +55,10 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
   if (!root) return root.error();
   // The packets per interface are the pipeline's, not the chain's: a rebuilt chain keeps them.
   if (previous)
-    if (auto by_interface = previous->dispatcher_->map(XDPP_IF_COUNTERS_MAP_NAME))
+    if (auto by_interface = previous->root_->map(XDPP_IF_COUNTERS_MAP_NAME))
       XDPP_TRY((*root)->reuse_map(XDPP_IF_COUNTERS_MAP_NAME, by_interface->fd).context("dispatcher"));
   XDPP_TRY((*root)->load());
-  self->dispatcher_ = std::move(*root);
+  self->root_ = std::move(*root);
   // A new chain counts in the other slot: what the running chain counts, also by packets still in it while
   // the links switch, stays apart (LiveChanges::rebuild() makes it the new chain's bases).
   self->bases_.slot = previous ? 1 - previous->bases_.slot : 0;
@@ -73,22 +73,32 @@ Result<std::unique_ptr<Pipeline>> Pipeline::load_reusing(PipelineSpec spec, cons
     }
   }
 
-  // Fill the chain back to front: a stage becomes reachable only once its successor is in place.
-  auto chain = self->dispatcher_->map(XDPP_CHAIN_MAP_NAME);
-  if (!chain) return chain.error();
-  for (int slot = static_cast<int>(self->stages_.size()) - 1; slot >= 0; --slot) {
-    std::uint32_t key = slot;
-    int fd = self->stages_[slot].object->prog_fd();
-    if (bpf_map_update_elem(chain->fd, &key, &fd, BPF_ANY) != 0)
-      return fail("stage '", self->stages_[slot].spec.name, "': chain slot ", std::to_string(slot), ": ",
-                  std::strerror(errno));
+  // What fails from here on also puts back the previous pipeline's configuration of the maps they share.
+  Status ready = self->fill_chain();
+  if (ready) ready = self->events_.watch(self->stages_);
+  if (!ready) {
+    if (previous) self->restore_configuration(*previous, self->stages_.size());
+    return ready.error();
   }
-  XDPP_TRY(self->events_.watch(self->stages_));
   return self;
 }
 
+// Fills the chain back to front: a stage becomes reachable only once its successor is in place.
+Status Pipeline::fill_chain() {
+  auto chain = root_->map(XDPP_CHAIN_MAP_NAME);
+  if (!chain) return chain.error();
+  for (int slot = static_cast<int>(stages_.size()) - 1; slot >= 0; --slot) {
+    std::uint32_t key = slot;
+    int fd = stages_[slot].object->prog_fd();
+    if (bpf_map_update_elem(chain->fd, &key, &fd, BPF_ANY) != 0)
+      return fail("stage '", stages_[slot].spec.name, "': chain slot ", std::to_string(slot), ": ",
+                  std::strerror(errno));
+  }
+  return {};
+}
+
 Status Pipeline::load_stages(Pipeline* previous, bool fresh_if_changed) {
-  auto shared = shared_maps_of(*dispatcher_, bases_.slot, spec_.interfaces.size());
+  auto shared = shared_maps_of(*root_, bases_.slot, spec_.interfaces.size());
   if (!shared) return shared.error();
   const auto& stages = spec_.stages;
   for (std::size_t slot = 0; slot < stages.size(); ++slot) {
@@ -113,7 +123,7 @@ Status Pipeline::load_stages(Pipeline* previous, bool fresh_if_changed) {
 }
 
 Result<std::unique_ptr<Pipeline>> Pipeline::adopt(PipelineSpec running, const SearchPaths& paths, InterfaceInfo interface,
-                                                  const std::filesystem::path& pins, const RecordedObject& dispatcher,
+                                                  const std::filesystem::path& pins, const RecordedObject& root_record,
                                                   const std::vector<RecordedObject>& stages,
                                                   const std::vector<AttachedLink>& links, int contract,
                                                   CounterBases bases) {
@@ -124,9 +134,9 @@ Result<std::unique_ptr<Pipeline>> Pipeline::adopt(PipelineSpec running, const Se
   self->spec_ = std::move(running);
   self->paths_ = paths;
   if (stages.size() != self->spec_.stages.size()) return fail("the record names ", std::to_string(stages.size()), " objects for ", std::to_string(self->spec_.stages.size()), " stages");
-  auto root = LoadedObject::adopt(pins / "dispatcher", "dispatcher", self->interface_, dispatcher.file, dispatcher.digest);
+  auto root = LoadedObject::adopt(pins / "dispatcher", "dispatcher", self->interface_, root_record.file, root_record.digest);
   if (!root) return root.error();
-  self->dispatcher_ = std::move(*root);
+  self->root_ = std::move(*root);
   for (std::size_t slot = 0; slot < stages.size(); ++slot) {
     const StageSpec& stage = self->spec_.stages[slot];
     auto object = LoadedObject::adopt(pins / stage.name, stage.name, self->interface_, stages[slot].file, stages[slot].digest);
@@ -165,7 +175,7 @@ Status Pipeline::check_adopted(const std::vector<AttachedLink>& links) const {
                   contract_ == 1 ? "dispatcher" : "stage '" + stages_.front().spec.name + "'", " (id ",
                   std::to_string(entry_prog_id()), ")");
   }
-  auto chain = dispatcher_->map(XDPP_CHAIN_MAP_NAME);
+  auto chain = root_->map(XDPP_CHAIN_MAP_NAME);
   if (!chain) return chain.error();
   for (std::uint32_t slot = 0; slot <= stages_.size() && slot < chain->max_entries; ++slot) {
     std::uint32_t id = 0;  // a prog array read from user space gives program ids
@@ -185,7 +195,9 @@ LiveStage* Pipeline::find_stage(const std::string& name) {
 }
 
 const LiveStage* Pipeline::find_stage(const std::string& name) const {
-  return const_cast<Pipeline*>(this)->find_stage(name);
+  for (const auto& stage : stages_)
+    if (stage.spec.name == name) return &stage;
+  return nullptr;
 }
 
 void Pipeline::restore_configuration(Pipeline& previous, std::size_t count) {
@@ -214,7 +226,7 @@ Result<AttachMode> Pipeline::attach(AttachMode mode, std::vector<InterfaceInfo> 
     }
     AttachMode got = mode;
     std::string fallback_reason;
-    auto fd = attach_xdp_link(entry_fd(), dispatcher_->multi_buffer(), interface, got, fallback_reason);
+    auto fd = attach_xdp_link(entry_fd(), root_->multi_buffer(), interface, got, fallback_reason);
     if (!fd) {
       undo();
       return fd.error();
@@ -244,11 +256,11 @@ std::uint32_t link_id_of(int link_fd) {
 
 std::uint32_t Pipeline::link_id() const { return links_.empty() ? 0 : link_id_of(links_.front().fd); }
 
-std::uint32_t Pipeline::dispatcher_prog_id() const { return dispatcher_->prog_id(); }
-int Pipeline::dispatcher_fd() const { return dispatcher_->prog_fd(); }
-int Pipeline::entry_fd() const { return contract_ == 1 ? dispatcher_->prog_fd() : stages_.front().object->prog_fd(); }
+std::uint32_t Pipeline::root_prog_id() const { return root_->prog_id(); }
+int Pipeline::root_fd() const { return root_->prog_fd(); }
+int Pipeline::entry_fd() const { return contract_ == 1 ? root_->prog_fd() : stages_.front().object->prog_fd(); }
 std::uint32_t Pipeline::entry_prog_id() const {
-  return contract_ == 1 ? dispatcher_->prog_id() : stages_.front().object->prog_id();
+  return contract_ == 1 ? root_->prog_id() : stages_.front().object->prog_id();
 }
 
 }  // namespace xdpp

@@ -36,7 +36,7 @@ struct LiveStage {
   std::uint32_t prog_id = 0;
 };
 
-/// One interface the dispatcher is attached to, through a bpf_link.
+/// One interface the pipeline is attached to, through a bpf_link.
 struct AttachedLink {
   InterfaceInfo interface;
   AttachMode mode = AttachMode::native;  // the mode it got (never automatic)
@@ -55,13 +55,13 @@ class Pipeline {
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
 
-  /// Loads the dispatcher and every stage, fills the chain and configures every stage's maps.
+  /// Loads the root object (dispatcher.bpf.o) and every stage, fills the chain and configures every stage's maps.
   /// Attaches nothing. `interface` is what plugins are told (ifindex 0 when there is none).
   static Result<std::unique_ptr<Pipeline>> load(PipelineSpec spec, const SearchPaths& paths,
                                                 InterfaceInfo interface);
 
   /// Takes over a pipeline that a persisted run left in the kernel: the programs and maps pinned under
-  /// `pins` (dispatcher/, one directory per stage, see state.h) and its pinned XDP links, one per interface
+  /// `pins` (dispatcher/ for the root object, one directory per stage, see state.h) and its pinned XDP links, one per interface
   /// (`links`: their fds are duplicated, the caller keeps its own). Loads nothing and writes no map;
   /// `running` is the spec that run recorded (its stages, in order, with their settings), with plugins of
   /// this executable, `contract` the contract version it was built with and `bases` its counter bases.
@@ -70,7 +70,7 @@ class Pipeline {
   /// stage. A pipeline of another contract can only be replaced (rebuild), not changed in place.
   static Result<std::unique_ptr<Pipeline>> adopt(PipelineSpec running, const SearchPaths& paths,
                                                  InterfaceInfo interface, const std::filesystem::path& pins,
-                                                 const RecordedObject& dispatcher,
+                                                 const RecordedObject& root_record,
                                                  const std::vector<RecordedObject>& stages,
                                                  const std::vector<AttachedLink>& links, int contract,
                                                  CounterBases bases);
@@ -100,10 +100,11 @@ class Pipeline {
   const InterfaceInfo& interface() const { return interface_; }
   std::vector<LiveStage>& stages() { return stages_; }
   const std::vector<LiveStage>& stages() const { return stages_; }
-  /// The chain's root object: it holds the maps every stage shares (chain, packet context).
-  const LoadedObject& dispatcher_object() const { return *dispatcher_; }
-  std::uint32_t dispatcher_prog_id() const;
-  int dispatcher_fd() const;
+  /// The chain's root object (dispatcher.bpf.o, never attached since contract 2): it holds the maps every
+  /// stage shares (chain, packet context, packets per interface).
+  const LoadedObject& root_object() const { return *root_; }
+  std::uint32_t root_prog_id() const;
+  int root_fd() const;
   /// The program the interface runs: the stage of slot 0 (contract 1, adopted: the dispatcher).
   int entry_fd() const;
   std::uint32_t entry_prog_id() const;
@@ -120,6 +121,8 @@ class Pipeline {
                                                         bool fresh_if_changed = false);
   /// Loads every stage's object into the chain (nothing is configured or reachable yet).
   Status load_stages(Pipeline* previous, bool fresh_if_changed);
+  /// Puts every stage's program in its chain slot.
+  Status fill_chain();
   /// Checks that what runs is what the pins say (adopt()).
   Status check_adopted(const std::vector<AttachedLink>& links) const;
   /// Has `previous`'s stages rewrite the maps they share with the first `count` of this one's stages.
@@ -127,7 +130,7 @@ class Pipeline {
   PipelineSpec spec_;
   SearchPaths paths_;
   InterfaceInfo interface_;
-  std::unique_ptr<LoadedObject> dispatcher_;
+  std::unique_ptr<LoadedObject> root_;
   std::vector<LiveStage> stages_;
   CounterBases bases_;
   int contract_ = XDPP_CONTRACT_VERSION;  // of an adopted pipeline: what built it

@@ -1,4 +1,4 @@
-// Loading one stage into a chain: its plugin's stage from the settings, its BPF object opened, given the
+// Loading one stage into a chain: its plugin instance from the settings, its BPF object opened, given the
 // chain's shared maps and load-time constants, verified, and its maps written by the plugin. Used by
 // Pipeline (a whole chain) and LiveChanges (one stage swapped in); `check` uses check_stage_objects().
 #pragma once

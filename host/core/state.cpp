@@ -161,7 +161,7 @@ Status pin_pipeline(Pipeline& pipeline) {
   const auto root = kPinRoot / name;
   std::set<std::filesystem::path> pinned;
   XDPP_TRY(ensure_private_dir(kPinRoot, 0700));
-  XDPP_TRY(pin_object(pipeline.dispatcher_object(), root / "dispatcher", persist, pinned));
+  XDPP_TRY(pin_object(pipeline.root_object(), root / "dispatcher", persist, pinned));
   for (const LiveStage& stage : pipeline.stages())
     XDPP_TRY(pin_object(*stage.object, root / stage.spec.name, persist, pinned));
   if (persist && pipeline.attached()) {
@@ -201,7 +201,7 @@ state::File state_record(Pipeline& pipeline, const std::string& mode, bool pinni
                       .slot = stage.slot,
                       .prog_id = stage.prog_id,
                       .counters_map_id = counters_map_id(*stage.object)});
-  const LoadedObject& dispatcher = pipeline.dispatcher_object();
+  const LoadedObject& dispatcher = pipeline.root_object();
   return {.name = pipeline.spec().name,
           .pid = ::getpid(),
           .file = pipeline.spec().file,
@@ -215,8 +215,8 @@ state::File state_record(Pipeline& pipeline, const std::string& mode, bool pinni
           .default_verdict = pipeline.spec().default_verdict,
           .entry_prog_id = pipeline.entry_prog_id(),
           .counter_bases = pipeline.counter_bases(),
-          .dispatcher = {.prog_id = pipeline.dispatcher_prog_id(),
-                         .prog_tag = prog_tag(pipeline.dispatcher_fd()),
+          .dispatcher = {.prog_id = pipeline.root_prog_id(),
+                         .prog_tag = prog_tag(pipeline.root_fd()),
                          .object = dispatcher.file().string(),
                          .object_sha256 = dispatcher.digest(),
                          .interfaces_map_id = counters_map_id(dispatcher, XDPP_IF_COUNTERS_MAP_NAME),
@@ -281,7 +281,7 @@ Status publish(Pipeline& pipeline, const std::string& mode, bool repin) {
 }
 
 Status pin_pending_chain(const Pipeline& next) {
-  auto chain = next.dispatcher_object().map(XDPP_CHAIN_MAP_NAME);
+  auto chain = next.root_object().map(XDPP_CHAIN_MAP_NAME);
   if (!chain) return chain.error();
   const auto dir = kPinRoot / next.spec().name / "dispatcher";
   XDPP_TRY(ensure_private_dir(dir, 0700));

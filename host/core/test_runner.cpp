@@ -58,8 +58,7 @@ Result<TestRunResult> TestRunner::run(std::span<const std::uint8_t> frame, std::
   EventHandler collect = [&](const std::string& stage, EventRecord record) {
     result.events.push_back({stage, std::move(record)});
   };
-  if (auto drained = pipeline_.events().consume(collect); !drained)
-    return fail("draining ring buffers: ", drained.error().message);
+  if (auto drained = pipeline_.events().consume(collect); !drained) return drained.error();
   return result;
 }
 

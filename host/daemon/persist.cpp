@@ -44,7 +44,7 @@ std::string new_chain_reason(Pipeline& adopted, int contract, const PipelineSpec
   for (const auto& dir : SearchPaths::builtin().bpf_dirs) {
     const auto dispatcher = dir / "dispatcher.bpf.o";
     if (!std::filesystem::exists(dispatcher)) continue;
-    if (file_sha256(dispatcher) != adopted.dispatcher_object().digest())
+    if (file_sha256(dispatcher) != adopted.root_object().digest())
       return "the dispatcher object " + dispatcher.string() + " is not the one that runs";
     break;
   }
@@ -148,7 +148,7 @@ Status check_tags(Pipeline& adopted, const RunState& state) {
                   expected, detach_hint(state.name));
     return {};
   };
-  XDPP_TRY(check(adopted.dispatcher_object(), state.dispatcher.prog_tag));
+  XDPP_TRY(check(adopted.root_object(), state.dispatcher.prog_tag));
   for (std::size_t i = 0; i < adopted.stages().size(); ++i)
     XDPP_TRY(check(*adopted.stages()[i].object, i < state.stages.size() ? state.stages[i].prog_tag : ""));
   return {};

@@ -96,7 +96,7 @@ xdpp_packet packet_context(Pipeline& pipeline) {
 Status clear_chain_slot(Pipeline& pipeline, std::uint32_t slot) {
   bpf_prog_info info{};
   std::uint32_t len = sizeof info;
-  if (bpf_obj_get_info_by_fd(pipeline.dispatcher_fd(), &info, &len) != 0)
+  if (bpf_obj_get_info_by_fd(pipeline.root_fd(), &info, &len) != 0)
     return fail("dispatcher info: ", std::strerror(errno));
   std::vector<std::uint32_t> map_ids(info.nr_map_ids);
   std::uint32_t count = info.nr_map_ids;
@@ -104,7 +104,7 @@ Status clear_chain_slot(Pipeline& pipeline, std::uint32_t slot) {
   info.nr_map_ids = count;
   info.map_ids = reinterpret_cast<std::uintptr_t>(map_ids.data());
   len = sizeof info;
-  if (bpf_obj_get_info_by_fd(pipeline.dispatcher_fd(), &info, &len) != 0)
+  if (bpf_obj_get_info_by_fd(pipeline.root_fd(), &info, &len) != 0)
     return fail("dispatcher map ids: ", std::strerror(errno));
   for (std::uint32_t id : map_ids) {
     int fd = bpf_map_get_fd_by_id(id);
