@@ -68,11 +68,13 @@ Result<bool> needs_new_program(const LiveStage& live, Stage& next, const Interfa
   return before.recorded() != after.recorded();
 }
 
-Error no_such_stage(const std::string& name, const PipelineSpec& spec) {
-  return fail("no stage '", name, "' in pipeline '", spec.name, "'");
-}
-
 }  // namespace
+
+Error no_such_stage(const std::string& name, const PipelineSpec& spec) {
+  std::string names;
+  for (const StageSpec& stage : spec.stages) names += (names.empty() ? "" : ", ") + stage.name;
+  return fail("no stage '", name, "' in pipeline '", spec.name, "' (its stages: ", names, ")");
+}
 
 std::optional<SettingsChanges> in_place_changes(const PipelineSpec& running, const PipelineSpec& edited) {
   if (running.stages.size() != edited.stages.size() || running.default_verdict != edited.default_verdict)

@@ -39,6 +39,9 @@ using SettingsChanges = std::vector<std::pair<std::string, toml::table>>;
 /// place; otherwise nullopt: it takes a new chain (rebuild).
 std::optional<SettingsChanges> in_place_changes(const PipelineSpec& running, const PipelineSpec& edited);
 
+/// "no stage NAME in pipeline P (its stages: ...)": names the pipeline's stages, so that a typo is seen at once.
+Error no_such_stage(const std::string& name, const PipelineSpec& spec);
+
 class LiveChanges {
  public:
   explicit LiveChanges(Pipeline& pipeline) : pipeline_(pipeline) {}

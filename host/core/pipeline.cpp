@@ -104,9 +104,7 @@ Status Pipeline::load_stages(Pipeline* previous, bool fresh_if_changed) {
   for (std::size_t slot = 0; slot < stages.size(); ++slot) {
     const StageSpec& stage = stages[slot];
     MapOrigin origin{.fresh_if_changed = fresh_if_changed};
-    if (previous)
-      if (LiveStage* match = previous->find_stage(stage.name); match && match->spec.plugin_name == stage.plugin_name)
-        origin.previous = match->object.get();
+    if (const LiveStage* match = previous ? previous->counterpart(stage) : nullptr) origin.previous = match->object.get();
     const StagePlace place{.slot = static_cast<std::uint32_t>(slot), .count = stages.size(),
                            .default_verdict = spec_.default_verdict};
     auto object = load_stage_object(stage, place, *shared, interface_, origin);
@@ -200,11 +198,15 @@ const LiveStage* Pipeline::find_stage(const std::string& name) const {
   return nullptr;
 }
 
+const LiveStage* Pipeline::counterpart(const StageSpec& spec) const {
+  const LiveStage* match = find_stage(spec.name);
+  return match && match->spec.plugin_name == spec.plugin_name ? match : nullptr;
+}
+
 void Pipeline::restore_configuration(Pipeline& previous, std::size_t count) {
   for (std::size_t slot = count; slot-- > 0;) {
-    const LiveStage& stage = stages_[slot];
-    LiveStage* old = previous.find_stage(stage.spec.name);
-    if (!old || old->spec.plugin_name != stage.spec.plugin_name) continue;  // fresh maps: nothing shared
+    const LiveStage* old = previous.counterpart(stages_[slot].spec);
+    if (!old) continue;  // fresh maps: nothing shared
     if (auto restored = configure_stage(old->spec, *old->object); !restored)
       log::warn("restoring " + restored.error().message);
   }

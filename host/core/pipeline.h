@@ -125,6 +125,8 @@ class Pipeline {
   Status fill_chain();
   /// Checks that what runs is what the pins say (adopt()).
   Status check_adopted(const std::vector<AttachedLink>& links) const;
+  /// This pipeline's stage whose maps a stage of a new chain takes over (the same name and plugin), or null.
+  const LiveStage* counterpart(const StageSpec& spec) const;
   /// Has `previous`'s stages rewrite the maps they share with the first `count` of this one's stages.
   void restore_configuration(Pipeline& previous, std::size_t count);
   PipelineSpec spec_;

@@ -28,14 +28,26 @@ Result<std::shared_ptr<Stage>> create_instance(const std::shared_ptr<LoadedPlugi
   }
 }
 
+namespace {
+
+// A stage's BPF object, opened (not loaded) once the file is safe to load; errors begin with `where`.
+Result<std::unique_ptr<LoadedObject>> open_stage_object(const StageSpec& spec, const InterfaceInfo& interface,
+                                                        const std::string& where) {
+  XDPP_TRY(check_file_safe(spec.object_path, "BPF object").context(where));
+  auto object = LoadedObject::open(spec.object_path, spec.name, interface, std::string(spec.plugin->factory().program_name()));
+  if (!object) return fail(where, ": ", object.error().message);
+  return object;
+}
+
+}  // namespace
+
 Status check_stage_objects(const PipelineSpec& pipeline) {
   const InterfaceInfo nowhere{};
   for (const StageSpec& spec : pipeline.stages) {
     const std::string where =
         (spec.object_where.empty() ? pipeline.file : spec.object_where) + ": stage '" + spec.name + "'";
-    XDPP_TRY(check_file_safe(spec.object_path, "BPF object").context(where));
-    auto object = LoadedObject::open(spec.object_path, spec.name, nowhere, std::string(spec.plugin->factory().program_name()));
-    if (!object) return fail(where, ": ", object.error().message);
+    auto object = open_stage_object(spec, nowhere, where);
+    if (!object) return object.error();
     // What load_stage_object() sets and shares must be there: a stage built without xdp_pipeline/stage.h
     // would open and then fail at load.
     for (const char* constant : {"xdpp_next_slot", "xdpp_default_verdict", "xdpp_entry", "xdpp_counters_slot"})
@@ -112,9 +124,8 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, c
                                                         const SharedMaps& shared, const InterfaceInfo& interface,
                                                         const MapOrigin& origin) {
   const std::string where = "stage '" + spec.name + "'";
-  XDPP_TRY(check_file_safe(spec.object_path, "BPF object").context(where));
-  auto object = LoadedObject::open(spec.object_path, spec.name, interface, std::string(spec.plugin->factory().program_name()));
-  if (!object) return fail(where, ": ", object.error().message);
+  auto object = open_stage_object(spec, interface, where);
+  if (!object) return object.error();
   LoadedObject& loaded = **object;
   XDPP_TRY(check_same_buffers(spec, loaded, shared.multi_buffer));
   const bool entry = place.slot == 0;

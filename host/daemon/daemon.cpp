@@ -293,7 +293,6 @@ class Runner {
   Status swap(const control::Swap& request) {
     const std::string& stage = request.stage;
     std::lock_guard lock(mutex_);
-    if (!pipeline_->find_stage(stage)) return invalid(no_stage(stage));
     const auto t0 = std::chrono::steady_clock::now();
     LiveChanges changes(*pipeline_);
     auto swap = changes.prepare_swap(stage, request.object, request.plugin, request.reset_state);
@@ -314,7 +313,7 @@ class Runner {
     const std::string& stage = request.stage;
     std::lock_guard lock(mutex_);
     LiveStage* live = pipeline_->find_stage(stage);
-    if (!live) return invalid(no_stage(stage));
+    if (!live) return invalid(no_such_stage(stage, pipeline_->spec()));
     toml::table settings = live->spec.settings;
     for (const auto& assignment : request.assignments)
       if (auto applied = apply_assignment(settings, assignment); !applied) return invalid(applied.error());
@@ -334,13 +333,6 @@ class Runner {
   void watch_events() {
     pipeline_->events().set_swap_handler(print_event);
     pipeline_->events().set_need_json(false);
-  }
-
-  // Names the stages there are, so that a typo is seen at once.
-  Error no_stage(const std::string& stage) {
-    std::string names;
-    for (const LiveStage& live : pipeline_->stages()) names += (names.empty() ? "" : ", ") + live.spec.name;
-    return fail("no stage '", stage, "' in pipeline '", name_, "' (its stages: ", names, ")");
   }
 
   // A swap changes program ids: the state file says which run now. A failure to say so (a full /run) is
