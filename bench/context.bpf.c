@@ -7,8 +7,10 @@
  *               bpf_xdp_adjust_meta(+32) again before the verdict (what a chain must do before XDP_PASS, TX or
  *               REDIRECT, so that its bytes do not reach the stack (skb metadata, GRO), a TC program or a peer;
  *               BPF_PROG_TEST_RUN's repeat also reuses the buffer, so the area must not grow);
- *   ctx_percpu  in a per-CPU array: one inlined lookup and the same write (what each stage of the chain
- *               pays instead; the framework's choice).
+ *   ctx_percpu  in a per-CPU array: one inlined lookup and the same write (what each stage of contract 3
+ *               paid);
+ *   ctx_cpu     in global data, one 64-byte line per CPU indexed by the CPU number (an inlined helper) and
+ *               the same write (what each stage of contract 4 pays; stage.h).
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -21,6 +23,18 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64[4]);
 } ctx_scratch SEC(".maps");
+
+struct ctx_line {
+	__u64 words[4];
+} __attribute__((aligned(64)));
+
+struct ctx_line ctx_lines[1024] SEC(".bss.ctx_lines");
+
+SEC("xdp") int ctx_cpu(struct xdp_md *xdp)
+{
+	*(__u32 *)&ctx_lines[bpf_get_smp_processor_id() & 1023] = 1;
+	return XDP_DROP;
+}
 
 SEC("xdp") int ctx_none(struct xdp_md *xdp)
 {

@@ -144,6 +144,14 @@ double median(std::vector<double> values) {
   return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
 }
 
+// The median of a[i] - b[i]: two kinds measured in the same rounds, so that what drifts from round to round
+// (the machine) cancels.
+double median_difference(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> differences;
+  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) differences.push_back(a[i] - b[i]);
+  return median(differences);
+}
+
 // Least squares y = a + b x; returns {b, a}.
 std::pair<double, double> fit(const std::vector<double>& x, const std::vector<double>& y) {
   double n = x.size(), sx = 0, sy = 0, sxx = 0, sxy = 0;
@@ -650,16 +658,16 @@ Chain build_chain(int stages, Noop kind) {
                     "root object");
   must(chain.root->load(), "root load");
   int chain_fd = must(chain.root->map(XDPP_CHAIN_MAP_NAME), "chain").fd;
-  int scratch_fd = must(chain.root->map(XDPP_SCRATCH_MAP_NAME), "scratch").fd;
+  int context_fd = must(chain.root->map(XDPP_CONTEXT_SECTION), "packet context").fd;
   const std::uint32_t pass = 2, drop = 1;
   const char* file = kind == Noop::framework ? "bench_noop.bpf.o"
                      : kind == Noop::bss_key ? "bench_noop_bss.bpf.o"
                      : kind == Noop::direct  ? "bench_noop_direct.bpf.o"
-                                             : "bench_noop_v1.bpf.o";
+                                             : "bench_noop_v3.bpf.o";
   const char* program = kind == Noop::framework ? "noop"
                         : kind == Noop::bss_key ? "noop_bss"
                         : kind == Noop::direct  ? "noop_direct"
-                                                : "noop_v1";
+                                                : "noop_v3";
   for (int slot = 0; slot < stages; ++slot) {
     auto object = must(LoadedObject::open(bench_object(file), "noop" + std::to_string(slot), none, program), "noop stage");
     std::uint32_t next = slot + 1 < stages ? slot + 1 : XDPP_NO_NEXT;
@@ -678,7 +686,7 @@ Chain build_chain(int stages, Noop kind) {
       if (bpf_map__set_initial_value(bss, &key, sizeof key) != 0) die("noop_bss: .bss initial value");
     }
     must(object->reuse_map(XDPP_CHAIN_MAP_NAME, chain_fd), "reuse chain");
-    if (kind != Noop::direct) must(object->reuse_map(XDPP_SCRATCH_MAP_NAME, scratch_fd), "reuse scratch");
+    if (kind != Noop::direct) must(object->reuse_map(XDPP_CONTEXT_SECTION, context_fd), "reuse packet context");
     must(object->load(), "noop load");
     chain.stages.push_back(std::move(object));
   }
@@ -819,7 +827,7 @@ ChainTimes time_chains(const ChainSet& set, const std::vector<std::uint8_t>& fra
       slopes[k].push_back(fit(x, y).first);
     }
     progress("  round %d/%d: slope %.2f ns/stage (framework), %.2f (direct tail call only), %.2f (.bss key), %.2f "
-             "(contract 1 wrapper)", round + 1, opt.rounds, slopes[0].back(), slopes[1].back(), slopes[2].back(),
+             "(contract 3 wrapper)", round + 1, opt.rounds, slopes[0].back(), slopes[1].back(), slopes[2].back(),
              slopes[3].back());
   }
   return times;
@@ -879,8 +887,9 @@ void section_chain() {
         "(the floor of chaining);\n"
         "- **.bss key**: bench/noop_bss_stage.bpf.c, the framework's stage with the tail-call key read from `.bss`, "
         "which the verifier cannot treat as a constant (indirect, retpolined jump);\n"
-        "- **contract 1 wrapper**: bench/noop_v1_stage.bpf.c, what every stage did before contract 2 (two per-CPU "
-        "lookups, counters for packets and bytes on entry in every stage): the counters-once lever, per stage.\n\n"
+        "- **contract 3 wrapper**: bench/noop_v3_stage.bpf.c, what every stage did before contract 4 (the context "
+        "from a per-CPU array lookup, four callee-saved registers kept across the tail call): the lever of contract 4, "
+        "per stage.\n\n"
      << "| | cost per added stage (slope, median of per-round fits) | fit of the medians | intercept |\n"
      << "|---|---|---|---|\n"
      << "| framework (key `const volatile` in .rodata) | **" << fmt("%.2f ns", s) << "** "
@@ -890,12 +899,14 @@ void section_chain() {
      << fmt("%.1f ns", intercept[1]) << " |\n"
      << "| .bss key (comparison) | " << fmt("%.2f ns", slope[2]) << " | " << fmt("%.2f ns", fitted[2]) << " | "
      << fmt("%.1f ns", intercept[2]) << " |\n"
-     << "| contract 1 wrapper (comparison) | " << fmt("%.2f ns", slope[3]) << " | " << fmt("%.2f ns", fitted[3])
+     << "| contract 3 wrapper (comparison) | " << fmt("%.2f ns", slope[3]) << " | " << fmt("%.2f ns", fitted[3])
      << " | " << fmt("%.1f ns", intercept[3]) << " |\n\n"
-     << "Contract 1 minus contract 2 wrapper: " << fmt("%.2f ns", slope[3] - s) << " per stage.\n\n"
-     << "Framework minus direct tail call: " << fmt("%.2f ns", s - slope[1]) << " per stage.\n\n";
+     << "Contract 3 minus contract 4 wrapper: " << fmt("%.2f ns", slope[3] - s) << " per stage (median of the "
+        "per-round differences: " << fmt("%.2f ns", median_difference(times.slopes[3], times.slopes[0])) << ").\n\n"
+     << "Framework minus direct tail call: " << fmt("%.2f ns", s - slope[1]) << " per stage (median of the per-round "
+        "differences: " << fmt("%.2f ns", median_difference(times.slopes[0], times.slopes[1])) << ").\n\n";
   md << "<details><summary>ns per packet by chain length (medians)</summary>\n\n| N | framework ns | direct ns | "
-        "contract 1 wrapper ns | .bss key ns |\n|---|---|---|---|---|\n";
+        "contract 3 wrapper ns | .bss key ns |\n|---|---|---|---|---|\n";
   for (std::size_t i = 0; i < ns.size(); ++i) {
     auto it = std::find(ns_bss.begin(), ns_bss.end(), ns[i]);
     md << "| " << ns[i] << " | " << fmt("%.1f", y[0][i]) << " | " << fmt("%.1f", y[1][i]) << " | "
@@ -1476,24 +1487,24 @@ void section_multi_buffer() {
 // 7. The context lever: bench/context.bpf.c.
 
 void section_context() {
-  progress("7. packet context: metadata area or per-CPU array");
+  progress("7. packet context: metadata area, per-CPU array or global data by CPU");
   const std::uint32_t repeat = opt.quick ? 200000 : 1000000;
   bpf_object* object = bpf_object__open_file(bench_object("bench_context.bpf.o").c_str(), nullptr);
   if (!object || bpf_object__load(object) != 0) die("bench_context.bpf.o: %s", std::strerror(errno));
-  const char* names[3] = {"ctx_none", "ctx_meta", "ctx_percpu"};
-  int fds[3];
-  for (int i = 0; i < 3; ++i) fds[i] = bpf_program__fd(bpf_object__find_program_by_name(object, names[i]));
+  constexpr int kPrograms = 4;
+  const char* names[kPrograms] = {"ctx_none", "ctx_meta", "ctx_percpu", "ctx_cpu"};
+  int fds[kPrograms];
+  for (int i = 0; i < kPrograms; ++i) fds[i] = bpf_program__fd(bpf_object__find_program_by_name(object, names[i]));
   auto frame = make_frame(Kind::tcp_drop);
   for (int fd : fds)
     if (test_run(fd, frame, 1000).retval != XDP_DROP) die("context programs: not XDP_DROP every time");
-  std::vector<double> t[3], meta_extra, percpu_extra;
+  std::vector<double> t[kPrograms], extra[kPrograms];
   for (int round = 0; round < opt.rounds; ++round) {
-    for (int k = 0; k < 3; ++k) {
-      int i = round % 2 ? 2 - k : k;
+    for (int k = 0; k < kPrograms; ++k) {
+      int i = round % 2 ? kPrograms - 1 - k : k;
       t[i].push_back(test_run(fds[i], frame, repeat).duration);
     }
-    meta_extra.push_back(t[1].back() - t[0].back());
-    percpu_extra.push_back(t[2].back() - t[0].back());
+    for (int i = 1; i < kPrograms; ++i) extra[i].push_back(t[i].back() - t[0].back());
   }
   bpf_object__close(object);
   md << "bench/context.bpf.c: what carrying 4 bytes of context costs one packet, beside a bare XDP_DROP; "
@@ -1501,10 +1512,13 @@ void section_context() {
      << "| program | ns | above the floor |\n|---|---|---|\n"
      << "| ctx_none (floor) | " << fmt("%.1f", median(t[0])) << " | |\n"
      << "| ctx_meta: bpf_xdp_adjust_meta(-32), write, adjust_meta(+32) before the verdict | "
-     << fmt("%.1f", median(t[1])) << " | **" << fmt("%+.1f", median(meta_extra)) << "** (per packet) |\n"
-     << "| ctx_percpu: one per-CPU array lookup, write | " << fmt("%.1f", median(t[2])) << " | **"
-     << fmt("%+.1f", median(percpu_extra)) << "** (per stage that reads the context) |\n\n";
-  progress("  meta %+.1f ns, per-CPU %+.1f ns", median(meta_extra), median(percpu_extra));
+     << fmt("%.1f", median(t[1])) << " | **" << fmt("%+.1f", median(extra[1])) << "** (per packet) |\n"
+     << "| ctx_percpu: one per-CPU array lookup, write (contract 3) | " << fmt("%.1f", median(t[2])) << " | **"
+     << fmt("%+.1f", median(extra[2])) << "** (per stage that reads the context) |\n"
+     << "| ctx_cpu: global data line of this CPU (CPU number, shift), write (contract 4) | "
+     << fmt("%.1f", median(t[3])) << " | **" << fmt("%+.1f", median(extra[3])) << "** (per stage that reads the context) |\n\n";
+  progress("  meta %+.1f ns, per-CPU %+.1f ns, by CPU number %+.1f ns", median(extra[1]), median(extra[2]),
+           median(extra[3]));
 }
 
 int main(int argc, char** argv) {
@@ -1554,7 +1568,7 @@ int main(int argc, char** argv) {
     section_multi_buffer();
   }
   if (has('7')) {
-    md << "## 7. The packet context: XDP metadata area or per-CPU array\n\n";
+    md << "## 7. The packet context: XDP metadata area, per-CPU array or global data by CPU\n\n";
     section_context();
   }
   std::fputs(md.str().c_str(), stdout);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /*
  * The chain's root object (contract 2). It creates the maps every stage of the chain shares (xdpp_chain,
- * xdpp_scratch, declared in <xdp_pipeline/stage.h>) and keeps them, pinned as NAME/dispatcher/ in a
- * persisted run, whatever stage is swapped. It is no longer a hop: the interface runs the stage of slot 0
+ * xdpp_if_packets and, since contract 4, the packet context in global data, all declared in
+ * <xdp_pipeline/stage.h>) and keeps them, pinned as NAME/dispatcher/ in a persisted run, whatever stage is
+ * swapped. It is no longer a hop: the interface runs the stage of slot 0
  * directly (contract 1 ran this program first, and a persisted contract-1 pipeline is adopted and upgraded
  * from it). libbpf loads an object through a program, so it keeps one that is never attached.
  */
@@ -12,10 +13,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 SEC(XDPP_SEC) int xdpp_dispatcher(struct xdp_md *xdp)
 {
-	/* Uses both shared maps, so that the object declares (and the kernel creates) them with this program. */
-	__u32 zero = 0;
-	if (!bpf_map_lookup_elem(&xdpp_scratch, &zero))
-		return XDP_ABORTED;
+	/* Uses the shared maps, so that the object declares (and the kernel creates) them with this program. */
+	xdpp_this_cpu_packet()->flags = 0;
 	bpf_tail_call(xdp, &xdpp_chain, 0);
 	return XDP_PASS;
 }

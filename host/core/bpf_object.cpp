@@ -68,12 +68,22 @@ std::string prog_tag(int prog_fd) {
   return text;
 }
 
+namespace {
+// The global data sections the host pins, and their pin names.
+constexpr std::pair<const char*, const char*> kSectionPins[] = {{XDPP_STAGE_DATA_SECTION, XDPP_STAGE_DATA_PIN},
+                                                                {XDPP_CONTEXT_SECTION, XDPP_CONTEXT_PIN}};
+}  // namespace
+
 std::string map_pin_name(const std::string& map_name) {
-  return map_name == XDPP_STAGE_DATA_SECTION ? XDPP_STAGE_DATA_PIN : map_name;
+  for (const auto& [section, pin] : kSectionPins)
+    if (map_name == section) return pin;
+  return map_name;
 }
 
-std::string map_name_of_pin(const std::string& pin) {
-  return pin == XDPP_STAGE_DATA_PIN ? XDPP_STAGE_DATA_SECTION : pin;
+std::string map_name_of_pin(const std::string& pin_name) {
+  for (const auto& [section, pin] : kSectionPins)
+    if (pin_name == pin) return section;
+  return pin_name;
 }
 
 Result<MapHandle> map_handle_from_fd(int fd, const std::string& name) {

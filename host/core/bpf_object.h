@@ -47,12 +47,13 @@ std::string file_sha256(const std::filesystem::path& file);
 std::string prog_tag(int prog_fd);
 
 /// libbpf's maps for global data (.rodata, .bss, .data, .kconfig): not state, never pinned or carried over.
-/// A stage's own data section (XDPP_STAGE_DATA_SECTION, contract 3) is state like its maps.
+/// A stage's own data section (XDPP_STAGE_DATA_SECTION, contract 3) is state like its maps, and the chain's
+/// packet context (XDPP_CONTEXT_SECTION, contract 4) is shared like the chain's maps.
 inline bool is_internal_map(const std::string& name) {
-  return name.find('.') != std::string::npos && name != XDPP_STAGE_DATA_SECTION;
+  return name.find('.') != std::string::npos && name != XDPP_STAGE_DATA_SECTION && name != XDPP_CONTEXT_SECTION;
 }
 
-/// The file name a map is pinned under: its name, except the stage data section's, whose dots bpffs refuses.
+/// The file name a map is pinned under: its name, except the global data sections', whose dots bpffs refuses.
 std::string map_pin_name(const std::string& map_name);
 /// The map pinned under file name `pin` (the inverse of map_pin_name).
 std::string map_name_of_pin(const std::string& pin);
@@ -85,7 +86,7 @@ class LoadedObject final : public StageObject {
   using StageObject::set_constant;
   Status set_map_size(std::string_view name, std::uint32_t max_entries) override;
 
-  /// Before load: use the map `fd` for the object's map `name` (shared chain and scratch maps).
+  /// Before load: use the map `fd` for the object's map `name` (the maps a chain shares).
   Status reuse_map(std::string_view name, int fd);
   /// Loads into the kernel (the verifier runs here).
   Status load();

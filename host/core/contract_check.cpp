@@ -9,11 +9,14 @@ extern "C" {
 
 // XDPP_CONTRACT_UPGRADE_REHEARSAL: the test-only build of tests/live that bumps the version, layouts unchanged.
 #ifndef XDPP_CONTRACT_UPGRADE_REHEARSAL
-static_assert(XDPP_CONTRACT_VERSION == 3, "contract changed: review the layouts below and bump them together");
+static_assert(XDPP_CONTRACT_VERSION == 4, "contract changed: review the layouts below and bump them together");
 #endif
 static_assert(XDPP_MAX_STAGES == 33, "the kernel allows 33 tail calls per packet");
 
 static_assert(sizeof(xdpp_packet) == 60);
+// One 64-byte line per CPU in the packet context section (stage.h), indexed by CPU number & (XDPP_MAX_CPUS - 1).
+static_assert(sizeof(xdpp_packet) <= 64);
+static_assert((XDPP_MAX_CPUS & (XDPP_MAX_CPUS - 1)) == 0, "XDPP_MAX_CPUS is a power of 2 (stage.h masks with it)");
 static_assert(offsetof(xdpp_packet, flags) == 0);
 static_assert(offsetof(xdpp_packet, eth_proto) == 4);
 static_assert(offsetof(xdpp_packet, l3_off) == 6);

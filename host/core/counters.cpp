@@ -167,12 +167,17 @@ Result<InterfaceTotals> interface_counters(const Pipeline& pipeline, int ifindex
 }
 
 Result<xdpp_packet> packet_context(const Pipeline& pipeline, int cpu) {
-  auto map = pipeline.root_object().map(XDPP_SCRATCH_MAP_NAME);
+  auto map = pipeline.root_object().map(XDPP_CONTEXT_SECTION);
   if (!map) return map.error();
-  auto values = read_percpu<xdpp_packet>(map->fd, "packet context");
-  if (!values) return values.error();
-  if (cpu < 0 || cpu >= static_cast<int>(values->size())) return fail("no CPU ", std::to_string(cpu));
-  return (*values)[cpu];
+  constexpr std::size_t kLine = 64;  // struct xdpp_packet_line (stage.h)
+  if (cpu < 0 || static_cast<std::size_t>(cpu) >= map->value_size / kLine) return fail("no CPU ", std::to_string(cpu));
+  std::vector<std::uint8_t> lines(map->value_size);
+  const std::uint32_t key = 0;
+  if (bpf_map_lookup_elem(map->fd, &key, lines.data()) != 0)
+    return fail("packet context: ", std::strerror(errno));
+  xdpp_packet packet;
+  std::memcpy(&packet, lines.data() + static_cast<std::size_t>(cpu) * kLine, sizeof packet);
+  return packet;
 }
 
 }  // namespace xdpp

@@ -2,6 +2,7 @@
 
 #include <bpf/libbpf.h>
 
+#include <cstring>
 #include <exception>
 
 #include "bpf_object.h"
@@ -39,6 +40,18 @@ Result<std::unique_ptr<LoadedObject>> open_stage_object(const StageSpec& spec, c
   return object;
 }
 
+// The packet context has one line per CPU, indexed by the CPU number masked with XDPP_MAX_CPUS - 1: on a
+// machine with more possible CPUs two of them would share a line and corrupt each other's packets.
+Status check_cpu_count() {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus < 0) return fail("cannot count the possible CPUs: ", std::strerror(-cpus));
+  if (cpus > XDPP_MAX_CPUS)
+    return fail("this machine has ", std::to_string(cpus), " possible CPUs and the packet context holds ",
+                std::to_string(XDPP_MAX_CPUS), ": rebuild xdp-pipeline with a larger XDPP_MAX_CPUS (a power of 2) in "
+                "bpf/include/xdp_pipeline/contract.h");
+  return {};
+}
+
 }  // namespace
 
 Status check_stage_objects(const PipelineSpec& pipeline) {
@@ -53,7 +66,7 @@ Status check_stage_objects(const PipelineSpec& pipeline) {
     for (const char* constant : {"xdpp_next_slot", "xdpp_default_verdict", "xdpp_entry", "xdpp_counters_slot"})
       if (!(*object)->has_constant(constant))
         return fail(where, ": BPF object ", spec.object_path.string(), ": no constant '", constant, "'");
-    for (const char* map : {XDPP_CHAIN_MAP_NAME, XDPP_SCRATCH_MAP_NAME})
+    for (const char* map : {XDPP_CHAIN_MAP_NAME, XDPP_CONTEXT_SECTION})
       if (!bpf_object__find_map_by_name((*object)->raw(), map))
         return fail(where, ": BPF object ", spec.object_path.string(), ": no map '", map, "'");
   }
@@ -62,10 +75,11 @@ Status check_stage_objects(const PipelineSpec& pipeline) {
 
 Result<SharedMaps> shared_maps_of(const LoadedObject& root, std::uint32_t counters_slot, std::size_t interfaces) {
   auto chain = root.map(XDPP_CHAIN_MAP_NAME);
-  auto scratch = root.map(XDPP_SCRATCH_MAP_NAME);
+  auto context = root.map(XDPP_CONTEXT_SECTION);
   auto if_packets = root.map(XDPP_IF_COUNTERS_MAP_NAME);
-  if (!chain || !scratch || !if_packets) return fail("dispatcher: shared maps missing");
-  return SharedMaps{.chain = chain->fd, .scratch = scratch->fd, .multi_buffer = root.multi_buffer(),
+  if (!chain || !context || !if_packets) return fail("dispatcher: shared maps missing");
+  XDPP_TRY(check_cpu_count());
+  return SharedMaps{.chain = chain->fd, .context = context->fd, .multi_buffer = root.multi_buffer(),
                     .counters_slot = counters_slot, .if_packets = if_packets->fd,
                     .count_interfaces = interfaces > 1 ? 1u : 0u};
 }
@@ -80,7 +94,7 @@ Status carry_over_maps(LoadedObject& object, const MapOrigin& origin) {
   bpf_map* map;
   bpf_object__for_each_map(map, object.raw()) {
     std::string name = bpf_map__name(map);
-    if (is_internal_map(name) || name == XDPP_CHAIN_MAP_NAME || name == XDPP_SCRATCH_MAP_NAME ||
+    if (is_internal_map(name) || name == XDPP_CHAIN_MAP_NAME || name == XDPP_CONTEXT_SECTION ||
         name == XDPP_IF_COUNTERS_MAP_NAME)
       continue;
     const bool counters = name == XDPP_COUNTERS_MAP_NAME;
@@ -136,7 +150,7 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, c
   XDPP_TRY(loaded.set_constant("xdpp_counters_slot", shared.counters_slot));
   XDPP_TRY(loaded.set_constant("xdpp_count_interfaces", entry ? shared.count_interfaces : 0u));
   XDPP_TRY(loaded.reuse_map(XDPP_CHAIN_MAP_NAME, shared.chain));
-  XDPP_TRY(loaded.reuse_map(XDPP_SCRATCH_MAP_NAME, shared.scratch));
+  XDPP_TRY(loaded.reuse_map(XDPP_CONTEXT_SECTION, shared.context));
   XDPP_TRY(loaded.reuse_map(XDPP_IF_COUNTERS_MAP_NAME, shared.if_packets));
   XDPP_TRY(call_plugin(where, [&] { return spec.instance->before_load(loaded); }).context(where));
   if (origin.previous) XDPP_TRY(carry_over_maps(loaded, origin).context(where));

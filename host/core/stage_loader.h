@@ -29,7 +29,7 @@ Status check_stage_objects(const PipelineSpec& pipeline);
 /// What every stage of a chain shares with the chain's root object, and the chain-wide constants.
 struct SharedMaps {
   int chain;
-  int scratch;
+  int context;  // the packet context (XDPP_CONTEXT_SECTION), one line per CPU
   bool multi_buffer;  // the root's SEC("xdp.frags"): the kernel wants every program of the chain to agree
   std::uint32_t counters_slot;  // the entry of the counters maps this chain writes
   int if_packets;               // packets per interface, counted by the entry stage

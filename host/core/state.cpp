@@ -80,7 +80,7 @@ Status pin_object(const LoadedObject& object, const std::filesystem::path& dir, 
   for (const MapHandle& map : object.maps()) {
     // A pinned PROG_ARRAY keeps its programs in the chain without a daemon: only what persists pins it.
     if (map.type == BPF_MAP_TYPE_PROG_ARRAY && !(dispatcher && persist)) continue;
-    if (!dispatcher && (map.name == XDPP_CHAIN_MAP_NAME || map.name == XDPP_SCRATCH_MAP_NAME)) continue;
+    if (!dispatcher && (map.name == XDPP_CHAIN_MAP_NAME || map.name == XDPP_CONTEXT_SECTION)) continue;
     XDPP_TRY(pin_replacing(map.fd, dir / map_pin_name(map.name), pinned));
   }
   if (persist) XDPP_TRY(pin_replacing(object.prog_fd(), dir / kProgramPinName, pinned));

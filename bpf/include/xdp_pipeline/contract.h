@@ -16,7 +16,7 @@
  * the next daemon knows whether it adopts its own kind or upgrades. Only the test build that rehearses
  * such an upgrade (tests/live/CMakeLists.txt) defines it on the command line. */
 #ifndef XDPP_CONTRACT_VERSION
-#define XDPP_CONTRACT_VERSION 3
+#define XDPP_CONTRACT_VERSION 4
 #endif
 
 /* The kernel allows 33 tail calls per packet (MAX_TAIL_CALL_CNT). The interface runs the stage of slot 0
@@ -31,8 +31,16 @@
 /* Names of the maps every stage of a chain shares (bpf_map__reuse_fd before load). The chain's root object
  * (bpf/dispatcher/dispatcher.bpf.c, pinned as NAME/dispatcher/) creates them; it is never attached. */
 #define XDPP_CHAIN_MAP_NAME "xdpp_chain"
-#define XDPP_SCRATCH_MAP_NAME "xdpp_scratch"
 #define XDPP_COUNTERS_MAP_NAME "xdpp_counters"
+
+/* The packet context of every CPU (contract 4): global data in this ELF section, one 64-byte line (struct
+ * xdpp_packet) per CPU, indexed by the CPU number. Every object that includes stage.h declares it; the chain's
+ * root object creates the map (a one-entry array, like all global data) and every stage reuses it, so that a
+ * stage finds its CPU's context with the CPU number and a shift: no map lookup. Pinned as XDPP_CONTEXT_PIN.
+ * The host refuses to build a chain on a machine with more possible CPUs than XDPP_MAX_CPUS (a power of 2). */
+#define XDPP_CONTEXT_SECTION ".bss.xdpp_ctx"
+#define XDPP_CONTEXT_PIN "packet-context"
+#define XDPP_MAX_CPUS 1024
 
 /* A stage's own global data (contract 3): the variables a stage declares with XDPP_STAGE_DATA (stage.h) live
  * in this ELF section, which libbpf loads as a one-entry, mmapable array map of this name. The program reads

@@ -12,8 +12,8 @@
  *
  * The body returns an XDP action to end the chain here, or XDPP_CONTINUE to hand the packet on.
  *
- * What a stage costs per packet (contract 3; docs/benchmarks.md has the measurements): one inlined per-CPU
- * lookup of the packet context, the body, and either the tail call to the next stage (a direct jump: the
+ * What a stage costs per packet (contract 4; docs/benchmarks.md has the measurements): the CPU number (an
+ * inlined helper) to find the packet context, the body, and either the tail call to the next stage (a direct jump: the
  * key is a load-time constant) or, in the stage where the packet's way ends, one update of that stage's
  * counters. The stage of slot 0 is what the interface runs (there is no dispatcher program in front of
  * it); the host loads it with xdpp_entry = 1, which makes it start the packet's context.
@@ -60,14 +60,22 @@ struct {
 	__type(value, __u32);
 } xdpp_chain SEC(".maps");
 
-/* The parsed packet, one per CPU. Created by the chain's root object, shared by all. (Carrying it in the
- * XDP metadata area instead was measured and costs more here: docs/benchmarks.md.) */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct xdpp_packet);
-} xdpp_scratch SEC(".maps");
+/* The parsed packet, one 64-byte line per CPU, in global data shared by the whole chain (contract.h,
+ * XDPP_CONTEXT_SECTION): the chain's root object creates it and every stage reuses it. A stage finds its
+ * CPU's line with the CPU number (an inlined helper: two loads) and a shift, where contract 3's per-CPU
+ * array took an inlined map lookup; docs/benchmarks.md has both measured. The host refuses a machine with
+ * more possible CPUs than XDPP_MAX_CPUS, so the mask never folds two CPUs onto one line; it is there for
+ * the verifier. (Carrying the context in the XDP metadata area was measured too, and costs more here.) */
+struct xdpp_packet_line {
+	struct xdpp_packet pkt;
+} __attribute__((aligned(64)));
+
+struct xdpp_packet_line xdpp_context[XDPP_MAX_CPUS] SEC(XDPP_CONTEXT_SECTION);
+
+static __always_inline struct xdpp_packet *xdpp_this_cpu_packet(void)
+{
+	return &xdpp_context[bpf_get_smp_processor_id() & (XDPP_MAX_CPUS - 1)].pkt;
+}
 
 /* Packets per receiving interface (xdpp_count_interfaces), indexed by ifindex: an array rather than a hash,
  * so that the verifier inlines the per-CPU lookup. Created by the chain's root object, shared by all. */
@@ -125,21 +133,11 @@ static __always_inline int xdpp_emit(void *ringbuf, void *event, __u64 size, __u
 }
 
 /*
- * Ends the packet's way through this stage: hands it to the next slot, or ends it here and counts it (the
- * one counters update of the packet). A tail call that returns failed (the slot is empty), so the packet
- * "fell off" and takes the default verdict here.
+ * Ends the packet's way here: the one counters update of the packet, in the stage that decided (or where it
+ * fell off: a tail call that returns failed, the slot is empty, and the packet takes the default verdict).
  */
-static __always_inline int xdpp_finish(struct xdp_md *xdp, const struct xdpp_packet *pkt, int verdict)
+static __always_inline int xdpp_end(const struct xdpp_packet *pkt, int verdict, __u64 fell_off)
 {
-	__u64 fell_off = 0;
-
-	if (verdict == XDPP_CONTINUE) {
-		if (xdpp_next_slot != XDPP_NO_NEXT) {
-			bpf_tail_call(xdp, &xdpp_chain, xdpp_next_slot);
-			fell_off = 1;
-		}
-		verdict = xdpp_default_verdict;
-	}
 	/* The verifier needs the index bounded; anything out of range is the program's error. */
 	if (verdict < XDP_ABORTED || verdict > XDP_REDIRECT)
 		verdict = XDP_ABORTED;
@@ -150,6 +148,24 @@ static __always_inline int xdpp_finish(struct xdp_md *xdp, const struct xdpp_pac
 		counters->fell_off += fell_off;
 	}
 	return verdict;
+}
+
+/*
+ * Hands the packet to the next slot, or ends it here. Nothing is kept across the tail call: after one that
+ * failed, the context is found again. So a stage whose body calls no helper keeps only the xdp pointer in
+ * a callee-saved register, and the JIT saves and restores one register per stage instead of four (each
+ * costs, measured in docs/benchmarks.md).
+ */
+static __always_inline int xdpp_finish(struct xdp_md *xdp, const struct xdpp_packet *pkt, int verdict)
+{
+	if (verdict == XDPP_CONTINUE) {
+		if (xdpp_next_slot != XDPP_NO_NEXT) {
+			bpf_tail_call(xdp, &xdpp_chain, xdpp_next_slot);
+			return xdpp_end(xdpp_this_cpu_packet(), xdpp_default_verdict, 1);
+		}
+		verdict = xdpp_default_verdict;
+	}
+	return xdpp_end(pkt, verdict, 0);
 }
 
 /* The entry's count of the packet on its receiving interface. */
@@ -175,22 +191,21 @@ static __always_inline void xdpp_count_interface(struct xdp_md *xdp)
  * Entry duties: only the flag word and the length. parse fills every other field before it sets
  * XDPP_F_PARSED. The first buffer's length stands for the frame's until parse learns the whole length:
  * asking the kernel (bpf_xdp_get_buff_len) on every packet would cost a helper call where most frames have
- * one buffer.
+ * one buffer. The entry finds the context again after its duties rather than keeping the pointer across
+ * the interface count's lookup, so that no stage keeps it in a callee-saved register for that.
  */
 #define XDPP_STAGE(NAME)                                                                        \
 	static __always_inline int NAME##_body(struct xdp_md *xdp, struct xdpp_packet *pkt);   \
 	SEC(XDPP_SEC) int NAME(struct xdp_md *xdp)                                              \
 	{                                                                                       \
-		__u32 zero = 0;                                                                 \
-		struct xdpp_packet *pkt = bpf_map_lookup_elem(&xdpp_scratch, &zero);            \
-		if (!pkt)                                                                       \
-			return XDP_ABORTED;                                                     \
 		if (xdpp_entry) {                                                               \
-			pkt->flags = 0;                                                         \
-			pkt->pkt_len = xdp->data_end - xdp->data;                               \
+			struct xdpp_packet *start = xdpp_this_cpu_packet();                     \
+			start->flags = 0;                                                       \
+			start->pkt_len = xdp->data_end - xdp->data;                             \
 			if (xdpp_count_interfaces)                                              \
 				xdpp_count_interface(xdp);                                      \
 		}                                                                               \
+		struct xdpp_packet *pkt = xdpp_this_cpu_packet();                               \
 		return xdpp_finish(xdp, pkt, NAME##_body(xdp, pkt));                            \
 	}                                                                                       \
 	static __always_inline int NAME##_body
