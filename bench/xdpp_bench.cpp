@@ -507,6 +507,7 @@ struct Options {
   bool quick = false;
   std::string baseline_bpf;     // section 6: the BPF objects from before multi-buffer awareness
   std::string baseline_commit;  // and the commit they were built from, for the text
+  std::string compare;          // section 2: an ablation (bench/ablation/NAME.bpf.c) in the comparison column
 };
 Options opt;
 
@@ -649,7 +650,11 @@ struct Chain {
   int entry_fd() const { return stages.front()->prog_fd(); }
 };
 
+// The name of section 2's comparison column: contract 3's wrapper, or the ablation asked for.
+std::string comparison_name() { return opt.compare.empty() ? "contract 3 wrapper" : "ablation " + opt.compare; }
+
 Chain build_chain(int stages, Noop kind) {
+  const std::string comparison_file = "bench_ablation_" + opt.compare + ".bpf.o";
   Chain chain;
   InterfaceInfo none{.name = "none", .ifindex = 0, .mac = std::nullopt};
   auto builtin = SearchPaths::builtin();
@@ -663,11 +668,13 @@ Chain build_chain(int stages, Noop kind) {
   const char* file = kind == Noop::framework ? "bench_noop.bpf.o"
                      : kind == Noop::bss_key ? "bench_noop_bss.bpf.o"
                      : kind == Noop::direct  ? "bench_noop_direct.bpf.o"
-                                             : "bench_noop_v3.bpf.o";
+                     : opt.compare.empty()   ? "bench_noop_v3.bpf.o"
+                                             : comparison_file.c_str();
   const char* program = kind == Noop::framework ? "noop"
                         : kind == Noop::bss_key ? "noop_bss"
                         : kind == Noop::direct  ? "noop_direct"
-                                                : "noop_v3";
+                        : opt.compare.empty()   ? "noop_v3"
+                                                : "ablation";
   for (int slot = 0; slot < stages; ++slot) {
     auto object = must(LoadedObject::open(bench_object(file), "noop" + std::to_string(slot), none, program), "noop stage");
     std::uint32_t next = slot + 1 < stages ? slot + 1 : XDPP_NO_NEXT;
@@ -827,8 +834,8 @@ ChainTimes time_chains(const ChainSet& set, const std::vector<std::uint8_t>& fra
       slopes[k].push_back(fit(x, y).first);
     }
     progress("  round %d/%d: slope %.2f ns/stage (framework), %.2f (direct tail call only), %.2f (.bss key), %.2f "
-             "(contract 3 wrapper)", round + 1, opt.rounds, slopes[0].back(), slopes[1].back(), slopes[2].back(),
-             slopes[3].back());
+             "(%s)", round + 1, opt.rounds, slopes[0].back(), slopes[1].back(), slopes[2].back(), slopes[3].back(),
+             comparison_name().c_str());
   }
   return times;
 }
@@ -889,7 +896,9 @@ void section_chain() {
         "which the verifier cannot treat as a constant (indirect, retpolined jump);\n"
         "- **contract 3 wrapper**: bench/noop_v3_stage.bpf.c, what every stage did before contract 4 (the context "
         "from a per-CPU array lookup, four callee-saved registers kept across the tail call): the lever of contract 4, "
-        "per stage.\n\n"
+        "per stage" << (opt.compare.empty() ? std::string()
+                        : "; in this run the column holds instead the **" + comparison_name() + "**: bench/ablation/" +
+                              opt.compare + ".bpf.c, one part of the wrapper beside the bare direct tail call") << ".\n\n"
      << "| | cost per added stage (slope, median of per-round fits) | fit of the medians | intercept |\n"
      << "|---|---|---|---|\n"
      << "| framework (key `const volatile` in .rodata) | **" << fmt("%.2f ns", s) << "** "
@@ -899,14 +908,17 @@ void section_chain() {
      << fmt("%.1f ns", intercept[1]) << " |\n"
      << "| .bss key (comparison) | " << fmt("%.2f ns", slope[2]) << " | " << fmt("%.2f ns", fitted[2]) << " | "
      << fmt("%.1f ns", intercept[2]) << " |\n"
-     << "| contract 3 wrapper (comparison) | " << fmt("%.2f ns", slope[3]) << " | " << fmt("%.2f ns", fitted[3])
+     << "| " << comparison_name() << " (comparison) | " << fmt("%.2f ns", slope[3]) << " | " << fmt("%.2f ns", fitted[3])
      << " | " << fmt("%.1f ns", intercept[3]) << " |\n\n"
-     << "Contract 3 minus contract 4 wrapper: " << fmt("%.2f ns", slope[3] - s) << " per stage (median of the "
-        "per-round differences: " << fmt("%.2f ns", median_difference(times.slopes[3], times.slopes[0])) << ").\n\n"
+     << (opt.compare.empty() ? "Contract 3 minus contract 4 wrapper: " : comparison_name() + " minus direct tail call: ")
+     << fmt("%.2f ns", opt.compare.empty() ? slope[3] - s : slope[3] - slope[1]) << " per stage (median of the per-round "
+        "differences: " << fmt("%.2f ns", opt.compare.empty() ? median_difference(times.slopes[3], times.slopes[0])
+                                                              : median_difference(times.slopes[3], times.slopes[1]))
+     << ").\n\n"
      << "Framework minus direct tail call: " << fmt("%.2f ns", s - slope[1]) << " per stage (median of the per-round "
         "differences: " << fmt("%.2f ns", median_difference(times.slopes[0], times.slopes[1])) << ").\n\n";
   md << "<details><summary>ns per packet by chain length (medians)</summary>\n\n| N | framework ns | direct ns | "
-        "contract 3 wrapper ns | .bss key ns |\n|---|---|---|---|---|\n";
+      << comparison_name() << " ns | .bss key ns |\n|---|---|---|---|---|\n";
   for (std::size_t i = 0; i < ns.size(); ++i) {
     auto it = std::find(ns_bss.begin(), ns_bss.end(), ns[i]);
     md << "| " << ns[i] << " | " << fmt("%.1f", y[0][i]) << " | " << fmt("%.1f", y[1][i]) << " | "
@@ -1531,9 +1543,10 @@ int main(int argc, char** argv) {
     else if (a == "--quick") opt.quick = true;
     else if (a == "--baseline-bpf" && i + 1 < argc) opt.baseline_bpf = argv[++i];
     else if (a == "--baseline-commit" && i + 1 < argc) opt.baseline_commit = argv[++i];
+    else if (a == "--compare" && i + 1 < argc) opt.compare = argv[++i];
     else {
       std::fprintf(stderr, "usage: xdpp-bench [--tag NAME] [--rounds N] [--sections 123456] [--quick] "
-                           "[--baseline-bpf DIR [--baseline-commit REF]]\n");
+                           "[--baseline-bpf DIR [--baseline-commit REF]] [--compare regs|stack|cpu|lookup]\n");
       return 2;
     }
   }
