@@ -13,12 +13,11 @@ __u32 noop_bss_next;   /* set by the harness before load (initial value of .bss)
 
 SEC("xdp.frags") int noop_bss(struct xdp_md *xdp)
 {
-	if (xdpp_entry) {
-		struct xdpp_packet *start = xdpp_this_cpu_packet();
-		start->flags = 0;
-		start->pkt_len = xdp->data_end - xdp->data;
-	}
 	struct xdpp_packet *pkt = xdpp_this_cpu_packet();
+	if (xdpp_entry) {
+		pkt->flags = 0;
+		pkt->pkt_len = xdp->data_end - xdp->data;
+	}
 	if (xdpp_next_slot != XDPP_NO_NEXT) {
 		bpf_tail_call(xdp, &xdpp_chain, noop_bss_next);
 		return xdpp_end(xdpp_this_cpu_packet(), xdpp_default_verdict, 1);

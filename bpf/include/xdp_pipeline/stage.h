@@ -191,21 +191,22 @@ static __always_inline void xdpp_count_interface(struct xdp_md *xdp)
  * Entry duties: only the flag word and the length. parse fills every other field before it sets
  * XDPP_F_PARSED. The first buffer's length stands for the frame's until parse learns the whole length:
  * asking the kernel (bpf_xdp_get_buff_len) on every packet would cost a helper call where most frames have
- * one buffer. The entry finds the context again after its duties rather than keeping the pointer across
- * the interface count's lookup, so that no stage keeps it in a callee-saved register for that.
+ * one buffer. Where it counts interfaces, the entry finds the context again after that count's lookup
+ * rather than keeping the pointer across it in a callee-saved register.
  */
 #define XDPP_STAGE(NAME)                                                                        \
 	static __always_inline int NAME##_body(struct xdp_md *xdp, struct xdpp_packet *pkt);   \
 	SEC(XDPP_SEC) int NAME(struct xdp_md *xdp)                                              \
 	{                                                                                       \
-		if (xdpp_entry) {                                                               \
-			struct xdpp_packet *start = xdpp_this_cpu_packet();                     \
-			start->flags = 0;                                                       \
-			start->pkt_len = xdp->data_end - xdp->data;                             \
-			if (xdpp_count_interfaces)                                              \
-				xdpp_count_interface(xdp);                                      \
-		}                                                                               \
 		struct xdpp_packet *pkt = xdpp_this_cpu_packet();                               \
+		if (xdpp_entry) {                                                               \
+			pkt->flags = 0;                                                         \
+			pkt->pkt_len = xdp->data_end - xdp->data;                               \
+			if (xdpp_count_interfaces) {                                            \
+				xdpp_count_interface(xdp);                                      \
+				pkt = xdpp_this_cpu_packet();                                   \
+			}                                                                       \
+		}                                                                               \
 		return xdpp_finish(xdp, pkt, NAME##_body(xdp, pkt));                            \
 	}                                                                                       \
 	static __always_inline int NAME##_body
