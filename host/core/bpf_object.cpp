@@ -138,11 +138,38 @@ Result<std::unique_ptr<LoadedObject>> LoadedObject::open(const std::filesystem::
   return self;
 }
 
+namespace {
+
+// libbpf adds BPF_F_XDP_HAS_FRAGS for SEC("xdp.frags") only in the load request, not to the program's
+// flags: the section name says it.
+bool is_multi_buffer(const bpf_program* program) {
+  const std::string section = bpf_program__section_name(program);
+  return (bpf_program__flags(program) & BPF_F_XDP_HAS_FRAGS) != 0 || section == "xdp.frags" ||
+         section.rfind("xdp.frags/", 0) == 0;
+}
+
+// Whether the programs of a BPF object file are multi-buffer aware, read from the file (nothing loaded). The
+// kernel does not report BPF_F_XDP_HAS_FRAGS for a loaded program, so an adopted program is known by the
+// file it was loaded from; a file that cannot be read is taken to be what <xdp_pipeline/stage.h> builds
+// (multi-buffer): were it not, the kernel would refuse the mismatched program at the chain's update.
+bool file_is_multi_buffer(const std::filesystem::path& file) {
+  bpf_object* object = bpf_object__open_file(file.c_str(), nullptr);
+  if (!object || libbpf_get_error(object)) return true;
+  bool multi_buffer = true;
+  bpf_program* program;
+  bpf_object__for_each_program(program, object) multi_buffer = is_multi_buffer(program);
+  bpf_object__close(object);
+  return multi_buffer;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<LoadedObject>> LoadedObject::adopt(const std::filesystem::path& pins, std::string stage_name,
                                                           const InterfaceInfo& interface, std::filesystem::path file,
                                                           std::string digest) {
   std::unique_ptr<LoadedObject> self(new LoadedObject());
   self->file_ = std::move(file);
+  self->adopted_multi_buffer_ = file_is_multi_buffer(self->file_);
   self->digest_ = std::move(digest);
   self->stage_name_ = std::move(stage_name);
   self->interface_ = interface;
@@ -255,13 +282,7 @@ Status LoadedObject::load() {
 
 int LoadedObject::prog_fd() const { return adopted() ? adopted_program_.get() : bpf_program__fd(program_); }
 
-bool LoadedObject::multi_buffer() const {
-  // libbpf adds BPF_F_XDP_HAS_FRAGS for SEC("xdp.frags") only in the load request, not to the program's
-  // flags: the section name says it.
-  const std::string section = bpf_program__section_name(program_);
-  return (bpf_program__flags(program_) & BPF_F_XDP_HAS_FRAGS) != 0 || section == "xdp.frags" ||
-         section.rfind("xdp.frags/", 0) == 0;
-}
+bool LoadedObject::multi_buffer() const { return adopted() ? adopted_multi_buffer_ : is_multi_buffer(program_); }
 
 std::uint32_t LoadedObject::prog_id() const {
   bpf_prog_info info{};

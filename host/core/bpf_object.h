@@ -125,6 +125,7 @@ class LoadedObject final : public StageObject {
   std::string digest_;
   std::map<std::string, UniqueFd, std::less<>> adopted_maps_;  // adopted: map name -> fd from its pin
   UniqueFd adopted_program_;
+  bool adopted_multi_buffer_ = true;  // adopted: whether the recorded file's program is SEC("xdp.frags")
   std::filesystem::path file_;
   std::string stage_name_;
   InterfaceInfo interface_;

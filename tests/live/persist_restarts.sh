@@ -8,6 +8,7 @@
 #   - metadata events of packets sent while no daemon ran are delivered by the next one: as many as packets;
 #   - a zombie (a killed daemon its parent has not reaped) does not keep the name: the next run adopts; a
 #     second run while a daemon lives is refused before it loads anything, and removes nothing;
+#   - a swap after adoption loads a program that shares the running chain's packet context (the pinned map);
 #   - a run over a record that cannot be read (a key of the wrong type) is refused, naming the key, and
 #     leaves the pipeline running;
 #   - detach leaves the interface without a program and /sys/fs/bpf and /run clean; a second detach says
@@ -104,6 +105,25 @@ ctl_ok set ping-lb "backends=[{ ip = \"$LAB_IP_BE1\", mac = \"$LAB_MAC_BE1\" }, 
 read -r sent received < <(ping_chunk 10 "$T/after-second.txt")
 ((sent == 10 && received == 10)) || fail "after the refused second run: $received of $sent pings answered"
 ok "a second run while the daemon lives is refused before loading anything: $(head -n 1 <<<"$second")"
+
+# --- a swap after adoption shares the running chain's packet context ------------------------------------
+# The daemon adopted the chain from its pins; a program it loads now must use the context map the running
+# stages use (pinned as dispatcher/packet-context), or it would read lines nobody writes.
+context_id=$(bpftool -j map show pinned "/sys/fs/bpf/xdp-pipeline/$PIPELINE_NAME/dispatcher/packet-context" | jq .id)
+[[ $context_id =~ ^[0-9]+$ ]] || fail "no packet context pinned under dispatcher/: $context_id"
+uses_context() { bpftool -j prog show id "$1" | jq -e --argjson m "$context_id" '.map_ids | index($m) != null' >/dev/null; }
+before=$(status_json)
+parse_id=$(jq '.stages[] | select(.name == "parse") | .prog_id' <<<"$before")
+uses_context "$parse_id" || fail "the adopted parse (prog $parse_id) does not use the pinned packet context $context_id"
+ctl_ok swap ping-lb
+after=$(status_json)
+lb_id=$(jq '.stages[] | select(.name == "ping-lb") | .prog_id' <<<"$after")
+[[ $lb_id != "$(jq '.stages[] | select(.name == "ping-lb") | .prog_id' <<<"$before")" ]] || fail "the swap did not load a new ping-lb"
+uses_context "$lb_id" || fail "ping-lb swapped in after adoption (prog $lb_id) does not use the packet context $context_id"
+read -r sent received < <(ping_chunk 10 "$T/after-swap.txt")
+((sent == 10 && received == 10)) || fail "after the swap: $received of $sent pings answered"
+assert_alternating "$T/after-swap.txt" "after the swap"
+ok "a swap after adoption shares the running chain's packet context (map $context_id): pings answered, alternating"
 
 # --- detach --------------------------------------------------------------------------------------------
 expect_exit1 "detach while a daemon runs" "$XDPP" detach "$PIPELINE_NAME"
