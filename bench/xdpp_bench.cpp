@@ -642,7 +642,7 @@ void section_per_packet() {
 
 // A chain of no-op stages as host/pipeline.cpp builds one: the root object creates the shared maps, the stage
 // of slot 0 is the entry (what an interface would run), each stage's next slot a load-time constant.
-enum class Noop { framework, bss_key, direct, contract1 };
+enum class Noop { framework, bss_key, direct, comparison };
 
 struct Chain {
   std::unique_ptr<LoadedObject> root;
@@ -694,6 +694,12 @@ Chain build_chain(int stages, Noop kind) {
     }
     must(object->reuse_map(XDPP_CHAIN_MAP_NAME, chain_fd), "reuse chain");
     if (kind != Noop::direct) must(object->reuse_map(XDPP_CONTEXT_SECTION, context_fd), "reuse packet context");
+    // Contract 3's per-CPU context array (and the lookup ablation's) was one map that the whole chain shared.
+    if (kind == Noop::comparison && slot > 0)
+      for (const char* shared : {"xdpp_scratch", "ablation_scratch"})
+        if (bpf_object__find_map_by_name(object->raw(), shared))
+          must(object->reuse_map(shared, must(chain.stages.front()->map(shared), "per-CPU context").fd),
+               "reuse per-CPU context");
     must(object->load(), "noop load");
     chain.stages.push_back(std::move(object));
   }
@@ -792,7 +798,7 @@ ChainSet load_chains(const std::vector<std::uint8_t>& frame) {
   for (int n = 1; n <= XDPP_MAX_STAGES; ++n) set.ns.push_back(n);
   set.ns_bss = {1, 2, 4, 8, 12, 16, 20, 24, 28, 33};
   // Kinds 0, 1 and 3 at every length; the .bss key (2) at some.
-  const Noop kinds[kChainKinds] = {Noop::framework, Noop::direct, Noop::bss_key, Noop::contract1};
+  const Noop kinds[kChainKinds] = {Noop::framework, Noop::direct, Noop::bss_key, Noop::comparison};
   for (int k = 0; k < kChainKinds; ++k)
     for (int n : set.lengths(k)) set.chains[k].push_back(build_chain(n, kinds[k]));
   progress("  %zu + %zu + %zu + %zu chains loaded", set.chains[0].size(), set.chains[1].size(), set.chains[2].size(),
@@ -888,7 +894,7 @@ void section_chain() {
      << repeat << ", " << opt.rounds
      << " rounds, all lengths and kinds interleaved. Each chain was checked to end at its last stage (the last "
         "stage's default verdict is DROP, a packet that falls off gets PASS), including N = 33 (32 tail calls).\n\n"
-        "- **framework**: bench/noop_stage.bpf.c, XDPP_STAGE returning XDPP_CONTINUE (context lookup, the direct "
+        "- **framework**: bench/noop_stage.bpf.c, XDPP_STAGE returning XDPP_CONTINUE (the CPU number for the context, the direct "
         "tail call; the counters update once, in the last stage);\n"
         "- **direct tail call only**: bench/noop_direct.bpf.c, a program that only makes the same direct tail call "
         "(the floor of chaining);\n"

@@ -230,16 +230,17 @@ void print_summary(const Tally& tally, const CommandOptions& options) {
 }
 
 // One packet of the capture through the chain: printed, counted and (--out) written.
-Status replay_packet(Pipeline& pipeline, const pcap_pkthdr& header, std::span<const std::uint8_t> frame,
-                     std::size_t index, const CommandOptions& options, Output& output, Tally& tally) {
+Status replay_packet(Pipeline& pipeline, const PacketContexts& contexts, const pcap_pkthdr& header,
+                     std::span<const std::uint8_t> frame, std::size_t index, const CommandOptions& options,
+                     Output& output, Tally& tally) {
   auto result = TestRunner(pipeline).run(frame);
   if (!result) return fail("packet ", std::to_string(index), ": ", result.error().message);
   ++tally.packets;
-  // The entry stage clears the per-CPU context and parse flags what it could not read; every
-  // packet of a replay runs on this one CPU (pin_to_one_cpu), so its context is this packet's.
+  // The entry stage clears this CPU's context and parse flags what it could not read; every packet of a
+  // replay runs on this one CPU (pin_to_one_cpu), so its context is this packet's.
   bool malformed = false;
   if (int cpu = sched_getcpu(); cpu >= 0)
-    if (auto context = packet_context(pipeline, cpu)) malformed = context->flags & XDPP_F_MALFORMED;
+    if (auto context = contexts.of(cpu)) malformed = context->flags & XDPP_F_MALFORMED;
   if (malformed) ++tally.malformed;
   const std::uint64_t capture_ns =
       std::uint64_t(header.ts.tv_sec) * 1000000000ull + std::uint64_t(header.ts.tv_usec) * 1000ull;
@@ -283,6 +284,11 @@ int command_replay(const CommandOptions& options) {
     }
 
   pin_to_one_cpu();
+  auto contexts = PacketContexts::map(**pipeline);
+  if (!contexts) {
+    log::error(contexts.error().message);
+    return kExitFailure;
+  }
   Tally tally;
   for (std::size_t index = 0;; ++index) {
     pcap_pkthdr* header = nullptr;
@@ -299,7 +305,7 @@ int command_replay(const CommandOptions& options) {
       print_skipped(index, frame.size(), options.json);
       continue;
     }
-    if (auto done = replay_packet(**pipeline, *header, frame, index, options, output, tally); !done) {
+    if (auto done = replay_packet(**pipeline, *contexts, *header, frame, index, options, output, tally); !done) {
       log::error(done.error().message);
       return kExitFailure;
     }

@@ -17,6 +17,9 @@ static_assert(sizeof(xdpp_packet) == 60);
 // One 64-byte line per CPU in the packet context section (stage.h), indexed by CPU number & (XDPP_MAX_CPUS - 1).
 static_assert(sizeof(xdpp_packet) <= 64);
 static_assert((XDPP_MAX_CPUS & (XDPP_MAX_CPUS - 1)) == 0, "XDPP_MAX_CPUS is a power of 2 (stage.h masks with it)");
+// libbpf names a custom section's map by the section name only while it fits a kernel object name (15
+// characters); longer, it would be truncated, and the host finds the map by that name.
+static_assert(sizeof(XDPP_CONTEXT_SECTION) <= 16);
 static_assert(offsetof(xdpp_packet, flags) == 0);
 static_assert(offsetof(xdpp_packet, eth_proto) == 4);
 static_assert(offsetof(xdpp_packet, l3_off) == 6);

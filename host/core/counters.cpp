@@ -13,6 +13,8 @@ namespace xdpp {
 
 namespace {
 
+constexpr std::size_t kContextLine = 64;  // struct xdpp_packet_line (stage.h)
+
 // Per-CPU map values are laid out at 8-byte strides.
 std::size_t percpu_stride(std::size_t size) { return (size + 7) / 8 * 8; }
 
@@ -166,18 +168,30 @@ Result<InterfaceTotals> interface_counters(const Pipeline& pipeline, int ifindex
   return read_interface_counters(map->fd, ifindex);
 }
 
-Result<xdpp_packet> packet_context(const Pipeline& pipeline, int cpu) {
+Result<PacketContexts> PacketContexts::map(const Pipeline& pipeline) {
   auto map = pipeline.root_object().map(XDPP_CONTEXT_SECTION);
   if (!map) return map.error();
-  constexpr std::size_t kLine = 64;  // struct xdpp_packet_line (stage.h)
-  if (cpu < 0 || static_cast<std::size_t>(cpu) >= map->value_size / kLine) return fail("no CPU ", std::to_string(cpu));
-  std::vector<std::uint8_t> lines(map->value_size);
-  const std::uint32_t key = 0;
-  if (bpf_map_lookup_elem(map->fd, &key, lines.data()) != 0)
-    return fail("packet context: ", std::strerror(errno));
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus < 0) return fail("cannot count the possible CPUs: ", std::strerror(-cpus));
+  if (map->value_size < static_cast<std::size_t>(cpus) * kContextLine)
+    return fail("packet context: ", std::to_string(map->value_size), " bytes hold fewer than ", std::to_string(cpus),
+                " CPUs' lines");
+  auto data = map->mmap<xdpp_packet>();
+  if (!data) return data.error();
+  return PacketContexts(std::move(*data), cpus);
+}
+
+Result<xdpp_packet> PacketContexts::of(int cpu) const {
+  if (cpu < 0 || cpu >= cpus_) return fail("no CPU ", std::to_string(cpu));
   xdpp_packet packet;
-  std::memcpy(&packet, lines.data() + static_cast<std::size_t>(cpu) * kLine, sizeof packet);
+  std::memcpy(&packet, &data_.as<const std::uint8_t>() + static_cast<std::size_t>(cpu) * kContextLine, sizeof packet);
   return packet;
+}
+
+Result<xdpp_packet> packet_context(const Pipeline& pipeline, int cpu) {
+  auto contexts = PacketContexts::map(pipeline);
+  if (!contexts) return contexts.error();
+  return contexts->of(cpu);
 }
 
 }  // namespace xdpp

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <xdp_pipeline/plugin.h>
 #include <xdp_pipeline/result.h>
 
 extern "C" {
@@ -69,7 +70,21 @@ Result<ChainCounters> chain_counters(const Pipeline& pipeline);
 Result<CounterTotals> stage_counters(const Pipeline& pipeline, int index);
 /// What the pipeline received on interface `ifindex` (counted by the entry stage when attached to several).
 Result<InterfaceTotals> interface_counters(const Pipeline& pipeline, int ifindex);
-/// The per-CPU packet context that parse filled, as CPU `cpu` last left it.
+/// The packet context of every CPU (XDPP_CONTEXT_SECTION, one line per CPU), mapped into this process once:
+/// for reading it packet after packet (replay).
+class PacketContexts {
+ public:
+  static Result<PacketContexts> map(const Pipeline& pipeline);
+  /// The context CPU `cpu` last left (what parse filled for its last packet).
+  Result<xdpp_packet> of(int cpu) const;
+
+ private:
+  PacketContexts(MappedData data, int cpus) : data_(std::move(data)), cpus_(cpus) {}
+  MappedData data_;
+  int cpus_;  // possible CPUs, each with its line
+};
+
+/// The packet context that CPU `cpu` last left (maps the contexts for this one read).
 Result<xdpp_packet> packet_context(const Pipeline& pipeline, int cpu);
 
 }  // namespace xdpp

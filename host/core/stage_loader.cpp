@@ -40,6 +40,19 @@ Result<std::unique_ptr<LoadedObject>> open_stage_object(const StageSpec& spec, c
   return object;
 }
 
+// The packet context section a stage object declares must be the one this host's chains share: as many
+// 64-byte lines as XDPP_MAX_CPUS (a stage built with another XDPP_MAX_CPUS would mask CPU numbers with it).
+Status check_context_section(const LoadedObject& object, const std::string& where) {
+  constexpr std::size_t expected = std::size_t(XDPP_MAX_CPUS) * 64;
+  const bpf_map* map = bpf_object__find_map_by_name(object.raw(), XDPP_CONTEXT_SECTION);
+  if (!map) return fail(where, ": no packet context section '", XDPP_CONTEXT_SECTION, "'; build it with <xdp_pipeline/stage.h>");
+  if (bpf_map__value_size(map) != expected)
+    return fail(where, ": its packet context holds ", std::to_string(bpf_map__value_size(map)), " bytes, this host's ",
+                std::to_string(expected), " (XDPP_MAX_CPUS ", std::to_string(XDPP_MAX_CPUS),
+                " lines of 64 bytes): rebuild the stage against this xdp-pipeline's headers");
+  return {};
+}
+
 // The packet context has one line per CPU, indexed by the CPU number masked with XDPP_MAX_CPUS - 1: on a
 // machine with more possible CPUs two of them would share a line and corrupt each other's packets.
 Status check_cpu_count() {
@@ -66,9 +79,9 @@ Status check_stage_objects(const PipelineSpec& pipeline) {
     for (const char* constant : {"xdpp_next_slot", "xdpp_default_verdict", "xdpp_entry", "xdpp_counters_slot"})
       if (!(*object)->has_constant(constant))
         return fail(where, ": BPF object ", spec.object_path.string(), ": no constant '", constant, "'");
-    for (const char* map : {XDPP_CHAIN_MAP_NAME, XDPP_CONTEXT_SECTION})
-      if (!bpf_object__find_map_by_name((*object)->raw(), map))
-        return fail(where, ": BPF object ", spec.object_path.string(), ": no map '", map, "'");
+    if (!bpf_object__find_map_by_name((*object)->raw(), XDPP_CHAIN_MAP_NAME))
+      return fail(where, ": BPF object ", spec.object_path.string(), ": no map '", XDPP_CHAIN_MAP_NAME, "'");
+    XDPP_TRY(check_context_section(**object, where + ": BPF object " + spec.object_path.string()));
   }
   return {};
 }
@@ -78,6 +91,9 @@ Result<SharedMaps> shared_maps_of(const LoadedObject& root, std::uint32_t counte
   auto context = root.map(XDPP_CONTEXT_SECTION);
   auto if_packets = root.map(XDPP_IF_COUNTERS_MAP_NAME);
   if (!chain || !context || !if_packets) return fail("dispatcher: shared maps missing");
+  if (context->value_size != std::size_t(XDPP_MAX_CPUS) * 64)
+    return fail("dispatcher: its packet context holds ", std::to_string(context->value_size), " bytes, not ",
+                std::to_string(XDPP_MAX_CPUS), " lines of 64");
   XDPP_TRY(check_cpu_count());
   return SharedMaps{.chain = chain->fd, .context = context->fd, .multi_buffer = root.multi_buffer(),
                     .counters_slot = counters_slot, .if_packets = if_packets->fd,
@@ -150,6 +166,7 @@ Result<std::unique_ptr<LoadedObject>> load_stage_object(const StageSpec& spec, c
   XDPP_TRY(loaded.set_constant("xdpp_counters_slot", shared.counters_slot));
   XDPP_TRY(loaded.set_constant("xdpp_count_interfaces", entry ? shared.count_interfaces : 0u));
   XDPP_TRY(loaded.reuse_map(XDPP_CHAIN_MAP_NAME, shared.chain));
+  XDPP_TRY(check_context_section(loaded, where));
   XDPP_TRY(loaded.reuse_map(XDPP_CONTEXT_SECTION, shared.context));
   XDPP_TRY(loaded.reuse_map(XDPP_IF_COUNTERS_MAP_NAME, shared.if_packets));
   XDPP_TRY(call_plugin(where, [&] { return spec.instance->before_load(loaded); }).context(where));

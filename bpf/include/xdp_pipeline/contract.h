@@ -74,9 +74,9 @@ enum xdpp_packet_flags {
 };
 
 /*
- * What parse learnt about the packet, for every later stage. Lives in a per-CPU array (one entry) that
- * the first stage of the chain resets (flags = 0) on entry: an XDP program runs to completion on one CPU,
- * so the entry belongs to this packet until the chain ends.
+ * What parse learnt about the packet, for every later stage. Lives in this CPU's line of the packet context
+ * (XDPP_CONTEXT_SECTION above), which the first stage of the chain resets (flags = 0) on entry: an XDP
+ * program runs to completion on one CPU, so the line belongs to this packet until the chain ends.
  *
  * Offsets are from ctx->data. Addresses are in network byte order (IPv4 in the first 4 bytes of the 16);
  * ports in host byte order, 0 where the protocol has none or the packet is a non-first fragment.

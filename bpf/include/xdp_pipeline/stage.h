@@ -152,9 +152,10 @@ static __always_inline int xdpp_end(const struct xdpp_packet *pkt, int verdict, 
 
 /*
  * Hands the packet to the next slot, or ends it here. Nothing is kept across the tail call: after one that
- * failed, the context is found again. So a stage whose body calls no helper keeps only the xdp pointer in
- * a callee-saved register, and the JIT saves and restores one register per stage instead of four (each
- * costs, measured in docs/benchmarks.md).
+ * failed, the context is found again. So the wrapper itself keeps only the xdp pointer across a call on the
+ * way to the tail call, and the context's CPU number and the verdict across the counters' lookup where the
+ * packet ends: the JIT saves and restores two callee-saved registers in a stage whose body calls no helper,
+ * where contract 3's wrapper needed four (each costs, measured in docs/benchmarks.md).
  */
 static __always_inline int xdpp_finish(struct xdp_md *xdp, const struct xdpp_packet *pkt, int verdict)
 {
