@@ -246,7 +246,8 @@ Status LiveChanges::reconfigure_stages(const SettingsChanges& changes, const std
     Status done;
     if (change.needs_swap) {
       done = swap_stage(change.live->spec.name,
-                        SwapRequest{.instance = change.instance, .settings = *change.settings, .reset_state = reset_state});
+                        SwapRequest{.object = {}, .plugin = {}, .instance = change.instance, .settings = *change.settings,
+                                    .plugin_file = {}, .plugin_signature = {}, .reset_state = reset_state});
     } else {
       StageSpec next = change.live->spec;
       next.instance = change.instance;
