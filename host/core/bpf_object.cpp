@@ -68,6 +68,12 @@ std::string prog_tag(int prog_fd) {
   return text;
 }
 
+Result<int> possible_cpus() {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return fail("cannot count the possible CPUs: ", std::strerror(cpus < 0 ? -cpus : EINVAL));
+  return cpus;
+}
+
 namespace {
 // The global data sections the host pins, and their pin names.
 constexpr std::pair<const char*, const char*> kSectionPins[] = {{XDPP_STAGE_DATA_SECTION, XDPP_STAGE_DATA_PIN},

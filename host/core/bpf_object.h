@@ -46,6 +46,9 @@ std::string file_sha256(const std::filesystem::path& file);
 /// A loaded program's tag (the kernel's hash of its instructions), in hex ("" on error).
 std::string prog_tag(int prog_fd);
 
+/// The number of possible CPUs (what per-CPU maps and the packet context are sized by).
+Result<int> possible_cpus();
+
 /// libbpf's maps for global data (.rodata, .bss, .data, .kconfig): not state, never pinned or carried over.
 /// A stage's own data section (XDPP_STAGE_DATA_SECTION, contract 3) is state like its maps, and the chain's
 /// packet context (XDPP_CONTEXT_SECTION, contract 4) is shared like the chain's maps.

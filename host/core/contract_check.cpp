@@ -14,8 +14,8 @@ static_assert(XDPP_CONTRACT_VERSION == 4, "contract changed: review the layouts 
 static_assert(XDPP_MAX_STAGES == 33, "the kernel allows 33 tail calls per packet");
 
 static_assert(sizeof(xdpp_packet) == 60);
-// One 64-byte line per CPU in the packet context section (stage.h), indexed by CPU number & (XDPP_MAX_CPUS - 1).
-static_assert(sizeof(xdpp_packet) <= 64);
+// One line per CPU in the packet context section (stage.h), indexed by CPU number & (XDPP_MAX_CPUS - 1).
+static_assert(sizeof(xdpp_packet) <= XDPP_CONTEXT_LINE);
 static_assert((XDPP_MAX_CPUS & (XDPP_MAX_CPUS - 1)) == 0, "XDPP_MAX_CPUS is a power of 2 (stage.h masks with it)");
 // libbpf names a custom section's map by the section name only while it fits a kernel object name (15
 // characters); longer, it would be truncated, and the host finds the map by that name.

@@ -13,20 +13,18 @@ namespace xdpp {
 
 namespace {
 
-constexpr std::size_t kContextLine = 64;  // struct xdpp_packet_line (stage.h)
-
 // Per-CPU map values are laid out at 8-byte strides.
 std::size_t percpu_stride(std::size_t size) { return (size + 7) / 8 * 8; }
 
 template <class T>
 Result<std::vector<T>> read_percpu(int fd, const char* what, std::uint32_t key = 0) {
-  int cpus = libbpf_num_possible_cpus();
-  if (cpus <= 0) return fail("cannot count CPUs");
+  auto cpus = possible_cpus();
+  if (!cpus) return cpus.error();
   std::size_t stride = percpu_stride(sizeof(T));
-  std::vector<std::uint8_t> raw(stride * cpus);
+  std::vector<std::uint8_t> raw(stride * *cpus);
   if (bpf_map_lookup_elem(fd, &key, raw.data()) != 0) return fail(what, ": ", std::strerror(errno));
-  std::vector<T> values(cpus);
-  for (int cpu = 0; cpu < cpus; ++cpu) std::memcpy(&values[cpu], raw.data() + cpu * stride, sizeof(T));
+  std::vector<T> values(*cpus);
+  for (int cpu = 0; cpu < *cpus; ++cpu) std::memcpy(&values[cpu], raw.data() + cpu * stride, sizeof(T));
   return values;
 }
 
@@ -92,9 +90,9 @@ Result<xdpp_counters> read_stage_counters(int map_fd, std::uint32_t slot) {
 }
 
 Status zero_counters_slot(int map_fd, std::uint32_t slot) {
-  int cpus = libbpf_num_possible_cpus();
-  if (cpus <= 0) return fail("cannot count CPUs");
-  std::vector<std::uint8_t> zeros(percpu_stride(sizeof(xdpp_counters)) * cpus, 0);
+  auto cpus = possible_cpus();
+  if (!cpus) return cpus.error();
+  std::vector<std::uint8_t> zeros(percpu_stride(sizeof(xdpp_counters)) * *cpus, 0);
   if (bpf_map_update_elem(map_fd, &slot, zeros.data(), BPF_ANY) != 0)
     return fail("counters slot ", std::to_string(slot), ": ", std::strerror(errno));
   return {};
@@ -171,20 +169,20 @@ Result<InterfaceTotals> interface_counters(const Pipeline& pipeline, int ifindex
 Result<PacketContexts> PacketContexts::map(const Pipeline& pipeline) {
   auto map = pipeline.root_object().map(XDPP_CONTEXT_SECTION);
   if (!map) return map.error();
-  const int cpus = libbpf_num_possible_cpus();
-  if (cpus < 0) return fail("cannot count the possible CPUs: ", std::strerror(-cpus));
-  if (map->value_size < static_cast<std::size_t>(cpus) * kContextLine)
-    return fail("packet context: ", std::to_string(map->value_size), " bytes hold fewer than ", std::to_string(cpus),
+  auto cpus = possible_cpus();
+  if (!cpus) return cpus.error();
+  if (map->value_size < static_cast<std::size_t>(*cpus) * XDPP_CONTEXT_LINE)
+    return fail("packet context: ", std::to_string(map->value_size), " bytes hold fewer than ", std::to_string(*cpus),
                 " CPUs' lines");
   auto data = map->mmap<xdpp_packet>();
   if (!data) return data.error();
-  return PacketContexts(std::move(*data), cpus);
+  return PacketContexts(std::move(*data), *cpus);
 }
 
 Result<xdpp_packet> PacketContexts::of(int cpu) const {
   if (cpu < 0 || cpu >= cpus_) return fail("no CPU ", std::to_string(cpu));
   xdpp_packet packet;
-  std::memcpy(&packet, &data_.as<const std::uint8_t>() + static_cast<std::size_t>(cpu) * kContextLine, sizeof packet);
+  std::memcpy(&packet, &data_.as<const std::uint8_t>() + static_cast<std::size_t>(cpu) * XDPP_CONTEXT_LINE, sizeof packet);
   return packet;
 }
 

@@ -2,7 +2,6 @@
 
 #include <bpf/libbpf.h>
 
-#include <cstring>
 #include <exception>
 
 #include "bpf_object.h"
@@ -40,26 +39,28 @@ Result<std::unique_ptr<LoadedObject>> open_stage_object(const StageSpec& spec, c
   return object;
 }
 
-// The packet context section a stage object declares must be the one this host's chains share: as many
-// 64-byte lines as XDPP_MAX_CPUS (a stage built with another XDPP_MAX_CPUS would mask CPU numbers with it).
+// The size of the packet context section: one line per CPU, XDPP_MAX_CPUS of them.
+constexpr std::size_t kContextBytes = std::size_t(XDPP_MAX_CPUS) * XDPP_CONTEXT_LINE;
+
+// The packet context section a stage object declares must be the one this host's chains share
+// (a stage built with another XDPP_MAX_CPUS would mask CPU numbers with it).
 Status check_context_section(const LoadedObject& object, const std::string& where) {
-  constexpr std::size_t expected = std::size_t(XDPP_MAX_CPUS) * 64;
   const bpf_map* map = bpf_object__find_map_by_name(object.raw(), XDPP_CONTEXT_SECTION);
   if (!map) return fail(where, ": no packet context section '", XDPP_CONTEXT_SECTION, "'; build it with <xdp_pipeline/stage.h>");
-  if (bpf_map__value_size(map) != expected)
+  if (bpf_map__value_size(map) != kContextBytes)
     return fail(where, ": its packet context holds ", std::to_string(bpf_map__value_size(map)), " bytes, this host's ",
-                std::to_string(expected), " (XDPP_MAX_CPUS ", std::to_string(XDPP_MAX_CPUS),
-                " lines of 64 bytes): rebuild the stage against this xdp-pipeline's headers");
+                std::to_string(kContextBytes), " (XDPP_MAX_CPUS ", std::to_string(XDPP_MAX_CPUS), " lines of ",
+                std::to_string(XDPP_CONTEXT_LINE), " bytes): rebuild the stage against this xdp-pipeline's headers");
   return {};
 }
 
 // The packet context has one line per CPU, indexed by the CPU number masked with XDPP_MAX_CPUS - 1: on a
 // machine with more possible CPUs two of them would share a line and corrupt each other's packets.
 Status check_cpu_count() {
-  const int cpus = libbpf_num_possible_cpus();
-  if (cpus < 0) return fail("cannot count the possible CPUs: ", std::strerror(-cpus));
-  if (cpus > XDPP_MAX_CPUS)
-    return fail("this machine has ", std::to_string(cpus), " possible CPUs and the packet context holds ",
+  auto cpus = possible_cpus();
+  if (!cpus) return cpus.error();
+  if (*cpus > XDPP_MAX_CPUS)
+    return fail("this machine has ", std::to_string(*cpus), " possible CPUs and the packet context holds ",
                 std::to_string(XDPP_MAX_CPUS), ": rebuild xdp-pipeline with a larger XDPP_MAX_CPUS (a power of 2) in "
                 "bpf/include/xdp_pipeline/contract.h");
   return {};
@@ -91,9 +92,9 @@ Result<SharedMaps> shared_maps_of(const LoadedObject& root, std::uint32_t counte
   auto context = root.map(XDPP_CONTEXT_SECTION);
   auto if_packets = root.map(XDPP_IF_COUNTERS_MAP_NAME);
   if (!chain || !context || !if_packets) return fail("dispatcher: shared maps missing");
-  if (context->value_size != std::size_t(XDPP_MAX_CPUS) * 64)
+  if (context->value_size != kContextBytes)
     return fail("dispatcher: its packet context holds ", std::to_string(context->value_size), " bytes, not ",
-                std::to_string(XDPP_MAX_CPUS), " lines of 64");
+                std::to_string(kContextBytes));
   XDPP_TRY(check_cpu_count());
   return SharedMaps{.chain = chain->fd, .context = context->fd, .multi_buffer = root.multi_buffer(),
                     .counters_slot = counters_slot, .if_packets = if_packets->fd,

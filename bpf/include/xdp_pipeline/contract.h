@@ -41,6 +41,7 @@
 #define XDPP_CONTEXT_SECTION ".bss.xdpp_ctx"
 #define XDPP_CONTEXT_PIN "packet-context"
 #define XDPP_MAX_CPUS 1024
+#define XDPP_CONTEXT_LINE 64   /* bytes per CPU: struct xdpp_packet, aligned to a cache line */
 
 /* A stage's own global data (contract 3): the variables a stage declares with XDPP_STAGE_DATA (stage.h) live
  * in this ELF section, which libbpf loads as a one-entry, mmapable array map of this name. The program reads

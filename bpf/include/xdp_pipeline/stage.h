@@ -68,7 +68,7 @@ struct {
  * the verifier. (Carrying the context in the XDP metadata area was measured too, and costs more here.) */
 struct xdpp_packet_line {
 	struct xdpp_packet pkt;
-} __attribute__((aligned(64)));
+} __attribute__((aligned(XDPP_CONTEXT_LINE)));
 
 struct xdpp_packet_line xdpp_context[XDPP_MAX_CPUS] SEC(XDPP_CONTEXT_SECTION);
 
