@@ -6,17 +6,11 @@
  * the tail call, so that the JIT saved and restored four callee-saved registers in every stage. Its counters
  * and the rest of the wrapper are contract 4's (unchanged).
  */
-#include <xdp_pipeline/stage.h>
+#include "contract3_context.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct xdpp_packet);
-} xdpp_scratch SEC(".maps");
-
+/* Contract 3's finish: pkt and the verdict stay live across the tail call (the end itself is contract 4's). */
 static __always_inline int finish_v3(struct xdp_md *xdp, const struct xdpp_packet *pkt, int verdict)
 {
 	__u64 fell_off = 0;
@@ -28,15 +22,7 @@ static __always_inline int finish_v3(struct xdp_md *xdp, const struct xdpp_packe
 		}
 		verdict = xdpp_default_verdict;
 	}
-	if (verdict < XDP_ABORTED || verdict > XDP_REDIRECT)
-		verdict = XDP_ABORTED;
-	struct xdpp_counters *counters = xdpp_stage_counters();
-	if (counters) {
-		counters->bytes += pkt->pkt_len;
-		counters->verdict[verdict]++;
-		counters->fell_off += fell_off;
-	}
-	return verdict;
+	return xdpp_end(pkt, verdict, fell_off);
 }
 
 SEC("xdp.frags") int noop_v3(struct xdp_md *xdp)

@@ -694,12 +694,10 @@ Chain build_chain(int stages, Noop kind) {
     }
     must(object->reuse_map(XDPP_CHAIN_MAP_NAME, chain_fd), "reuse chain");
     if (kind != Noop::direct) must(object->reuse_map(XDPP_CONTEXT_SECTION, context_fd), "reuse packet context");
-    // Contract 3's per-CPU context array (and the lookup ablation's) was one map that the whole chain shared.
-    if (kind == Noop::comparison && slot > 0)
-      for (const char* shared : {"xdpp_scratch", "ablation_scratch"})
-        if (bpf_object__find_map_by_name(object->raw(), shared))
-          must(object->reuse_map(shared, must(chain.stages.front()->map(shared), "per-CPU context").fd),
-               "reuse per-CPU context");
+    // Contract 3's per-CPU context array (bench/contract3_context.h) was one map that the whole chain shared.
+    if (kind == Noop::comparison && slot > 0 && bpf_object__find_map_by_name(object->raw(), "xdpp_scratch"))
+      must(object->reuse_map("xdpp_scratch", must(chain.stages.front()->map("xdpp_scratch"), "per-CPU context").fd),
+           "reuse per-CPU context");
     must(object->load(), "noop load");
     chain.stages.push_back(std::move(object));
   }
